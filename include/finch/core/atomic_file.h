@@ -1,0 +1,20 @@
+#pragma once
+// Every artifact a user relies on is written to a temporary file in the same folder,
+// flushed to disk and renamed into place, so a crash never leaves a half-written file.
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace finch {
+
+/// Writes `bytes` to `path` atomically (temp file + fsync + rename).
+void write_file_atomic(const std::filesystem::path& path, const std::string& bytes);
+
+/// Calls `writer(tmp_path)` to produce the file, then fsyncs and renames it onto `path`.
+void write_atomic_with(const std::filesystem::path& path,
+                       const std::function<void(const std::filesystem::path&)>& writer);
+
+/// Reads a whole file; throws finch::Error naming the path when it cannot.
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace finch

@@ -1,0 +1,70 @@
+#pragma once
+// Batches from a Dataset: worker threads decode and transform samples in parallel into a
+// bounded queue of batches that the consumer takes in a deterministic order. The sample
+// order of an epoch depends on (seed, epoch) only; each sample's augmentation on
+// (seed, epoch, sample index) only, so results do not depend on thread scheduling.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "finch/data/dataset.h"
+#include "finch/data/transforms.h"
+
+namespace finch::data {
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  bool shuffle = false;
+  bool drop_last = false;
+  int workers = 2;       // decode/augment threads (>= 1)
+  int prefetch = 4;      // batches ready ahead of the consumer
+  bool strict = false;   // a corrupt image throws instead of being skipped
+  uint64_t seed = 0;
+};
+
+struct Batch {
+  torch::Tensor images;              // float32 [B, 3, H, W]
+  torch::Tensor labels;              // int64 [B]
+  std::vector<size_t> indices;       // dataset indices of the rows
+};
+
+/// A skipped sample: which one and why.
+struct SkippedSample {
+  size_t index;
+  std::string reason;
+};
+
+class Loader {
+ public:
+  Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options);
+  ~Loader();
+
+  /// Number of batches in one epoch.
+  int64_t num_batches() const;
+  /// Starts epoch `epoch`, beginning at batch `first_batch` (for mid-epoch resume).
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
+  /// Next batch of the current epoch, or nullopt at its end. Rethrows worker errors.
+  std::optional<Batch> next();
+  /// Samples skipped as unreadable in the current epoch so far.
+  std::vector<SkippedSample> skipped() const;
+
+  const Dataset& dataset() const { return *dataset_; }
+
+ private:
+  struct State;
+  void stop_workers();
+  DatasetPtr dataset_;
+  Pipeline pipeline_;
+  LoaderOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+/// The sample order of an epoch (a permutation when shuffling, identity otherwise).
+std::vector<size_t> epoch_order(size_t size, bool shuffle, uint64_t seed, int64_t epoch);
+
+}  // namespace finch::data

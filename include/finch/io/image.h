@@ -1,0 +1,24 @@
+#pragma once
+// Image decoding at the boundary: every image enters finch as 8-bit RGB (in that order).
+#include <filesystem>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+namespace finch::io {
+
+/// Decodes an image file (JPEG, PNG, BMP, TIFF, WebP; grey, RGBA, 16-bit, CMYK; EXIF
+/// orientation applied) to an HxWx3 uint8 RGB matrix. Throws finch::Error naming the path
+/// when the file is missing, empty or cannot be decoded.
+cv::Mat read_image_rgb(const std::filesystem::path& path);
+
+/// Decodes encoded image bytes (same rules as read_image_rgb); `source` names them in errors.
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source);
+
+/// True when the extension is one finch treats as an image (case-insensitive).
+bool has_image_extension(const std::filesystem::path& path);
+
+/// Writes an RGB8 image (PNG/JPEG by extension) atomically.
+void write_image_rgb(const std::filesystem::path& path, const cv::Mat& rgb);
+
+}  // namespace finch::io

@@ -1,0 +1,66 @@
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+namespace finch::test {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir(const std::string& tag) {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fs::path candidate = fs::temp_directory_path() / (tag + "-" + std::to_string(rd()));
+    if (fs::create_directories(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temporary folder");
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+CommandResult run_command(const std::string& command) {
+  std::string full = command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  if (!pipe) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return {code, output};
+}
+
+std::string run_python_reference(const std::string& script, const std::string& args) {
+  fs::path path = source_dir() / "tests" / "parity" / script;
+  CommandResult result =
+      run_command("/usr/bin/python3 " + path.string() + " " + args);
+  if (result.exit_code != 0) {
+    ADD_FAILURE() << "reference script " << script << " failed (exit " << result.exit_code
+                  << "); python3-torch and python3-torchvision are required for parity "
+                     "tests (run scripts/install-deps.sh):\n"
+                  << result.output;
+  }
+  return result.output;
+}
+
+fs::path cli_path() { return FINCH_CLI_PATH; }
+fs::path source_dir() { return FINCH_SOURCE_DIR; }
+
+void write_text(const fs::path& path, const std::string& text) {
+  if (path.has_parent_path()) fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+}  // namespace finch::test

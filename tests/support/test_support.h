@@ -1,0 +1,42 @@
+#pragma once
+// Helpers shared by the test suites: scratch folders, running the CLI and the
+// python3-torch reference scripts (Debian's /usr/bin/python3, never a user's venv).
+#include <filesystem>
+#include <string>
+
+namespace finch::test {
+
+/// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag = "finch-test");
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs a shell command, capturing its output.
+CommandResult run_command(const std::string& command);
+
+/// Runs tests/parity/<script> with Debian's python3 and `args`; fails the test (not skips)
+/// when python3-torch is missing. Returns the captured output.
+std::string run_python_reference(const std::string& script, const std::string& args);
+
+/// Path of the built `finch` executable.
+std::filesystem::path cli_path();
+
+/// Path of the source tree.
+std::filesystem::path source_dir();
+
+/// Writes a text file (creating parent folders).
+void write_text(const std::filesystem::path& path, const std::string& text);
+
+}  // namespace finch::test
