@@ -1,1 +1,88 @@
-// placeholder while the CLI is written
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "finch/core/atomic_file.h"
+#include "finch/core/config.h"
+#include "finch/core/error.h"
+#include "finch/core/progress.h"
+#include "finch/data/formats.h"
+#include "finch/data/loader.h"
+#include "finch/eval/evaluate.h"
+#include "finch/models/model_file.h"
+#include "finch/train/trainer.h"
+
+namespace finch::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string model, format, root, split = "test", confusion_csv;
+  std::vector<std::string> options;
+  bool json = false;
+  int64_t batch_size = 256;
+  int workers = 2, threads = 0;
+};
+
+void run(const EvalArgs& args) {
+  // Format-specific options use the `data` keys of the config schema (e.g. csv_file).
+  Config config = Config::defaults();
+  config.set("data.format", args.format);
+  config.set("data.root", args.root);
+  for (const auto& option : args.options) config.apply_override("data." + option);
+  torch::set_num_threads(train::choose_threads(args.threads));
+
+  models::LoadedModel loaded = models::load_model_file(args.model);
+  data::DatasetPtr dataset = data::open_dataset(args.format, args.root, args.split, config.node("data"));
+  if (dataset->class_names() != loaded.info.classes) {
+    throw Error(fmt::format("the {} split has {} classes that differ from the model's {} classes "
+                            "(names or order); evaluate on data with the model's class list",
+                            args.split, dataset->num_classes(), loaded.info.classes.size()));
+  }
+  data::LoaderOptions options;
+  options.batch_size = args.batch_size;
+  options.workers = args.workers;
+  data::Loader loader(dataset, models::eval_pipeline(loaded.info.preprocess), options);
+  eval::Metrics metrics = eval::evaluate(loaded.model, loader, torch::kCPU,
+                                         args.json ? ProgressStyle::kNone : ProgressStyle::kAuto);
+  const auto skipped = loader.skipped();
+  if (!args.confusion_csv.empty()) write_file_atomic(args.confusion_csv, eval::confusion_csv(metrics));
+  if (args.json) {
+    nlohmann::json out = eval::to_json(metrics);
+    out["model"] = args.model;
+    out["dataset"] = {{"format", args.format}, {"root", args.root}, {"split", args.split}};
+    out["skipped"] = skipped.size();
+    std::cout << out.dump() << std::endl;
+  } else {
+    fmt::print("{} on {} split '{}' ({})\n{}", args.model, args.format, args.split, args.root,
+               eval::format_report(metrics));
+    if (!skipped.empty()) fmt::print("skipped {} unreadable images, e.g. {}\n", skipped.size(), skipped.front().reason);
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a model file on a dataset split");
+  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--dataset,-d", args->format, "Dataset format: " + [] {
+        std::string names;
+        for (const auto& n : data::dataset_format_names()) names += (names.empty() ? "" : ", ") + n;
+        return names;
+      }())->required();
+  cmd->add_option("--root,-r", args->root, "Dataset root folder")->required();
+  cmd->add_option("--split", args->split, "Split to evaluate")->capture_default_str();
+  cmd->add_option("--option", args->options, "Format option as key=value (a data.* config key, e.g. csv_file=a.csv)");
+  cmd->add_flag("--json", args->json, "Print one JSON object (top1, top5, mean_class_accuracy, per_class, confusion_matrix, num_samples)");
+  cmd->add_option("--confusion-csv", args->confusion_csv, "Also write the confusion matrix as CSV here");
+  cmd->add_option("--batch-size", args->batch_size, "Images per batch")->capture_default_str();
+  cmd->add_option("--workers", args->workers, "Decode threads")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")->capture_default_str();
+  cmd->callback([args] { run(*args); });
+}
+
+}  // namespace finch::cli

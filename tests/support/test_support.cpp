@@ -64,3 +64,34 @@ void write_text(const fs::path& path, const std::string& text) {
 }
 
 }  // namespace finch::test
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace finch::test {
+
+void make_pattern_imagefolder(const fs::path& root, int classes, int per_class, int size, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> noise(0, 90), jitter(-1, 1);
+  const int square = std::max(2, size / 4);
+  for (int c = 0; c < classes; ++c) {
+    fs::create_directories(root / ("class" + std::to_string(c)));
+    // Square centres spread along the diagonal and the anti-diagonal.
+    const int cx = (c % 2 == 0) ? (c + 1) * size / (classes + 1) : size - (c + 1) * size / (classes + 1);
+    const int cy = (c + 1) * size / (classes + 1);
+    for (int i = 0; i < per_class; ++i) {
+      cv::Mat image(size, size, CV_8UC3);
+      for (int y = 0; y < size; ++y) {
+        for (int x = 0; x < size; ++x) {
+          image.at<cv::Vec3b>(y, x) = cv::Vec3b(noise(rng), noise(rng), noise(rng));
+        }
+      }
+      const int x0 = std::clamp(cx - square / 2 + jitter(rng), 0, size - square);
+      const int y0 = std::clamp(cy - square / 2 + jitter(rng), 0, size - square);
+      cv::rectangle(image, cv::Rect(x0, y0, square, square), cv::Scalar(250, 250, 250), cv::FILLED);
+      cv::imwrite((root / ("class" + std::to_string(c)) / ("img" + std::to_string(i) + ".png")).string(), image);
+    }
+  }
+}
+
+}  // namespace finch::test

@@ -40,3 +40,13 @@ std::filesystem::path source_dir();
 void write_text(const std::filesystem::path& path, const std::string& text);
 
 }  // namespace finch::test
+
+namespace finch::test {
+
+/// Writes an ImageFolder of `classes` classes x `per_class` PNGs (size x size RGB): each
+/// class is a bright square in its own position over random noise, so a small CNN learns
+/// it in a few steps. Class folders are named class0, class1, ... Deterministic in `seed`.
+void make_pattern_imagefolder(const std::filesystem::path& root, int classes, int per_class,
+                              int size, unsigned seed = 0);
+
+}  // namespace finch::test

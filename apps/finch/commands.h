@@ -1,0 +1,12 @@
+#pragma once
+// Each subcommand file adds its CLI11 subcommand and the function that runs it. Commands are
+// thin: parse options, call the library, print.
+#include <CLI/CLI.hpp>
+
+namespace finch::cli {
+
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
+
+}  // namespace finch::cli

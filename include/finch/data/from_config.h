@@ -1,0 +1,30 @@
+#pragma once
+// Opening datasets, pipelines and loaders from a run configuration (the `data` section).
+#include <string>
+
+#include "finch/core/config.h"
+#include "finch/data/dataset.h"
+#include "finch/data/loader.h"
+#include "finch/data/transforms.h"
+
+namespace finch::data {
+
+struct TrainValData {
+  DatasetPtr train, val;   // val may be null when data.val_fraction is 0 and none ships
+  std::string val_source;  // "split 'val'" or "carved 10% of 'train' (stratified, seed 0)"
+};
+
+/// Opens data.train_split and the validation data: the format's own val split when it has
+/// one (or data.val_split names one), else a stratified carve of data.val_fraction.
+TrainValData open_train_val(const Config& config);
+
+/// Opens one named split of the configured dataset.
+DatasetPtr open_split(const Config& config, const std::string& split);
+
+Pipeline train_pipeline(const Config& config);
+Pipeline eval_pipeline(const Config& config);
+
+/// Loader options for training (shuffled, drop_last per config) or evaluation.
+LoaderOptions loader_options(const Config& config, bool training);
+
+}  // namespace finch::data

@@ -1,0 +1,56 @@
+#pragma once
+// Classification metrics accumulated over batches: top-k accuracy, mean per-class
+// accuracy (FGVC-Aircraft's official metric), per-class precision/recall/F1, macro and
+// weighted averages, the confusion matrix and the most-confused class pairs.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+namespace finch::eval {
+
+struct ClassMetrics {
+  std::string name;
+  double precision = 0, recall = 0, f1 = 0;
+  int64_t support = 0;  // true samples of the class
+};
+
+struct ConfusedPair {
+  int64_t true_class, predicted_class, count;
+};
+
+struct Metrics {
+  int64_t num_samples = 0;
+  double loss = 0;  // mean cross-entropy (no label smoothing)
+  double top1 = 0, top5 = 0, mean_class_accuracy = 0;
+  std::vector<ClassMetrics> per_class;
+  double macro_precision = 0, macro_recall = 0, macro_f1 = 0;
+  double weighted_precision = 0, weighted_recall = 0, weighted_f1 = 0;
+  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+  std::vector<ConfusedPair> most_confused;      // off-diagonal cells, largest first
+};
+
+class MetricsAccumulator {
+ public:
+  explicit MetricsAccumulator(std::vector<std::string> class_names);
+  /// logits [B, C] (any float type), labels [B] int64.
+  void add(const torch::Tensor& logits, const torch::Tensor& labels);
+  Metrics finish(size_t max_confused_pairs = 10) const;
+
+ private:
+  std::vector<std::string> class_names_;
+  std::vector<std::vector<int64_t>> confusion_;
+  int64_t samples_ = 0, top5_correct_ = 0;
+  double loss_sum_ = 0;
+};
+
+/// The JSON object `finch eval --json` prints (top1, top5, mean_class_accuracy, per_class,
+/// confusion_matrix, num_samples, ...).
+nlohmann::json to_json(const Metrics& metrics);
+/// A human-readable summary with the per-class table.
+std::string format_report(const Metrics& metrics);
+/// The confusion matrix as CSV with class names as header row and first column.
+std::string confusion_csv(const Metrics& metrics);
+
+}  // namespace finch::eval

@@ -1,0 +1,73 @@
+#pragma once
+// ResNet family with torchvision's module and parameter names (conv1, bn1, layer1.0.conv1,
+// layer1.0.downsample.0, ...) so torchvision/timm state dicts load unchanged.
+// He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+#include <string>
+#include <vector>
+
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/pooling.h>
+
+#include "finch/models/model.h"
+
+namespace finch::models {
+
+struct ResNetOptions {
+  bool bottleneck = false;              // Bottleneck (ResNet-50+) or BasicBlock (18/34, CIFAR)
+  std::vector<int64_t> layers;          // blocks per stage, e.g. {3, 4, 6, 3}
+  std::vector<int64_t> widths;          // planes per stage, e.g. {64, 128, 256, 512}
+  bool small_input = false;             // 3x3 stride-1 stem, no max-pool (28-32 px images)
+  int64_t groups = 1;                   // ResNeXt cardinality
+  int64_t width_per_group = 64;         // ResNeXt / Wide-ResNet base width
+};
+
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kExpansion = 1;
+  BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
+                 int64_t width_per_group);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+class BottleneckImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kExpansion = 4;
+  BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
+                 int64_t width_per_group);
+  torch::Tensor forward(torch::Tensor x);
+
+ private:
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  torch::nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+class ResNetImpl : public BackboneImpl {
+ public:
+  explicit ResNetImpl(const ResNetOptions& options);
+  std::vector<torch::Tensor> forward_stages(const torch::Tensor& images) override;
+  int64_t num_features() const override { return num_features_; }
+
+ private:
+  ResNetOptions options_;
+  int64_t num_features_ = 0;
+  torch::nn::Conv2d conv1{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr};
+  torch::nn::MaxPool2d maxpool{nullptr};
+  std::vector<torch::nn::Sequential> stages_;  // registered as layer1..layerN
+};
+
+/// Options of a registered ResNet name (resnet18/34/50/101/152, resnext50_32x4d,
+/// wide_resnet50_2, resnet20/32/56 with `width` channels in the first stage).
+ResNetOptions resnet_options(const std::string& name, int64_t width = 16);
+
+}  // namespace finch::models

@@ -1,0 +1,48 @@
+#pragma once
+// Name -> builder registries for backbones and heads. Each backbone family / head lives in
+// its own file under src/models/{backbones,heads}/ and registers itself.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "finch/core/error.h"
+#include "finch/models/model.h"
+
+namespace finch::models {
+
+using BackboneBuilder = std::function<std::shared_ptr<BackboneImpl>(const ModelSpec& spec)>;
+/// Builds a head for a backbone with `in_features` channels in its last stage.
+using HeadBuilder =
+    std::function<std::shared_ptr<HeadImpl>(const ModelSpec& spec, int64_t in_features)>;
+
+bool register_backbone(const std::string& name, BackboneBuilder builder);
+bool register_head(const std::string& name, HeadBuilder builder);
+
+std::shared_ptr<BackboneImpl> build_backbone(const ModelSpec& spec);
+std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, int64_t in_features);
+
+std::vector<std::string> backbone_names();
+std::vector<std::string> head_names();
+
+/// Reads spec[key] or returns `fallback` (typed; throws finch::Error on a wrong type).
+template <typename T>
+T spec_value(const ModelSpec& spec, const std::string& key, T fallback) {
+  if (!spec.contains(key) || spec[key].is_null()) return fallback;
+  try {
+    return spec[key].get<T>();
+  } catch (const std::exception&) {
+    throw ::finch::Error("model." + key + " has the wrong type: " + spec[key].dump());
+  }
+}
+
+}  // namespace finch::models
+
+#define FINCH_MODELS_CONCAT_INNER(a, b) a##b
+#define FINCH_MODELS_CONCAT(a, b) FINCH_MODELS_CONCAT_INNER(a, b)
+#define FINCH_REGISTER_BACKBONE(name, builder)                                \
+  static const bool FINCH_MODELS_CONCAT(finch_backbone_registered_, __LINE__) = \
+      ::finch::models::register_backbone(name, builder)
+#define FINCH_REGISTER_HEAD(name, builder)                                \
+  static const bool FINCH_MODELS_CONCAT(finch_head_registered_, __LINE__) = \
+      ::finch::models::register_head(name, builder)

@@ -1,0 +1,44 @@
+#pragma once
+// The training loop: data -> model -> loss -> optimizer, with validation-based model
+// selection, atomic artifacts, exact resume, checkpoint on Ctrl-C and a stop on NaN loss.
+//
+// RUN_DIR layout:
+//   config.yaml         the effective configuration (defaults + recipe + --set)
+//   metrics.jsonl       one record per epoch (epoch, train_loss, train_acc, val_loss,
+//                       val_acc, lr, img_per_s, seconds)
+//   best.safetensors    the model with the best validation top-1 (self-describing)
+//   last.safetensors    the model after the last finished epoch
+//   checkpoint/         resume state (model, optimizer, state.json)
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "finch/core/config.h"
+#include "finch/train/checkpoint.h"
+
+namespace finch::train {
+
+struct TrainSummary {
+  int64_t epochs_completed = 0;
+  bool interrupted = false;
+  double best_val_acc = -1;
+  int64_t best_epoch = -1;
+  std::filesystem::path best_model, last_model;
+};
+
+/// Callbacks for applications embedding the trainer (and for tests).
+struct TrainHooks {
+  /// Called after every optimizer step, before the interrupt check.
+  std::function<void(const TrainState& state, models::Classifier& model)> on_step;
+};
+
+/// Trains according to `config` into `run_dir`. With `resume`, continues from the run's
+/// checkpoint (config must be the run's own config.yaml, possibly with --set changes).
+TrainSummary run_training(const Config& config, const std::filesystem::path& run_dir, bool resume,
+                          const TrainHooks& hooks = {});
+
+/// Compute threads chosen for `threads` = 0: all cores (decoding small images is cheap);
+/// otherwise `threads`.
+int choose_threads(int threads);
+
+}  // namespace finch::train

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make demo`: train the shipped Fashion-MNIST recipe on this machine's CPU, evaluate the
+# best (validation-selected) model on the untouched test split, and print the summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FINCH=build/finch
+RECIPE=${RECIPE:-configs/fashion_mnist.yaml}
+RUN_DIR=${RUN_DIR:-runs/fashion-mnist-$(date +%Y%m%d-%H%M%S)}
+DATA=/usr/share/datasets/fashion-mnist
+
+echo "== finch demo: $RECIPE -> $RUN_DIR"
+"$FINCH" train --config "$RECIPE" --out "$RUN_DIR" "$@"
+
+echo "== evaluating $RUN_DIR/best.safetensors on the Fashion-MNIST test split"
+"$FINCH" eval --model "$RUN_DIR/best.safetensors" --dataset idx --root "$DATA" --split test \
+  --confusion-csv "$RUN_DIR/test_confusion.csv" | tee "$RUN_DIR/test_report.txt"
+"$FINCH" eval --model "$RUN_DIR/best.safetensors" --dataset idx --root "$DATA" --split test \
+  --json > "$RUN_DIR/test_metrics.json"
+
+echo "== done: run folder $RUN_DIR (model, metrics.jsonl, test_metrics.json, test_confusion.csv)"

@@ -1,0 +1,133 @@
+#include "finch/core/config.h"
+
+#include <sstream>
+
+#include "finch/config_defaults.h"
+#include "finch/core/atomic_file.h"
+#include "finch/core/error.h"
+
+namespace finch {
+
+namespace {
+
+std::vector<std::string> split_key(const std::string& dotted) {
+  std::vector<std::string> parts;
+  std::stringstream stream(dotted);
+  std::string part;
+  while (std::getline(stream, part, '.')) {
+    if (part.empty()) throw Error("bad config key '" + dotted + "'");
+    parts.push_back(part);
+  }
+  if (parts.empty()) throw Error("empty config key");
+  return parts;
+}
+
+std::vector<std::string> map_keys(const YAML::Node& map) {
+  std::vector<std::string> keys;
+  for (const auto& kv : map) keys.push_back(kv.first.as<std::string>());
+  return keys;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
+  return out;
+}
+
+// Merges `user` onto `base` in place. Maps merge key by key (unknown keys are errors);
+// anything else (scalars, lists) replaces the default wholesale.
+void merge(YAML::Node base, const YAML::Node& user, const std::string& prefix,
+           const std::string& source) {
+  if (!user.IsMap()) {
+    throw Error(source + ": '" + (prefix.empty() ? "<top level>" : prefix) +
+                "' must be a mapping of keys");
+  }
+  for (const auto& kv : user) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    if (!base[key]) {
+      throw Error(source + ": unknown config key '" + full + "' (known keys" +
+                  (prefix.empty() ? "" : " in '" + prefix + "'") + ": " +
+                  join(map_keys(base), ", ") + ")");
+    }
+    YAML::Node target = base[key];
+    if (target.IsMap()) {
+      merge(target, kv.second, full, source);
+    } else {
+      if (kv.second.IsMap()) throw Error(source + ": '" + full + "' takes a value, not a mapping");
+      base[key] = YAML::Clone(kv.second);
+    }
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& source) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw Error(source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
+  }
+}
+
+}  // namespace
+
+Config Config::defaults() { return Config(parse_yaml(kDefaultConfigYaml, "defaults.yaml")); }
+
+Config Config::from_yaml(const std::string& yaml, const std::string& source) {
+  Config config = defaults();
+  YAML::Node user = parse_yaml(yaml, source);
+  if (!user.IsNull()) merge(config.root_, user, "", source);
+  return config;
+}
+
+Config Config::load(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  Config config = file.empty() ? defaults() : from_yaml(read_file(file), file.string());
+  for (const auto& assignment : overrides) config.apply_override(assignment);
+  return config;
+}
+
+void Config::apply_override(const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw Error("--set expects key=value (e.g. --set train.epochs=5), got '" + assignment + "'");
+  }
+  set(assignment.substr(0, eq), assignment.substr(eq + 1));
+}
+
+void Config::set(const std::string& dotted_key, const std::string& yaml_value) {
+  // Build {a: {b: value}} and merge it, so overrides follow the same rules as files.
+  auto parts = split_key(dotted_key);
+  YAML::Node value = parse_yaml(yaml_value.empty() ? "''" : yaml_value, "--set " + dotted_key);
+  YAML::Node wrapped = value;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    YAML::Node outer(YAML::NodeType::Map);
+    outer[*it] = wrapped;
+    wrapped.reset(outer);
+  }
+  merge(root_, wrapped, "", "--set");
+}
+
+YAML::Node Config::node(const std::string& dotted_key) const {
+  // yaml-cpp's Node::operator= rebinds the *content*; reset() rebinds the handle.
+  YAML::Node current;
+  current.reset(root_);
+  for (const auto& part : split_key(dotted_key)) {
+    const YAML::Node& view = current;  // const access never inserts keys
+    if (!view.IsMap() || !view[part]) throw Error("config key '" + dotted_key + "' not found");
+    current.reset(view[part]);
+  }
+  return YAML::Clone(current);
+}
+
+void Config::throw_type_error(const std::string& key, const YAML::Node& n) {
+  YAML::Emitter out;
+  out << YAML::Flow << n;
+  throw Error("config key '" + key + "' has a value of the wrong type: " + out.c_str());
+}
+
+std::string Config::to_yaml() const {
+  YAML::Emitter out;
+  out << root_;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace finch

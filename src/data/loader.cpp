@@ -1,0 +1,182 @@
+#include "finch/data/loader.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "finch/core/error.h"
+#include "finch/core/rng.h"
+
+namespace finch::data {
+
+namespace {
+
+// Stream ids keep the shuffle and the augmentation randomness independent.
+constexpr uint64_t kShuffleStream = 0x5348;
+constexpr uint64_t kAugmentStream = 0x4155;
+
+struct BatchResult {
+  std::optional<Batch> batch;
+  std::vector<SkippedSample> skipped;
+  std::exception_ptr error;
+};
+
+}  // namespace
+
+std::vector<size_t> epoch_order(size_t size, bool shuffle, uint64_t seed, int64_t epoch) {
+  std::vector<size_t> order(size);
+  std::iota(order.begin(), order.end(), size_t{0});
+  if (shuffle) {
+    Rng rng(derive_seed(seed, kShuffleStream, static_cast<uint64_t>(epoch)));
+    for (size_t i = size; i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);  // Fisher-Yates
+  }
+  return order;
+}
+
+struct Loader::State {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<size_t> order;
+  int64_t epoch = 0;
+  int64_t next_to_claim = 0;
+  int64_t next_to_deliver = 0;
+  bool stop = false;
+  std::map<int64_t, BatchResult> ready;
+  std::vector<SkippedSample> skipped;
+  std::vector<std::thread> workers;
+};
+
+Loader::Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options)
+    : dataset_(std::move(dataset)), pipeline_(std::move(pipeline)), options_(options),
+      state_(std::make_unique<State>()) {
+  if (options_.batch_size < 1) throw Error("batch size must be >= 1");
+  options_.workers = std::max(1, options_.workers);
+  options_.prefetch = std::max(1, options_.prefetch);
+}
+
+Loader::~Loader() { stop_workers(); }
+
+int64_t Loader::num_batches() const {
+  const int64_t n = static_cast<int64_t>(dataset_->size());
+  return options_.drop_last ? n / options_.batch_size
+                            : (n + options_.batch_size - 1) / options_.batch_size;
+}
+
+void Loader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stop = true;
+  }
+  state_->changed.notify_all();
+  for (auto& worker : state_->workers) worker.join();
+  state_->workers.clear();
+}
+
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
+  stop_workers();
+  State& s = *state_;
+  s.stop = false;
+  s.epoch = epoch;
+  s.order = epoch_order(dataset_->size(), options_.shuffle, options_.seed, epoch);
+  s.next_to_claim = s.next_to_deliver = std::clamp<int64_t>(first_batch, 0, num_batches());
+  s.ready.clear();
+  s.skipped.clear();
+
+  const int64_t total = num_batches();
+  auto build = [this, &s](int64_t b) {
+    BatchResult result;
+    try {
+      const int64_t begin = b * options_.batch_size;
+      const int64_t end = std::min<int64_t>(begin + options_.batch_size, s.order.size());
+      std::vector<torch::Tensor> images;
+      std::vector<int64_t> labels;
+      std::vector<size_t> indices;
+      for (int64_t k = begin; k < end; ++k) {
+        const size_t index = s.order[k];
+        Rng rng(derive_seed(options_.seed, kAugmentStream, static_cast<uint64_t>(s.epoch), index));
+        torch::Tensor image;
+        try {
+          image = pipeline_(dataset_->load_rgb(index), rng);
+        } catch (const Error& e) {
+          if (options_.strict) throw;
+          result.skipped.push_back({index, e.what()});
+          continue;
+        }
+        if (!images.empty() && image.sizes() != images.front().sizes()) {
+          throw Error("sample " + dataset_->describe(index) + " becomes a " +
+                      std::to_string(image.size(1)) + "x" + std::to_string(image.size(2)) +
+                      " tensor but the batch is " + std::to_string(images.front().size(1)) + "x" +
+                      std::to_string(images.front().size(2)) +
+                      "; add a resize/center_crop transform so every image has the same size");
+        }
+        images.push_back(image);
+        labels.push_back(dataset_->label(index));
+        indices.push_back(index);
+      }
+      if (!images.empty()) {
+        result.batch = Batch{torch::stack(images), torch::tensor(labels, torch::kInt64), indices};
+      }
+    } catch (...) {
+      result.error = std::current_exception();
+    }
+    return result;
+  };
+
+  for (int w = 0; w < options_.workers; ++w) {
+    s.workers.emplace_back([this, &s, total, build] {
+      while (true) {
+        int64_t b;
+        {
+          std::unique_lock<std::mutex> lock(s.mutex);
+          s.changed.wait(lock, [&] {
+            return s.stop ||
+                   (s.next_to_claim < total && s.next_to_claim < s.next_to_deliver + options_.prefetch);
+          });
+          if (s.stop) return;
+          b = s.next_to_claim++;
+        }
+        BatchResult result = build(b);
+        {
+          std::lock_guard<std::mutex> lock(s.mutex);
+          s.ready.emplace(b, std::move(result));
+        }
+        s.changed.notify_all();
+      }
+    });
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  State& s = *state_;
+  const int64_t total = num_batches();
+  while (true) {
+    BatchResult result;
+    {
+      std::unique_lock<std::mutex> lock(s.mutex);
+      if (s.next_to_deliver >= total) return std::nullopt;
+      if (s.workers.empty()) throw std::logic_error("Loader::next called before start_epoch");
+      s.changed.wait(lock, [&] { return s.ready.count(s.next_to_deliver) > 0; });
+      auto it = s.ready.find(s.next_to_deliver);
+      result = std::move(it->second);
+      s.ready.erase(it);
+      ++s.next_to_deliver;
+      s.skipped.insert(s.skipped.end(), result.skipped.begin(), result.skipped.end());
+    }
+    s.changed.notify_all();
+    if (result.error) std::rethrow_exception(result.error);
+    if (result.batch) return result.batch;  // else every sample was unreadable: move on
+  }
+}
+
+std::vector<SkippedSample> Loader::skipped() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->skipped;
+}
+
+}  // namespace finch::data

@@ -1,0 +1,158 @@
+#include "finch/models/backbones/resnet.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/init.h>
+
+#include "finch/core/error.h"
+#include "finch/models/registry.h"
+
+namespace finch::models {
+
+namespace {
+
+namespace nn = torch::nn;
+
+nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1, int64_t groups = 1) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).groups(groups).bias(false));
+}
+
+nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false));
+}
+
+// torchvision's shortcut: 1x1 conv + BN when the shape changes ("option B" in the paper).
+nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
+  if (stride == 1 && in == out) return nullptr;
+  return nn::Sequential(conv1x1(in, out, stride), nn::BatchNorm2d(out));
+}
+
+}  // namespace
+
+BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
+                               int64_t width_per_group) {
+  if (groups != 1 || width_per_group != 64) {
+    throw Error("BasicBlock supports only groups=1 and width_per_group=64");
+  }
+  conv1 = register_module("conv1", conv3x3(in_planes, planes, stride));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  conv2 = register_module("conv2", conv3x3(planes, planes));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  downsample = make_downsample(in_planes, planes * kExpansion, stride);
+  if (downsample) register_module("downsample", downsample);
+}
+
+torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
+  torch::Tensor identity = downsample ? downsample->forward(x) : x;
+  torch::Tensor out = bn1(conv1(x)).relu_();
+  out = bn2(conv2(out));
+  return out.add_(identity).relu_();
+}
+
+BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
+                               int64_t width_per_group) {
+  const int64_t width = static_cast<int64_t>(planes * (width_per_group / 64.0)) * groups;
+  conv1 = register_module("conv1", conv1x1(in_planes, width));
+  bn1 = register_module("bn1", nn::BatchNorm2d(width));
+  conv2 = register_module("conv2", conv3x3(width, width, stride, groups));
+  bn2 = register_module("bn2", nn::BatchNorm2d(width));
+  conv3 = register_module("conv3", conv1x1(width, planes * kExpansion));
+  bn3 = register_module("bn3", nn::BatchNorm2d(planes * kExpansion));
+  downsample = make_downsample(in_planes, planes * kExpansion, stride);
+  if (downsample) register_module("downsample", downsample);
+}
+
+torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
+  torch::Tensor identity = downsample ? downsample->forward(x) : x;
+  torch::Tensor out = bn1(conv1(x)).relu_();
+  out = bn2(conv2(out)).relu_();
+  out = bn3(conv3(out));
+  return out.add_(identity).relu_();
+}
+
+ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
+  if (options.layers.size() != options.widths.size() || options.layers.empty()) {
+    throw Error("ResNet needs one width per stage");
+  }
+  const int64_t stem = options.widths[0];
+  conv1 = options.small_input
+              ? nn::Conv2d(nn::Conv2dOptions(3, stem, 3).stride(1).padding(1).bias(false))
+              : nn::Conv2d(nn::Conv2dOptions(3, stem, 7).stride(2).padding(3).bias(false));
+  register_module("conv1", conv1);
+  bn1 = register_module("bn1", nn::BatchNorm2d(stem));
+  if (!options.small_input) {
+    maxpool = register_module("maxpool", nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));
+  }
+  const int64_t expansion = options.bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
+  int64_t in_planes = stem;
+  for (size_t s = 0; s < options.layers.size(); ++s) {
+    nn::Sequential stage;
+    const int64_t planes = options.widths[s];
+    for (int64_t b = 0; b < options.layers[s]; ++b) {
+      const int64_t stride = (b == 0 && s > 0) ? 2 : 1;
+      if (options.bottleneck) {
+        stage->push_back(Bottleneck(in_planes, planes, stride, options.groups, options.width_per_group));
+      } else {
+        stage->push_back(BasicBlock(in_planes, planes, stride, options.groups, options.width_per_group));
+      }
+      in_planes = planes * expansion;
+    }
+    stages_.push_back(register_module("layer" + std::to_string(s + 1), stage));
+  }
+  num_features_ = in_planes;
+
+  // torchvision's initialisation: He-normal (fan_out) convs, BN weight 1 and bias 0.
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<nn::Conv2d>()) {
+      nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+    } else if (auto* bn = module->as<nn::BatchNorm2d>()) {
+      nn::init::ones_(bn->weight);
+      nn::init::zeros_(bn->bias);
+    }
+  }
+}
+
+std::vector<torch::Tensor> ResNetImpl::forward_stages(const torch::Tensor& images) {
+  torch::Tensor x = bn1(conv1(images)).relu_();
+  if (maxpool) x = maxpool(x);
+  std::vector<torch::Tensor> outputs;
+  outputs.reserve(stages_.size());
+  for (auto& stage : stages_) {
+    x = stage->forward(x);
+    outputs.push_back(x);
+  }
+  return outputs;
+}
+
+ResNetOptions resnet_options(const std::string& name, int64_t width) {
+  const std::vector<int64_t> imagenet_widths{64, 128, 256, 512};
+  const std::vector<int64_t> small_widths{width, 2 * width, 4 * width};
+  if (name == "resnet18") return {false, {2, 2, 2, 2}, imagenet_widths};
+  if (name == "resnet34") return {false, {3, 4, 6, 3}, imagenet_widths};
+  if (name == "resnet50") return {true, {3, 4, 6, 3}, imagenet_widths};
+  if (name == "resnet101") return {true, {3, 4, 23, 3}, imagenet_widths};
+  if (name == "resnet152") return {true, {3, 8, 36, 3}, imagenet_widths};
+  if (name == "resnext50_32x4d") return {true, {3, 4, 6, 3}, imagenet_widths, false, 32, 4};
+  if (name == "wide_resnet50_2") return {true, {3, 4, 6, 3}, imagenet_widths, false, 1, 128};
+  if (name == "resnet20") return {false, {3, 3, 3}, small_widths, true};
+  if (name == "resnet32") return {false, {5, 5, 5}, small_widths, true};
+  if (name == "resnet56") return {false, {9, 9, 9}, small_widths, true};
+  throw Error("unknown ResNet variant '" + name + "'");
+}
+
+namespace {
+
+bool register_resnets() {
+  for (const char* name : {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                           "resnext50_32x4d", "wide_resnet50_2", "resnet20", "resnet32", "resnet56"}) {
+    register_backbone(name, [name = std::string(name)](const ModelSpec& spec) {
+      return std::make_shared<ResNetImpl>(resnet_options(name, spec_value<int64_t>(spec, "width", 16)));
+    });
+  }
+  return true;
+}
+
+const bool kResNetsRegistered = register_resnets();
+
+}  // namespace
+
+}  // namespace finch::models

@@ -1,0 +1,35 @@
+// The plain head: global average pooling of the last stage + dropout + linear classifier.
+// Its classifier is named `fc`, as in torchvision's ResNet.
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+
+#include "finch/models/registry.h"
+
+namespace finch::models {
+
+namespace {
+
+class LinearHeadImpl : public HeadImpl {
+ public:
+  LinearHeadImpl(int64_t in_features, int64_t num_classes, double dropout)
+      : dropout_(register_module("dropout", torch::nn::Dropout(dropout))),
+        fc(register_module("fc", torch::nn::Linear(in_features, num_classes))) {}
+
+  ModelOutput forward_head(const std::vector<torch::Tensor>& stages) override {
+    torch::Tensor embedding = stages.back().mean({2, 3});
+    return {fc(dropout_(embedding)), embedding};
+  }
+
+ private:
+  torch::nn::Dropout dropout_;
+  torch::nn::Linear fc;
+};
+
+FINCH_REGISTER_HEAD("linear", [](const ModelSpec& spec, int64_t in_features) {
+  return std::make_shared<LinearHeadImpl>(in_features, spec_value<int64_t>(spec, "num_classes", 0),
+                                          spec_value<double>(spec, "dropout", 0.0));
+});
+
+}  // namespace
+
+}  // namespace finch::models

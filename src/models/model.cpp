@@ -1,0 +1,82 @@
+#include "finch/models/model.h"
+
+#include <map>
+#include <set>
+
+#include <torch/torch.h>
+
+#include "finch/core/error.h"
+#include "finch/models/registry.h"
+
+namespace finch::models {
+
+ClassifierImpl::ClassifierImpl(std::shared_ptr<BackboneImpl> backbone,
+                               std::shared_ptr<HeadImpl> head)
+    : backbone_(register_module("backbone", std::move(backbone))),
+      head_(register_module("head", std::move(head))) {}
+
+ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
+              "classifier expects [B, 3, H, W] images, got ", images.sizes());
+  return head_->forward_head(backbone_->forward_stages(images));
+}
+
+Classifier build_classifier(const ModelSpec& spec) {
+  const int64_t num_classes = spec_value<int64_t>(spec, "num_classes", 0);
+  if (num_classes < 1) throw Error("model.num_classes must be >= 1, got " + std::to_string(num_classes));
+  auto backbone = build_backbone(spec);
+  auto head = build_head(spec, backbone->num_features());
+  return Classifier(backbone, head);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void load_state_dict(torch::nn::Module& module,
+                     const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                     const std::string& source) {
+  std::map<std::string, torch::Tensor> given(tensors.begin(), tensors.end());
+  std::vector<std::string> missing, mismatched;
+  std::set<std::string> used;
+  auto targets = state_dict(module);
+  for (auto& [name, target] : targets) {
+    auto it = given.find(name);
+    if (it == given.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    used.insert(name);
+    if (it->second.sizes() != target.sizes()) {
+      std::ostringstream msg;
+      msg << name << " (expected " << target.sizes() << ", found " << it->second.sizes() << ")";
+      mismatched.push_back(msg.str());
+    }
+  }
+  std::vector<std::string> unexpected;
+  for (const auto& kv : given) {
+    if (!used.count(kv.first)) unexpected.push_back(kv.first);
+  }
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    auto list = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (size_t i = 0; i < v.size() && i < 8; ++i) s += (i ? ", " : "") + v[i];
+      if (v.size() > 8) s += ", ... (" + std::to_string(v.size()) + " in all)";
+      return s;
+    };
+    std::string msg = source + ": weights do not match the model architecture;";
+    if (!missing.empty()) msg += " missing: " + list(missing) + ";";
+    if (!unexpected.empty()) msg += " unexpected: " + list(unexpected) + ";";
+    if (!mismatched.empty()) msg += " shape mismatch: " + list(mismatched) + ";";
+    throw Error(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [name, target] : targets) {
+    target.copy_(given.at(name).to(target.dtype()));
+  }
+}
+
+}  // namespace finch::models

@@ -1,0 +1,286 @@
+#include "finch/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "finch/core/atomic_file.h"
+#include "finch/core/error.h"
+#include "finch/core/interrupt.h"
+#include "finch/core/progress.h"
+#include "finch/core/rng.h"
+#include "finch/core/version.h"
+#include "finch/core/yaml_json.h"
+#include "finch/data/from_config.h"
+#include "finch/eval/evaluate.h"
+#include "finch/models/model_file.h"
+#include "finch/train/checkpoint.h"
+#include "finch/train/optim.h"
+
+namespace finch::train {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kInitStream = 0x494e4954;
+constexpr uint64_t kStepStream = 0x53544550;
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+torch::Device parse_device(const std::string& text) {
+  try {
+    torch::Device device(text);
+    if (device.is_cuda() && !torch::cuda::is_available()) {
+      throw Error("device '" + text + "' requested but this LibTorch build has no CUDA device; use device: cpu");
+    }
+    return device;
+  } catch (const c10::Error&) {
+    throw Error("unknown device '" + text + "' (use cpu, cuda or cuda:N)");
+  }
+}
+
+// Keeps only the metrics records of epochs already completed (a crash may have left a
+// record of an epoch whose checkpoint was not written).
+void trim_metrics(const fs::path& file, int64_t completed_epochs) {
+  if (!fs::exists(file)) return;
+  std::ifstream in(file);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= completed_epochs) kept += line + "\n";
+    } catch (const std::exception&) {
+      // a torn last line from a crash: drop it
+    }
+  }
+  write_file_atomic(file, kept);
+}
+
+void append_line(const fs::path& file, const std::string& line) {
+  std::ofstream out(file, std::ios::app);
+  out << line << "\n";
+  out.flush();
+  if (!out) throw Error("cannot append to " + file.string());
+}
+
+models::ModelInfo model_info(const Config& config, const models::ModelSpec& spec,
+                             const std::vector<std::string>& classes, const nlohmann::json& training) {
+  models::ModelInfo info;
+  info.arch = spec;
+  info.classes = classes;
+  info.preprocess.eval_transforms = yaml_to_json(config.node("data.eval_transforms"));
+  info.preprocess.mean = config.get<std::vector<float>>("data.mean");
+  info.preprocess.std = config.get<std::vector<float>>("data.std");
+  info.preprocess.input_size = config.get<int64_t>("model.input_size");
+  info.training = training;
+  return info;
+}
+
+}  // namespace
+
+int choose_threads(int threads) {
+  if (threads > 0) return threads;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+TrainSummary run_training(const Config& config, const fs::path& run_dir, bool resume,
+                          const TrainHooks& hooks) {
+  const uint64_t seed = config.get<uint64_t>("seed");
+  const torch::Device device = parse_device(config.get<std::string>("device"));
+  const int threads = choose_threads(config.get<int>("threads"));
+  torch::set_num_threads(threads);
+  const ProgressStyle progress_style = parse_progress_style(config.get<std::string>("train.progress"));
+  const int64_t epochs = config.get<int64_t>("train.epochs");
+  if (epochs < 1) throw Error("train.epochs must be >= 1");
+
+  fs::create_directories(run_dir);
+  write_file_atomic(run_dir / "config.yaml", config.to_yaml());
+
+  // Data.
+  data::TrainValData data = data::open_train_val(config);
+  const auto& classes = data.train->class_names();
+  data::Loader train_loader(data.train, data::train_pipeline(config), data::loader_options(config, true));
+  std::unique_ptr<data::Loader> val_loader;
+  if (data.val) {
+    val_loader = std::make_unique<data::Loader>(data.val, data::eval_pipeline(config),
+                                                data::loader_options(config, false));
+  }
+
+  // Model.
+  models::ModelSpec spec = yaml_to_json(config.node("model"));
+  if (spec.value("num_classes", int64_t{0}) == 0) spec["num_classes"] = static_cast<int64_t>(classes.size());
+  if (spec["num_classes"].get<int64_t>() != static_cast<int64_t>(classes.size())) {
+    throw Error(fmt::format("model.num_classes is {} but the training data has {} classes",
+                            spec["num_classes"].dump(), classes.size()));
+  }
+  torch::manual_seed(derive_seed(seed, kInitStream));
+  models::Classifier model = models::build_classifier(spec);
+  model->to(device);
+  OptimizerBundle optim = build_optimizer(config, model);
+
+  int64_t steps_per_epoch = train_loader.num_batches();
+  const int64_t max_steps = config.get<int64_t>("train.max_steps_per_epoch");
+  if (max_steps > 0) steps_per_epoch = std::min(steps_per_epoch, max_steps);
+  if (steps_per_epoch < 1) {
+    throw Error(fmt::format("the training split has {} samples, fewer than one batch of {}",
+                            data.train->size(), config.get<int64_t>("train.batch_size")));
+  }
+  LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
+  const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
+  const double label_smoothing = config.get<double>("train.label_smoothing");
+
+  TrainState state;
+  if (resume) {
+    auto loaded = load_checkpoint(run_dir, model, *optim.optimizer);
+    if (!loaded) throw Error("nothing to resume: " + run_dir.string() + " has no checkpoint/");
+    state = *loaded;
+    trim_metrics(run_dir / "metrics.jsonl", state.epoch);
+    fmt::print(stderr, "resuming {} at epoch {} (batch {}, step {})\n", run_dir.string(),
+               state.epoch + 1, state.batches_done, state.global_step);
+  } else {
+    fs::remove(run_dir / "metrics.jsonl");
+  }
+
+  fmt::print(stderr,
+             "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
+             "parameters); {} compute threads, {} loader workers, device {}\n",
+             kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
+             classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
+             [&] {
+               int64_t n = 0;
+               for (const auto& p : model->parameters()) n += p.numel();
+               return n / 1e6;
+             }(),
+             threads, config.get<int>("data.workers"), device.str());
+
+  TrainSummary summary;
+  summary.best_val_acc = state.best_val_acc;
+  summary.best_epoch = state.best_epoch;
+  summary.best_model = run_dir / "best.safetensors";
+  summary.last_model = run_dir / "last.safetensors";
+
+  while (state.epoch < epochs) {
+    const auto epoch_start = Clock::now();
+    model->train();
+    train_loader.start_epoch(state.epoch, state.batches_done);
+    Progress progress(fmt::format("epoch {}/{}", state.epoch + 1, epochs), steps_per_epoch, progress_style);
+    auto train_start = Clock::now();
+    const double seconds_before = state.train_seconds;
+    while (state.batches_done < steps_per_epoch) {
+      auto batch = train_loader.next();
+      if (!batch) break;
+      torch::manual_seed(derive_seed(seed, kStepStream, state.global_step));  // dropout etc.
+      set_lr_factor(optim, schedule.factor(state.global_step));
+      torch::Tensor images = batch->images.to(device), labels = batch->labels.to(device);
+      auto output = model->forward(images);
+      torch::Tensor loss = torch::nn::functional::cross_entropy(
+          output.logits, labels,
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing));
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        throw Error(fmt::format(
+            "training loss became {} at epoch {}, batch {} (global step {}); stopping. Lower "
+            "optim.lr or check the data; the last good checkpoint is in {}",
+            loss_value, state.epoch + 1, state.batches_done + 1, state.global_step + 1,
+            (run_dir / "checkpoint").string()));
+      }
+      optim.optimizer->zero_grad();
+      loss.backward();
+      optim.optimizer->step();
+
+      const int64_t n = labels.size(0);
+      state.loss_sum += loss_value * n;
+      state.correct += output.logits.argmax(1).eq(labels).sum().item<int64_t>();
+      state.seen += n;
+      ++state.batches_done;
+      ++state.global_step;
+      state.train_seconds = seconds_before + seconds_since(train_start);
+      progress.update(state.batches_done,
+                      fmt::format("loss {:.4f} acc {:.4f} {:.0f} img/s", state.loss_sum / state.seen,
+                                  static_cast<double>(state.correct) / state.seen,
+                                  state.seen / std::max(1e-9, state.train_seconds)));
+      if (hooks.on_step) hooks.on_step(state, model);
+      if (interrupt_requested()) {
+        save_checkpoint(run_dir, model, *optim.optimizer, state);
+        fmt::print(stderr, "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
+                           "`finch train --resume {}`\n",
+                   state.epoch + 1, state.batches_done, run_dir.string());
+        summary.interrupted = true;
+        summary.epochs_completed = state.epoch;
+        return summary;
+      }
+      if (checkpoint_every > 0 && state.global_step % checkpoint_every == 0) {
+        save_checkpoint(run_dir, model, *optim.optimizer, state);
+      }
+    }
+    const double train_seconds = state.train_seconds;
+    const auto skipped = train_loader.skipped();
+    progress.finish(fmt::format("loss {:.4f} acc {:.4f}", state.loss_sum / std::max<int64_t>(1, state.seen),
+                                static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)));
+    if (!skipped.empty()) {
+      fmt::print(stderr, "warning: skipped {} unreadable training images this epoch, e.g. {}\n",
+                 skipped.size(), skipped.front().reason);
+    }
+
+    nlohmann::json record = {{"epoch", state.epoch + 1},
+                             {"train_loss", state.loss_sum / std::max<int64_t>(1, state.seen)},
+                             {"train_acc", static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)},
+                             {"val_loss", nullptr},
+                             {"val_acc", nullptr},
+                             {"lr", current_lr(optim)},
+                             {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
+                             {"skipped", skipped.size()}};
+    double val_acc = -1;
+    if (val_loader) {
+      eval::Metrics val = eval::evaluate(model, *val_loader, device, progress_style, "  validate");
+      val_acc = val.top1;
+      record["val_loss"] = val.loss;
+      record["val_acc"] = val.top1;
+    }
+    record["seconds"] = seconds_since(epoch_start);
+
+    nlohmann::json training = {{"epoch", state.epoch + 1}, {"val_acc", record["val_acc"]},
+                               {"val_source", data.val_source}, {"seed", seed}};
+    const auto info = model_info(config, spec, classes, training);
+    models::save_model_file(summary.last_model, model, info);
+    // Model selection uses the validation split only; without one, the last epoch is "best".
+    if (!val_loader || val_acc > state.best_val_acc) {
+      state.best_val_acc = val_acc;
+      state.best_epoch = state.epoch + 1;
+      models::save_model_file(summary.best_model, model, info);
+    }
+    fmt::print(stderr, "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} img/s | {}\n",
+               state.epoch + 1, epochs, record["train_loss"].get<double>(), record["train_acc"].get<double>(),
+               record["val_loss"].is_null() ? "-" : fmt::format("{:.4f}", record["val_loss"].get<double>()),
+               record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(optim),
+               record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
+
+    // Epoch done: reset the running sums and checkpoint at the start of the next epoch.
+    TrainState next = state;
+    next.epoch = state.epoch + 1;
+    next.batches_done = 0;
+    next.loss_sum = 0;
+    next.correct = next.seen = 0;
+    next.train_seconds = 0;
+    // The record goes first: a crash before the checkpoint re-runs the epoch, and resume
+    // trims records of epochs the checkpoint has not reached.
+    append_line(run_dir / "metrics.jsonl", record.dump());
+    save_checkpoint(run_dir, model, *optim.optimizer, next);
+    state = next;
+    summary.epochs_completed = state.epoch;
+    summary.best_val_acc = state.best_val_acc;
+    summary.best_epoch = state.best_epoch;
+  }
+  return summary;
+}
+
+}  // namespace finch::train

@@ -1,0 +1,128 @@
+// End to end through the `finch` executable: train -> eval -> predict on generated images.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using finch::test::run_command;
+
+namespace {
+
+std::string cli() { return finch::test::cli_path().string(); }
+
+const char* kRecipe = R"(seed: 1
+threads: 1
+data:
+  format: imagefolder
+  workers: 2
+  val_fraction: 0.2
+  mean: [0.5, 0.5, 0.5]
+  std: [0.25, 0.25, 0.25]
+  train_transforms: [{type: hflip, p: 0.5}]
+  eval_transforms: [{type: resize, size: [16, 16]}]
+model: {backbone: resnet20, width: 8, input_size: 16}
+train: {epochs: 5, batch_size: 8, progress: lines}
+optim: {name: adam, lr: 0.003, weight_decay: 0.0}
+schedule: {name: cosine}
+)";
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new finch::test::TempDir("finch-cli");
+    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "train", 3, 20, 16, 1);
+    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "test", 3, 10, 16, 2);
+    finch::test::write_text(dir_->path() / "recipe.yaml", kRecipe);
+    auto result = run_command(cli() + " train --config " + (dir_->path() / "recipe.yaml").string() +
+                              " --out " + (dir_->path() / "run").string() + " --set data.root=" +
+                              (dir_->path() / "data").string());
+    train_output_ = new std::string(result.output);
+    train_exit_ = result.exit_code;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete train_output_;
+  }
+  static fs::path path(const std::string& name) { return dir_->path() / name; }
+  static finch::test::TempDir* dir_;
+  static std::string* train_output_;
+  static int train_exit_;
+};
+
+finch::test::TempDir* CliTest::dir_ = nullptr;
+std::string* CliTest::train_output_ = nullptr;
+int CliTest::train_exit_ = -1;
+
+}  // namespace
+
+TEST_F(CliTest, TrainWritesTheRun) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  EXPECT_TRUE(fs::exists(path("run/best.safetensors")));
+  EXPECT_NE(train_output_->find("epoch 5/5"), std::string::npos) << *train_output_;
+  // A second train into the same folder refuses instead of overwriting.
+  auto again = run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
+                           path("run").string());
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.output.find("--resume"), std::string::npos) << again.output;
+}
+
+TEST_F(CliTest, EvalJsonBeatsChanceOnTheTestSplit) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  auto result = run_command(cli() + " eval --model " + path("run/best.safetensors").string() +
+                            " --dataset imagefolder --root " + path("data").string() +
+                            " --split test --json --confusion-csv " + path("confusion.csv").string() +
+                            " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = nlohmann::json::parse(result.output);
+  EXPECT_EQ(j["num_samples"], 30);
+  EXPECT_GT(j["top1"].get<double>(), 0.6);  // chance is 1/3
+  EXPECT_EQ(j["confusion_matrix"].size(), 3u);
+  EXPECT_EQ(j["per_class"].size(), 3u);
+  EXPECT_TRUE(fs::exists(path("confusion.csv")));
+}
+
+TEST_F(CliTest, PredictJsonLinesWithErrorRecords) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  finch::test::write_text(path("inputs/broken.png"), "this is not a png");
+  fs::copy_file(path("data/test/class1/img0.png"), path("inputs/good.png"));
+  auto result = run_command(cli() + " predict --json --topk 2 --model " +
+                            path("run/best.safetensors").string() + " " + path("inputs").string() +
+                            " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  std::istringstream lines(result.output);
+  std::string line;
+  std::vector<nlohmann::json> records;
+  while (std::getline(lines, line)) records.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_TRUE(records[0].contains("error"));  // broken.png sorts first
+  EXPECT_NE(records[0]["path"].get<std::string>().find("broken.png"), std::string::npos);
+  ASSERT_EQ(records[1]["topk"].size(), 2u);
+  auto top = records[1]["topk"][0];
+  EXPECT_TRUE(top.contains("class") && top.contains("index") && top.contains("prob"));
+  EXPECT_GE(top["prob"].get<double>(), records[1]["topk"][1]["prob"].get<double>());
+}
+
+TEST(Cli, HelpVersionAndErrors) {
+  auto help = run_command(cli() + " --help");
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* cmd : {"train", "eval", "predict"}) EXPECT_NE(help.output.find(cmd), std::string::npos);
+  auto train_help = run_command(cli() + " train --help");
+  EXPECT_NE(train_help.output.find("--resume"), std::string::npos);
+  auto version = run_command(cli() + " --version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.output.find("finch"), std::string::npos);
+
+  finch::test::TempDir dir;
+  finch::test::write_text(dir / "bad.yaml", "train:\n  epoch: 3\n");
+  auto bad = run_command(cli() + " train --config " + (dir / "bad.yaml").string() + " --out " + (dir / "run").string());
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("train.epoch"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("finch: error:"), std::string::npos) << bad.output;
+
+  auto missing = run_command(cli() + " eval --model " + (dir / "bad.yaml").string() +
+                             " --dataset idx --root /nonexistent");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("finch: error:"), std::string::npos) << missing.output;
+}

@@ -1,0 +1,105 @@
+#include <gtest/gtest.h>
+
+#include "finch/core/config.h"
+#include "finch/core/error.h"
+#include "finch/core/yaml_json.h"
+#include "test_support.h"
+
+using finch::Config;
+
+TEST(Config, DefaultsHaveTheStableKeys) {
+  Config c = Config::defaults();
+  for (const char* key : {"seed", "data.format", "data.root", "model.backbone", "train.epochs",
+                          "train.batch_size", "optim.name", "optim.lr"}) {
+    EXPECT_NO_THROW(c.node(key)) << key;
+  }
+  EXPECT_EQ(c.get<std::string>("optim.name"), "sgd");
+}
+
+TEST(Config, RecipeOverridesDefaultsAndKeepsTheRest) {
+  Config c = Config::from_yaml("train:\n  epochs: 3\noptim:\n  lr: 0.5\n", "recipe.yaml");
+  EXPECT_EQ(c.get<int>("train.epochs"), 3);
+  EXPECT_DOUBLE_EQ(c.get<double>("optim.lr"), 0.5);
+  EXPECT_EQ(c.get<int>("train.batch_size"), Config::defaults().get<int>("train.batch_size"));
+}
+
+TEST(Config, UnknownKeyIsAnErrorNamingIt) {
+  try {
+    Config::from_yaml("train:\n  epoch: 3\n", "recipe.yaml");
+    FAIL() << "expected an error";
+  } catch (const finch::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.epoch"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("recipe.yaml"), std::string::npos) << e.what();
+  }
+  Config c = Config::defaults();
+  EXPECT_THROW(c.apply_override("optim.learning_rate=0.1"), finch::Error);
+  EXPECT_THROW(c.apply_override("no_equals_sign"), finch::Error);
+}
+
+TEST(Config, SetOverridesScalarsAndLists) {
+  Config c = Config::defaults();
+  c.apply_override("train.epochs=7");
+  c.apply_override("schedule.milestones=[5, 9]");
+  c.apply_override("data.root=/tmp/x y");
+  EXPECT_EQ(c.get<int>("train.epochs"), 7);
+  EXPECT_EQ(c.get<std::vector<int>>("schedule.milestones"), (std::vector<int>{5, 9}));
+  EXPECT_EQ(c.get<std::string>("data.root"), "/tmp/x y");
+}
+
+TEST(Config, WrongTypeNamesTheKey) {
+  Config c = Config::from_yaml("train: {epochs: many}", "r.yaml");
+  try {
+    c.get<int>("train.epochs");
+    FAIL();
+  } catch (const finch::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("train.epochs"), std::string::npos);
+  }
+}
+
+TEST(Config, MappingWhereValueExpectedIsAnError) {
+  EXPECT_THROW(Config::from_yaml("train: {epochs: {a: 1}}", "r.yaml"), finch::Error);
+  EXPECT_THROW(Config::from_yaml("train: 3", "r.yaml"), finch::Error);
+}
+
+TEST(Config, InvalidYamlReportsTheLine) {
+  try {
+    Config::from_yaml("seed: 1\ntrain: [unclosed\n", "bad.yaml");
+    FAIL();
+  } catch (const finch::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.yaml:"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, EffectiveConfigRoundTrips) {
+  Config c = Config::from_yaml("train: {epochs: 4}\ndata: {root: /data/cub}", "r.yaml");
+  c.apply_override("optim.name=adamw");
+  Config again = Config::from_yaml(c.to_yaml(), "config.yaml");
+  EXPECT_EQ(again.get<int>("train.epochs"), 4);
+  EXPECT_EQ(again.get<std::string>("data.root"), "/data/cub");
+  EXPECT_EQ(again.get<std::string>("optim.name"), "adamw");
+}
+
+TEST(Config, LoadReadsFileAndAppliesOverrides) {
+  finch::test::TempDir dir;
+  finch::test::write_text(dir / "r.yaml", "train:\n  epochs: 2\n");
+  Config c = Config::load(dir / "r.yaml", {"train.epochs=9"});
+  EXPECT_EQ(c.get<int>("train.epochs"), 9);
+  EXPECT_THROW(Config::load(dir / "missing.yaml", {}), finch::Error);
+}
+
+TEST(Config, ShippedRecipesAreValid) {
+  for (const char* recipe : {"fashion_mnist.yaml", "fashion_mnist_long.yaml"}) {
+    EXPECT_NO_THROW(Config::load(finch::test::source_dir() / "configs" / recipe, {})) << recipe;
+  }
+}
+
+TEST(YamlJson, ScalarsGetTypes) {
+  YAML::Node n = YAML::Load("{a: 1, b: 2.5, c: true, d: text, e: [1, x], f: '3'}");
+  nlohmann::json j = finch::yaml_to_json(n);
+  EXPECT_TRUE(j["a"].is_number_integer());
+  EXPECT_TRUE(j["b"].is_number_float());
+  EXPECT_TRUE(j["c"].is_boolean());
+  EXPECT_TRUE(j["d"].is_string());
+  EXPECT_TRUE(j["f"].is_string());
+  EXPECT_EQ(finch::yaml_to_json(finch::json_to_yaml(j)), j);
+}

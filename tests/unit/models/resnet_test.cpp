@@ -1,0 +1,121 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "finch/core/error.h"
+#include "finch/io/safetensors.h"
+#include "finch/models/model.h"
+#include "finch/models/registry.h"
+#include "test_support.h"
+
+namespace fm = finch::models;
+
+namespace {
+
+fm::Classifier make(const std::string& backbone, int64_t classes) {
+  return fm::build_classifier({{"backbone", backbone}, {"head", "linear"}, {"num_classes", classes}});
+}
+
+// torchvision names -> classifier names: the classifier `fc` lives in the head.
+std::vector<std::pair<std::string, torch::Tensor>> from_torchvision(const finch::io::TensorFile& file) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [name, tensor] : file.tensors) {
+    if (name.rfind("model.", 0) != 0) continue;
+    std::string key = name.substr(6);
+    out.emplace_back(key.rfind("fc.", 0) == 0 ? "head." + key : "backbone." + key, tensor);
+  }
+  return out;
+}
+
+void expect_matches_torchvision(const std::string& arch, int size, double tolerance) {
+  finch::test::TempDir dir;
+  const auto file = dir / "ref.safetensors";
+  finch::test::run_python_reference("resnet_reference.py", arch + " " + std::to_string(size) + " " + file.string());
+  auto ref = finch::io::read_safetensors(file);
+  auto model = make(arch, 1000);
+  fm::load_state_dict(*model, from_torchvision(ref), file.string());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor out = model->forward(ref.find("input")).logits;
+  torch::Tensor expected = ref.find("output");
+  ASSERT_EQ(out.sizes(), expected.sizes());
+  const double max_diff = (out - expected).abs().max().item<double>();
+  const double scale = expected.abs().max().item<double>();
+  // Same oneDNN kernels as PyTorch; differences come from summation order only.
+  EXPECT_LT(max_diff, tolerance * std::max(1.0, scale)) << arch << " max |diff| " << max_diff;
+  EXPECT_TRUE(out.argmax(1).equal(expected.argmax(1)));
+}
+
+}  // namespace
+
+TEST(ResNet, ParameterNamesAreTorchvisions) {
+  auto model = make("resnet50", 10);
+  std::set<std::string> names;
+  for (const auto& [name, t] : fm::state_dict(*model)) names.insert(name);
+  for (const char* expected : {"backbone.conv1.weight", "backbone.bn1.running_var",
+                               "backbone.bn1.num_batches_tracked", "backbone.layer1.0.conv3.weight",
+                               "backbone.layer1.0.downsample.0.weight", "backbone.layer1.0.downsample.1.bias",
+                               "backbone.layer4.2.bn3.weight", "head.fc.weight", "head.fc.bias"}) {
+    EXPECT_TRUE(names.count(expected)) << expected;
+  }
+  // torchvision's resnet50 has 320 state-dict entries (161 params + 159 buffers).
+  EXPECT_EQ(names.size(), 320u);
+}
+
+TEST(ResNet, StageShapes) {
+  auto model = make("resnet18", 7);
+  model->eval();
+  auto stages = model->backbone()->forward_stages(torch::randn({2, 3, 64, 64}));
+  ASSERT_EQ(stages.size(), 4u);
+  EXPECT_EQ(stages[0].sizes(), (std::vector<int64_t>{2, 64, 16, 16}));
+  EXPECT_EQ(stages[3].sizes(), (std::vector<int64_t>{2, 512, 2, 2}));
+  auto out = model->forward(torch::randn({2, 3, 64, 64}));
+  EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{2, 7}));
+  EXPECT_EQ(out.embedding.sizes(), (std::vector<int64_t>{2, 512}));
+}
+
+TEST(ResNet, SmallInputVariants) {
+  for (auto [name, blocks] : std::vector<std::pair<std::string, int>>{{"resnet20", 3}, {"resnet32", 5}}) {
+    auto model = make(name, 10);
+    auto stages = model->backbone()->forward_stages(torch::randn({2, 3, 28, 28}));
+    ASSERT_EQ(stages.size(), 3u);
+    EXPECT_EQ(stages[2].sizes(), (std::vector<int64_t>{2, 64, 7, 7})) << name;
+    int64_t params = 0;
+    for (const auto& p : model->parameters()) params += p.numel();
+    if (name == "resnet20") {
+      // He et al. report 0.27M parameters for ResNet-20 (option A shortcuts); the
+      // projection shortcuts used here add 2 x (1x1 conv + BN).
+      EXPECT_NEAR(params / 1e6, 0.27, 0.01);
+    }
+  }
+}
+
+TEST(ResNet, UnknownNamesListTheKnownOnes) {
+  try {
+    make("resnet51", 10);
+    FAIL();
+  } catch (const finch::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resnet50"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(fm::build_classifier({{"backbone", "resnet18"}, {"head", "nope"}, {"num_classes", 3}}), finch::Error);
+  EXPECT_THROW(make("resnet18", 0), finch::Error);
+}
+
+TEST(ResNet, LoadStateDictReportsMismatches) {
+  auto model = make("resnet18", 10);
+  auto sd = fm::state_dict(*model);
+  sd.pop_back();                                              // missing
+  sd.emplace_back("backbone.extra.weight", torch::zeros({1}));  // unexpected
+  sd[0].second = torch::zeros({1, 2, 3});                     // mismatched
+  try {
+    fm::load_state_dict(*model, sd, "w.safetensors");
+    FAIL();
+  } catch (const finch::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("missing"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("backbone.extra.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("shape mismatch"), std::string::npos) << msg;
+  }
+}
+
+TEST(ResNetParity, ResNet50EqualsTorchvision) { expect_matches_torchvision("resnet50", 96, 1e-4); }
+TEST(ResNetParity, ResNet18EqualsTorchvision) { expect_matches_torchvision("resnet18", 64, 1e-4); }
