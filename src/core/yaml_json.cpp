@@ -53,6 +53,8 @@ YAML::Node json_to_yaml(const nlohmann::json& value) {
     for (const auto& item : value) node.push_back(json_to_yaml(item));
   } else if (value.is_string()) {
     node = value.get<std::string>();
+    // Keep strings that look like numbers or booleans strings (as quoting does in YAML).
+    if (!scalar_to_json(node).is_string()) node.SetTag("!");
   } else if (value.is_boolean()) {
     node = value.get<bool>();
   } else if (value.is_number_integer()) {

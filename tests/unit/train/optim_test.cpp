@@ -60,7 +60,7 @@ TEST(Optimizer, GroupsSeparateHeadAndNormsAndApplyMultipliers) {
   auto bundle = finch::train::build_optimizer(config, model);
   auto& groups = bundle.optimizer->param_groups();
   ASSERT_EQ(groups.size(), 4u);
-  auto& sgd = [&](size_t i) -> torch::optim::SGDOptions& {
+  auto sgd = [&](size_t i) -> torch::optim::SGDOptions& {
     return static_cast<torch::optim::SGDOptions&>(groups[i].options());
   };
   EXPECT_DOUBLE_EQ(sgd(0).lr(), 0.1);

@@ -66,9 +66,12 @@ class TrainerTest : public ::testing::Test {
 }  // namespace
 
 TEST_F(TrainerTest, WritesArtifactsAndLearns) {
-  Config config = tiny_config(dir_ / "data", 4);
+  Config config = tiny_config(dir_ / "data", 6);
+  for (const char* o : {"optim.name=adam", "optim.lr=0.003", "optim.weight_decay=0", "model.width=8"}) {
+    config.apply_override(o);
+  }
   auto summary = finch::train::run_training(config, dir_ / "run", false);
-  EXPECT_EQ(summary.epochs_completed, 4);
+  EXPECT_EQ(summary.epochs_completed, 6);
   EXPECT_FALSE(summary.interrupted);
   for (const char* f : {"config.yaml", "metrics.jsonl", "best.safetensors", "last.safetensors",
                         "checkpoint/state.json", "checkpoint/optimizer.pt", "checkpoint/model.safetensors"}) {
@@ -86,14 +89,14 @@ TEST_F(TrainerTest, WritesArtifactsAndLearns) {
     EXPECT_EQ(j["epoch"], ++records);
     (records == 1 ? first_loss : last_loss) = j["train_loss"].get<double>();
   }
-  EXPECT_EQ(records, 4);
+  EXPECT_EQ(records, 6);
   EXPECT_LT(last_loss, first_loss);
   EXPECT_GT(summary.best_val_acc, 0.5);  // chance is 0.25
   auto best = finch::models::load_model_file(dir_ / "run" / "best.safetensors");
   EXPECT_EQ(best.info.classes, (std::vector<std::string>{"class0", "class1", "class2", "class3"}));
   EXPECT_EQ(best.info.training["epoch"].get<int64_t>(), summary.best_epoch);
   // The effective config is written and loads as a config again.
-  EXPECT_EQ(Config::load(dir_ / "run" / "config.yaml", {}).get<int>("train.epochs"), 4);
+  EXPECT_EQ(Config::load(dir_ / "run" / "config.yaml", {}).get<int>("train.epochs"), 6);
 }
 
 TEST_F(TrainerTest, ResumeAfterInterruptGivesTheSameWeights) {
