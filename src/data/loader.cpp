@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
 #include <numeric>
 #include <thread>
 
+#include <omp.h>
 #include <torch/torch.h>
 
 #include "finch/core/error.h"
@@ -120,7 +122,17 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
         indices.push_back(index);
       }
       if (!images.empty()) {
-        result.batch = Batch{torch::stack(images), torch::tensor(labels, torch::kInt64), indices};
+        // Copy rows straight into the batch: torch::stack would run an intra-op parallel
+        // region from this worker thread.
+        std::vector<int64_t> shape{static_cast<int64_t>(images.size())};
+        for (int64_t d : images.front().sizes()) shape.push_back(d);
+        torch::Tensor stacked = torch::empty(shape, torch::kFloat32);
+        const size_t row_bytes = images.front().numel() * sizeof(float);
+        auto* out = static_cast<char*>(stacked.data_ptr());
+        for (size_t i = 0; i < images.size(); ++i) {
+          std::memcpy(out + i * row_bytes, images[i].contiguous().data_ptr(), row_bytes);
+        }
+        result.batch = Batch{stacked, torch::tensor(labels, torch::kInt64), indices};
       }
     } catch (...) {
       result.error = std::current_exception();
@@ -130,6 +142,9 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
 
   for (int w = 0; w < options_.workers; ++w) {
     s.workers.emplace_back([this, &s, total, build] {
+      // Each sample is small work: an OpenMP team per worker thread would only oversubscribe
+      // the cores the training step's own intra-op threads need.
+      omp_set_num_threads(1);
       while (true) {
         int64_t b;
         {

@@ -21,7 +21,7 @@ inline uint64_t derive_seed(uint64_t a, uint64_t b = 0, uint64_t c = 0, uint64_t
 /// Small fast generator (xoshiro-like splitmix stream) for per-sample augmentation.
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
+  explicit Rng(uint64_t seed) : state_(mix64(seed)) {}  // nearby seeds give unrelated streams
   uint64_t next_u64() { return mix64(state_++); }
   /// Uniform in [0, 1).
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
