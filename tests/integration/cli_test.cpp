@@ -1,6 +1,7 @@
 // End to end through the `finch` executable: train -> eval -> predict on generated images.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <sstream>
 
 #include "test_support.h"
@@ -125,4 +126,25 @@ TEST(Cli, HelpVersionAndErrors) {
                              " --dataset idx --root /nonexistent");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("finch: error:"), std::string::npos) << missing.output;
+}
+
+TEST(CliInterrupt, SigintCheckpointsAndResumeFinishes) {
+  finch::test::TempDir dir("finch-sigint");
+  finch::test::make_pattern_imagefolder(dir / "data", 3, 30, 16, 4);
+  finch::test::write_text(dir / "recipe.yaml", kRecipe);
+  const std::string common = " --set data.root=" + (dir / "data").string();
+  // 400 epochs take far longer than the 3 seconds before SIGINT arrives.
+  auto interrupted = run_command("timeout -s INT 3 " + cli() + " train --config " +
+                                 (dir / "recipe.yaml").string() + " --out " + (dir / "run").string() +
+                                 common + " --set train.epochs=400");
+  EXPECT_EQ(interrupted.exit_code, 130) << interrupted.output;
+  EXPECT_NE(interrupted.output.find("--resume"), std::string::npos) << interrupted.output;
+  ASSERT_TRUE(fs::exists(dir / "run" / "checkpoint" / "state.json"));
+  auto state = nlohmann::json::parse(std::ifstream(dir / "run" / "checkpoint" / "state.json"));
+  EXPECT_GT(state["global_step"].get<int64_t>(), 0);
+  // Resume with fewer epochs than the run has done would be a no-op; extend instead.
+  auto resumed = run_command(cli() + " train --resume " + (dir / "run").string() +
+                             " --set train.epochs=" + std::to_string(state["epoch"].get<int64_t>() + 1));
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(fs::exists(dir / "run" / "last.safetensors"));
 }

@@ -1,0 +1,149 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <set>
+
+#include "finch/core/error.h"
+#include "finch/data/loader.h"
+
+namespace fd = finch::data;
+
+namespace {
+
+// Synthetic images whose pixels encode their index; listed indices are "corrupt".
+class SyntheticDataset : public fd::Dataset {
+ public:
+  SyntheticDataset(size_t n, std::set<size_t> corrupt = {}, int odd_size_index = -1)
+      : n_(n), corrupt_(std::move(corrupt)), odd_(odd_size_index) {}
+  size_t size() const override { return n_; }
+  int64_t label(size_t i) const override { return static_cast<int64_t>(i % 3); }
+  cv::Mat load_rgb(size_t i) const override {
+    if (corrupt_.count(i)) throw finch::Error("image" + std::to_string(i) + ".jpg: cannot decode");
+    const int side = static_cast<int>(i) == odd_ ? 10 : 8;
+    return cv::Mat(side, side, CV_8UC3, cv::Scalar(static_cast<double>(i % 256), 7, 9));
+  }
+  std::string describe(size_t i) const override { return "image" + std::to_string(i) + ".jpg"; }
+  const std::vector<std::string>& class_names() const override { return names_; }
+
+ private:
+  size_t n_;
+  std::set<size_t> corrupt_;
+  int odd_;
+  std::vector<std::string> names_{"a", "b", "c"};
+};
+
+fd::Pipeline flip_pipeline() {
+  return fd::build_pipeline(YAML::Load("[{type: hflip, p: 0.5}, {type: random_erasing, p: 0.5}]"),
+                            {0, 0, 0}, {1, 1, 1});
+}
+
+std::vector<fd::Batch> one_epoch(fd::Loader& loader, int64_t epoch, int64_t first = 0) {
+  std::vector<fd::Batch> out;
+  loader.start_epoch(epoch, first);
+  while (auto b = loader.next()) out.push_back(*b);
+  return out;
+}
+
+fd::LoaderOptions options(int workers, bool shuffle, int64_t batch = 4) {
+  fd::LoaderOptions o;
+  o.batch_size = batch;
+  o.workers = workers;
+  o.shuffle = shuffle;
+  o.seed = 11;
+  return o;
+}
+
+}  // namespace
+
+TEST(EpochOrder, PermutationDeterministicPerEpoch) {
+  auto a = fd::epoch_order(100, true, 5, 0);
+  auto b = fd::epoch_order(100, true, 5, 0);
+  auto c = fd::epoch_order(100, true, 5, 1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  std::set<size_t> unique(a.begin(), a.end());
+  EXPECT_EQ(unique.size(), 100u);
+  EXPECT_EQ(*unique.rbegin(), 99u);
+  auto plain = fd::epoch_order(5, false, 5, 3);
+  EXPECT_EQ(plain, (std::vector<size_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(Loader, UnshuffledOrderAndLastBatch) {
+  auto data = std::make_shared<SyntheticDataset>(10);
+  fd::Loader loader(data, flip_pipeline(), options(3, false));
+  EXPECT_EQ(loader.num_batches(), 3);
+  auto batches = one_epoch(loader, 0);
+  ASSERT_EQ(batches.size(), 3u);
+  EXPECT_EQ(batches[2].indices, (std::vector<size_t>{8, 9}));
+  EXPECT_EQ(batches[0].images.sizes(), (std::vector<int64_t>{4, 3, 8, 8}));
+  EXPECT_EQ(batches[1].labels[0].item<int64_t>(), 4 % 3);
+
+  auto drop = options(2, false);
+  drop.drop_last = true;
+  fd::Loader dropping(data, flip_pipeline(), drop);
+  EXPECT_EQ(one_epoch(dropping, 0).size(), 2u);
+}
+
+TEST(Loader, SameBatchesWhateverTheWorkerCount) {
+  auto data = std::make_shared<SyntheticDataset>(37);
+  fd::Loader one(data, flip_pipeline(), options(1, true));
+  fd::Loader four(data, flip_pipeline(), options(4, true));
+  for (int64_t epoch : {0, 1}) {
+    auto a = one_epoch(one, epoch), b = one_epoch(four, epoch);
+    ASSERT_EQ(a.size(), b.size());
+    std::set<size_t> seen;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].indices, b[i].indices);
+      EXPECT_TRUE(a[i].images.equal(b[i].images)) << "epoch " << epoch << " batch " << i;
+      seen.insert(a[i].indices.begin(), a[i].indices.end());
+    }
+    EXPECT_EQ(seen.size(), 37u);  // every sample exactly once per epoch
+  }
+  EXPECT_NE(one_epoch(one, 0)[0].indices, one_epoch(one, 1)[0].indices);  // reshuffled
+}
+
+TEST(Loader, MidEpochStartGivesTheRemainingBatches) {
+  auto data = std::make_shared<SyntheticDataset>(20);
+  fd::Loader loader(data, flip_pipeline(), options(2, true));
+  auto full = one_epoch(loader, 3);
+  auto tail = one_epoch(loader, 3, 2);
+  ASSERT_EQ(tail.size(), full.size() - 2);
+  for (size_t i = 0; i < tail.size(); ++i) EXPECT_TRUE(tail[i].images.equal(full[i + 2].images));
+}
+
+TEST(Loader, CorruptImagesAreSkippedAndReportedOrStrictlyFatal) {
+  auto data = std::make_shared<SyntheticDataset>(12, std::set<size_t>{1, 2, 3, 7});
+  fd::Loader loader(data, flip_pipeline(), options(2, false));
+  auto batches = one_epoch(loader, 0);
+  size_t rows = 0;
+  for (const auto& b : batches) rows += b.indices.size();
+  EXPECT_EQ(rows, 8u);
+  auto skipped = loader.skipped();
+  ASSERT_EQ(skipped.size(), 4u);
+  EXPECT_EQ(skipped[0].index, 1u);
+  EXPECT_NE(skipped[0].reason.find("image1.jpg"), std::string::npos);
+
+  auto strict = options(2, false);
+  strict.strict = true;
+  fd::Loader strict_loader(data, flip_pipeline(), strict);
+  strict_loader.start_epoch(0);
+  EXPECT_THROW(
+      {
+        while (strict_loader.next()) {
+        }
+      },
+      finch::Error);
+}
+
+TEST(Loader, MixedImageSizesAskForAResize) {
+  auto data = std::make_shared<SyntheticDataset>(8, std::set<size_t>{}, 2);
+  fd::Loader loader(data, flip_pipeline(), options(1, false));
+  loader.start_epoch(0);
+  try {
+    while (loader.next()) {
+    }
+    FAIL() << "expected a size error";
+  } catch (const finch::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("resize"), std::string::npos) << e.what();
+  }
+}
