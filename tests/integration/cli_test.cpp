@@ -134,7 +134,7 @@ TEST(CliInterrupt, SigintCheckpointsAndResumeFinishes) {
   finch::test::write_text(dir / "recipe.yaml", kRecipe);
   const std::string common = " --set data.root=" + (dir / "data").string();
   // 400 epochs take far longer than the 3 seconds before SIGINT arrives.
-  auto interrupted = run_command("timeout -s INT 3 " + cli() + " train --config " +
+  auto interrupted = run_command("timeout --preserve-status -s INT 3 " + cli() + " train --config " +
                                  (dir / "recipe.yaml").string() + " --out " + (dir / "run").string() +
                                  common + " --set train.epochs=400");
   EXPECT_EQ(interrupted.exit_code, 130) << interrupted.output;
