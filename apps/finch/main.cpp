@@ -1,4 +1,6 @@
 // finch: fine-grained image recognition. `finch --help` lists the subcommands.
+#include <malloc.h>
+
 #include <cstdio>
 #include <exception>
 
@@ -9,7 +11,22 @@
 #include "finch/core/error.h"
 #include "finch/core/version.h"
 
+namespace {
+
+// Tensors of a few MB to tens of MB are freed and reallocated every step. With glibc's
+// defaults they are mmap'ed and unmapped each time, and every reuse page-faults afresh:
+// measured on `finch eval` of Fashion-MNIST at batch 500 on a busy machine, 1.4 M page
+// faults and 78 s instead of 78 k and 16 s. Keep such blocks in the heap (32 MiB is glibc's maximum
+// mmap threshold) and do not trim freed memory back to the OS.
+void keep_freed_tensor_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  keep_freed_tensor_memory();
   CLI::App app{"finch: fine-grained image recognition (train, evaluate and predict)"};
   app.set_version_flag("--version", std::string("finch ") + finch::kVersion);
   app.require_subcommand(1);
