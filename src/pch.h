@@ -1,10 +1,11 @@
 // Precompiled header: the heavy, stable third-party headers most translation units need.
 #pragma once
-#include <torch/torch.h>
-#include <opencv2/core.hpp>
-#include <nlohmann/json.hpp>
-#include <yaml-cpp/yaml.h>
 #include <fmt/format.h>
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>

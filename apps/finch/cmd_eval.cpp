@@ -1,8 +1,8 @@
-#include <filesystem>
-#include <iostream>
-
 #include <fmt/format.h>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
 
 #include "commands.h"
 #include "finch/core/atomic_file.h"
@@ -36,11 +36,13 @@ void run(const EvalArgs& args) {
   torch::set_num_threads(train::choose_threads(args.threads));
 
   models::LoadedModel loaded = models::load_model_file(args.model);
-  data::DatasetPtr dataset = data::open_dataset(args.format, args.root, args.split, config.node("data"));
+  data::DatasetPtr dataset =
+      data::open_dataset(args.format, args.root, args.split, config.node("data"));
   if (dataset->class_names() != loaded.info.classes) {
-    throw Error(fmt::format("the {} split has {} classes that differ from the model's {} classes "
-                            "(names or order); evaluate on data with the model's class list",
-                            args.split, dataset->num_classes(), loaded.info.classes.size()));
+    throw Error(
+        fmt::format("the {} split has {} classes that differ from the model's {} classes "
+                    "(names or order); evaluate on data with the model's class list",
+                    args.split, dataset->num_classes(), loaded.info.classes.size()));
   }
   data::LoaderOptions options;
   options.batch_size = args.batch_size;
@@ -49,7 +51,8 @@ void run(const EvalArgs& args) {
   eval::Metrics metrics = eval::evaluate(loaded.model, loader, torch::kCPU,
                                          args.json ? ProgressStyle::kNone : ProgressStyle::kAuto);
   const auto skipped = loader.skipped();
-  if (!args.confusion_csv.empty()) write_file_atomic(args.confusion_csv, eval::confusion_csv(metrics));
+  if (!args.confusion_csv.empty())
+    write_file_atomic(args.confusion_csv, eval::confusion_csv(metrics));
   if (args.json) {
     nlohmann::json out = eval::to_json(metrics);
     out["model"] = args.model;
@@ -59,7 +62,8 @@ void run(const EvalArgs& args) {
   } else {
     fmt::print("{} on {} split '{}' ({})\n{}", args.model, args.format, args.split, args.root,
                eval::format_report(metrics));
-    if (!skipped.empty()) fmt::print("skipped {} unreadable images, e.g. {}\n", skipped.size(), skipped.front().reason);
+    if (!skipped.empty())
+      fmt::print("skipped {} unreadable images, e.g. {}\n", skipped.size(), skipped.front().reason);
   }
 }
 
@@ -68,20 +72,32 @@ void run(const EvalArgs& args) {
 void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a model file on a dataset split");
-  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--dataset,-d", args->format, "Dataset format: " + [] {
-        std::string names;
-        for (const auto& n : data::dataset_format_names()) names += (names.empty() ? "" : ", ") + n;
-        return names;
-      }())->required();
+  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option(
+         "--dataset,-d", args->format,
+         "Dataset format: " +
+             [] {
+               std::string names;
+               for (const auto& n : data::dataset_format_names())
+                 names += (names.empty() ? "" : ", ") + n;
+               return names;
+             }())
+      ->required();
   cmd->add_option("--root,-r", args->root, "Dataset root folder")->required();
   cmd->add_option("--split", args->split, "Split to evaluate")->capture_default_str();
-  cmd->add_option("--option", args->options, "Format option as key=value (a data.* config key, e.g. csv_file=a.csv)");
-  cmd->add_flag("--json", args->json, "Print one JSON object (top1, top5, mean_class_accuracy, per_class, confusion_matrix, num_samples)");
-  cmd->add_option("--confusion-csv", args->confusion_csv, "Also write the confusion matrix as CSV here");
+  cmd->add_option("--option", args->options,
+                  "Format option as key=value (a data.* config key, e.g. csv_file=a.csv)");
+  cmd->add_flag("--json", args->json,
+                "Print one JSON object (top1, top5, mean_class_accuracy, per_class, "
+                "confusion_matrix, num_samples)");
+  cmd->add_option("--confusion-csv", args->confusion_csv,
+                  "Also write the confusion matrix as CSV here");
   cmd->add_option("--batch-size", args->batch_size, "Images per batch")->capture_default_str();
   cmd->add_option("--workers", args->workers, "Decode threads")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
+      ->capture_default_str();
   cmd->callback([args] { run(*args); });
 }
 

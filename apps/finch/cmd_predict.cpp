@@ -1,9 +1,9 @@
+#include <fmt/format.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
-
-#include <fmt/format.h>
-#include <torch/torch.h>
 
 #include "commands.h"
 #include "finch/core/error.h"
@@ -32,7 +32,8 @@ std::vector<fs::path> expand_inputs(const std::vector<std::string>& inputs) {
     if (fs::is_directory(input)) {
       std::vector<fs::path> found;
       for (const auto& entry : fs::recursive_directory_iterator(input)) {
-        if (entry.is_regular_file() && io::has_image_extension(entry.path())) found.push_back(entry.path());
+        if (entry.is_regular_file() && io::has_image_extension(entry.path()))
+          found.push_back(entry.path());
       }
       std::sort(found.begin(), found.end());
       paths.insert(paths.end(), found.begin(), found.end());
@@ -46,11 +47,13 @@ std::vector<fs::path> expand_inputs(const std::vector<std::string>& inputs) {
 void print_result(const fs::path& path, const std::vector<eval::ClassScore>& top, bool json) {
   if (json) {
     nlohmann::json items = nlohmann::json::array();
-    for (const auto& s : top) items.push_back({{"class", s.name}, {"index", s.index}, {"prob", s.prob}});
+    for (const auto& s : top)
+      items.push_back({{"class", s.name}, {"index", s.index}, {"prob", s.prob}});
     std::cout << nlohmann::json{{"path", path.string()}, {"topk", items}}.dump() << "\n";
   } else {
     std::cout << path.string() << "\n";
-    for (const auto& s : top) std::cout << fmt::format("  {:6.2f}%  {} ({})\n", 100 * s.prob, s.name, s.index);
+    for (const auto& s : top)
+      std::cout << fmt::format("  {:6.2f}%  {} ({})\n", 100 * s.prob, s.name, s.index);
   }
 }
 
@@ -94,13 +97,21 @@ void run(const PredictArgs& args) {
 
 void add_predict_command(CLI::App& app) {
   auto args = std::make_shared<PredictArgs>();
-  CLI::App* cmd = app.add_subcommand("predict", "Classify image files and folders with a model file");
-  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")->required()->check(CLI::ExistingFile);
+  CLI::App* cmd =
+      app.add_subcommand("predict", "Classify image files and folders with a model file");
+  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--topk,-k", args->topk, "Classes to report per image")->capture_default_str();
-  cmd->add_flag("--json", args->json, "JSON lines: {\"path\", \"topk\": [{\"class\", \"index\", \"prob\"}]} or {\"path\", \"error\"}");
-  cmd->add_option("--batch-size", args->batch_size, "Images per forward pass")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("inputs", args->inputs, "Image files and/or folders (searched recursively)")->required();
+  cmd->add_flag("--json", args->json,
+                "JSON lines: {\"path\", \"topk\": [{\"class\", \"index\", \"prob\"}]} or "
+                "{\"path\", \"error\"}");
+  cmd->add_option("--batch-size", args->batch_size, "Images per forward pass")
+      ->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
+      ->capture_default_str();
+  cmd->add_option("inputs", args->inputs, "Image files and/or folders (searched recursively)")
+      ->required();
   cmd->callback([args] { run(*args); });
 }
 

@@ -1,6 +1,6 @@
-#include <filesystem>
-
 #include <fmt/format.h>
+
+#include <filesystem>
 
 #include "commands.h"
 #include "finch/core/config.h"
@@ -47,9 +47,10 @@ void run(const TrainArgs& args) {
   if (summary.interrupted) {
     std::exit(130);
   }
-  fmt::print("trained {} epochs; best val top-1 {:.4f} at epoch {}\nbest model: {}\nlast model: {}\n",
-             summary.epochs_completed, summary.best_val_acc, summary.best_epoch,
-             summary.best_model.string(), summary.last_model.string());
+  fmt::print(
+      "trained {} epochs; best val top-1 {:.4f} at epoch {}\nbest model: {}\nlast model: {}\n",
+      summary.epochs_completed, summary.best_val_acc, summary.best_epoch,
+      summary.best_model.string(), summary.last_model.string());
 }
 
 }  // namespace
@@ -57,12 +58,16 @@ void run(const TrainArgs& args) {
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand("train", "Train a model from a YAML recipe into a run folder");
-  cmd->add_option("--config,-c", args->config_file, "YAML recipe (keys and defaults: configs/defaults.yaml)")
+  cmd->add_option("--config,-c", args->config_file,
+                  "YAML recipe (keys and defaults: configs/defaults.yaml)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--out,-o", args->out_dir, "Run folder to create (config, metrics, models, checkpoint)");
-  cmd->add_option("--resume", args->resume_dir, "Continue the run in this folder from its checkpoint")
+  cmd->add_option("--out,-o", args->out_dir,
+                  "Run folder to create (config, metrics, models, checkpoint)");
+  cmd->add_option("--resume", args->resume_dir,
+                  "Continue the run in this folder from its checkpoint")
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--set", args->overrides, "Override a config key: --set train.epochs=5 (repeatable)")
+  cmd->add_option("--set", args->overrides,
+                  "Override a config key: --set train.epochs=5 (repeatable)")
       ->allow_extra_args(false);
   cmd->callback([args] { run(*args); });
 }

@@ -1,11 +1,10 @@
 // finch: fine-grained image recognition. `finch --help` lists the subcommands.
+#include <c10/util/Exception.h>
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
-
-#include <c10/util/Exception.h>
-#include <CLI/CLI.hpp>
 
 #include "commands.h"
 #include "finch/core/error.h"

@@ -59,7 +59,8 @@ void write_file_atomic(const fs::path& path, const std::string& bytes) {
 std::string read_file(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error("file not found: " + path.string());
-  if (fs::is_directory(path, ec)) throw Error("expected a file but found a folder: " + path.string());
+  if (fs::is_directory(path, ec))
+    throw Error("expected a file but found a folder: " + path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
   std::ostringstream buffer;

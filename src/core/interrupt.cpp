@@ -17,8 +17,9 @@ extern "C" void on_signal(int signal_number) {
     (void)!::write(2, msg, sizeof(msg) - 1);
     ::_exit(128 + signal_number);
   }
-  const char msg[] = "\nfinch: interrupt received; finishing the current step and checkpointing "
-                     "(press Ctrl-C again to exit immediately)\n";
+  const char msg[] =
+      "\nfinch: interrupt received; finishing the current step and checkpointing "
+      "(press Ctrl-C again to exit immediately)\n";
   (void)!::write(2, msg, sizeof(msg) - 1);
 }
 

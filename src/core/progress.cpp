@@ -1,10 +1,9 @@
 #include "finch/core/progress.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
-
-#include <fmt/format.h>
 
 #include "finch/core/error.h"
 
@@ -26,9 +25,12 @@ std::string format_duration(double seconds) {
 }
 
 Progress::Progress(std::string label, int64_t total, ProgressStyle style)
-    : label_(std::move(label)), total_(total), start_(std::chrono::steady_clock::now()),
+    : label_(std::move(label)),
+      total_(total),
+      start_(std::chrono::steady_clock::now()),
       last_print_(start_) {
-  if (style == ProgressStyle::kAuto) style = ::isatty(2) ? ProgressStyle::kBar : ProgressStyle::kLines;
+  if (style == ProgressStyle::kAuto)
+    style = ::isatty(2) ? ProgressStyle::kBar : ProgressStyle::kLines;
   bar_ = style == ProgressStyle::kBar;
   enabled_ = style != ProgressStyle::kNone;
 }

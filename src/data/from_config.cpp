@@ -1,7 +1,8 @@
 #include "finch/data/from_config.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "finch/core/error.h"
 #include "finch/data/formats.h"
@@ -45,12 +46,14 @@ TrainValData open_train_val(const Config& config) {
 }
 
 Pipeline train_pipeline(const Config& config) {
-  return build_pipeline(config.node("data.train_transforms"), config.get<std::vector<float>>("data.mean"),
+  return build_pipeline(config.node("data.train_transforms"),
+                        config.get<std::vector<float>>("data.mean"),
                         config.get<std::vector<float>>("data.std"));
 }
 
 Pipeline eval_pipeline(const Config& config) {
-  return build_pipeline(config.node("data.eval_transforms"), config.get<std::vector<float>>("data.mean"),
+  return build_pipeline(config.node("data.eval_transforms"),
+                        config.get<std::vector<float>>("data.mean"),
                         config.get<std::vector<float>>("data.std"));
 }
 

@@ -1,5 +1,8 @@
 #include "finch/data/loader.h"
 
+#include <omp.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
@@ -8,9 +11,6 @@
 #include <mutex>
 #include <numeric>
 #include <thread>
-
-#include <omp.h>
-#include <torch/torch.h>
 
 #include "finch/core/error.h"
 #include "finch/core/rng.h"
@@ -55,7 +55,9 @@ struct Loader::State {
 };
 
 Loader::Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options)
-    : dataset_(std::move(dataset)), pipeline_(std::move(pipeline)), options_(options),
+    : dataset_(std::move(dataset)),
+      pipeline_(std::move(pipeline)),
+      options_(options),
       state_(std::make_unique<State>()) {
   if (options_.batch_size < 1) throw Error("batch size must be >= 1");
   options_.workers = std::max(1, options_.workers);
@@ -150,8 +152,8 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
         {
           std::unique_lock<std::mutex> lock(s.mutex);
           s.changed.wait(lock, [&] {
-            return s.stop ||
-                   (s.next_to_claim < total && s.next_to_claim < s.next_to_deliver + options_.prefetch);
+            return s.stop || (s.next_to_claim < total &&
+                              s.next_to_claim < s.next_to_deliver + options_.prefetch);
           });
           if (s.stop) return;
           b = s.next_to_claim++;

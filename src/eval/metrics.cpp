@@ -1,9 +1,9 @@
 #include "finch/eval/metrics.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
 #include <torch/torch.h>
+
+#include <algorithm>
 
 namespace finch::eval {
 
@@ -58,7 +58,8 @@ Metrics MetricsAccumulator::finish(size_t max_confused_pairs) const {
     cm.support = support;
     cm.precision = predicted ? static_cast<double>(tp) / predicted : 0.0;
     cm.recall = support ? static_cast<double>(tp) / support : 0.0;
-    cm.f1 = cm.precision + cm.recall > 0 ? 2 * cm.precision * cm.recall / (cm.precision + cm.recall) : 0.0;
+    cm.f1 = cm.precision + cm.recall > 0 ? 2 * cm.precision * cm.recall / (cm.precision + cm.recall)
+                                         : 0.0;
     // Mean per-class accuracy averages over classes that occur in the evaluated split.
     if (support > 0) {
       recall_sum += cm.recall;
@@ -73,7 +74,8 @@ Metrics MetricsAccumulator::finish(size_t max_confused_pairs) const {
     m.per_class.push_back(cm);
     for (size_t j = 0; j < n; ++j) {
       if (j != c && confusion_[c][j] > 0) {
-        m.most_confused.push_back({static_cast<int64_t>(c), static_cast<int64_t>(j), confusion_[c][j]});
+        m.most_confused.push_back(
+            {static_cast<int64_t>(c), static_cast<int64_t>(j), confusion_[c][j]});
       }
     }
   }
@@ -97,33 +99,40 @@ nlohmann::json to_json(const Metrics& m) {
   nlohmann::json per_class = nlohmann::json::array();
   for (size_t c = 0; c < m.per_class.size(); ++c) {
     const auto& cm = m.per_class[c];
-    per_class.push_back({{"index", c}, {"class", cm.name}, {"precision", cm.precision},
-                         {"recall", cm.recall}, {"f1", cm.f1}, {"support", cm.support}});
+    per_class.push_back({{"index", c},
+                         {"class", cm.name},
+                         {"precision", cm.precision},
+                         {"recall", cm.recall},
+                         {"f1", cm.f1},
+                         {"support", cm.support}});
   }
   nlohmann::json confused = nlohmann::json::array();
   for (const auto& p : m.most_confused) {
     confused.push_back({{"true", m.per_class[p.true_class].name},
                         {"predicted", m.per_class[p.predicted_class].name},
-                        {"true_index", p.true_class}, {"predicted_index", p.predicted_class},
+                        {"true_index", p.true_class},
+                        {"predicted_index", p.predicted_class},
                         {"count", p.count}});
   }
-  return {{"num_samples", m.num_samples},
-          {"loss", m.loss},
-          {"top1", m.top1},
-          {"top5", m.top5},
-          {"mean_class_accuracy", m.mean_class_accuracy},
-          {"macro", {{"precision", m.macro_precision}, {"recall", m.macro_recall}, {"f1", m.macro_f1}}},
-          {"weighted",
-           {{"precision", m.weighted_precision}, {"recall", m.weighted_recall}, {"f1", m.weighted_f1}}},
-          {"per_class", per_class},
-          {"confusion_matrix", m.confusion},
-          {"most_confused", confused}};
+  return {
+      {"num_samples", m.num_samples},
+      {"loss", m.loss},
+      {"top1", m.top1},
+      {"top5", m.top5},
+      {"mean_class_accuracy", m.mean_class_accuracy},
+      {"macro", {{"precision", m.macro_precision}, {"recall", m.macro_recall}, {"f1", m.macro_f1}}},
+      {"weighted",
+       {{"precision", m.weighted_precision}, {"recall", m.weighted_recall}, {"f1", m.weighted_f1}}},
+      {"per_class", per_class},
+      {"confusion_matrix", m.confusion},
+      {"most_confused", confused}};
 }
 
 std::string format_report(const Metrics& m) {
   std::string out;
-  out += fmt::format("samples {}  top-1 {:.2f}%  top-5 {:.2f}%  mean per-class acc {:.2f}%  loss {:.4f}\n",
-                     m.num_samples, 100 * m.top1, 100 * m.top5, 100 * m.mean_class_accuracy, m.loss);
+  out += fmt::format(
+      "samples {}  top-1 {:.2f}%  top-5 {:.2f}%  mean per-class acc {:.2f}%  loss {:.4f}\n",
+      m.num_samples, 100 * m.top1, 100 * m.top5, 100 * m.mean_class_accuracy, m.loss);
   size_t width = 5;
   for (const auto& cm : m.per_class) width = std::max(width, cm.name.size());
   out += fmt::format("\n{:<{}}  precision  recall     f1  support\n", "class", width);

@@ -9,7 +9,8 @@ Predictor::Predictor(models::LoadedModel model)
   model_.model->eval();
 }
 
-std::vector<std::vector<ClassScore>> Predictor::predict(const std::vector<cv::Mat>& rgb_images, int64_t k) {
+std::vector<std::vector<ClassScore>> Predictor::predict(const std::vector<cv::Mat>& rgb_images,
+                                                        int64_t k) {
   std::vector<std::vector<ClassScore>> results;
   if (rgb_images.empty()) return results;
   std::vector<torch::Tensor> inputs;

@@ -1,9 +1,9 @@
 #include "finch/models/model.h"
 
+#include <torch/torch.h>
+
 #include <map>
 #include <set>
-
-#include <torch/torch.h>
 
 #include "finch/core/error.h"
 #include "finch/models/registry.h"
@@ -23,7 +23,8 @@ ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {
 
 Classifier build_classifier(const ModelSpec& spec) {
   const int64_t num_classes = spec_value<int64_t>(spec, "num_classes", 0);
-  if (num_classes < 1) throw Error("model.num_classes must be >= 1, got " + std::to_string(num_classes));
+  if (num_classes < 1)
+    throw Error("model.num_classes must be >= 1, got " + std::to_string(num_classes));
   auto backbone = build_backbone(spec);
   auto head = build_head(spec, backbone->num_features());
   return Classifier(backbone, head);
@@ -31,8 +32,10 @@ Classifier build_classifier(const ModelSpec& spec) {
 
 std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::Module& module) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
-  for (const auto& item : module.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_parameters(/*recurse=*/true))
+    out.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers(/*recurse=*/true))
+    out.emplace_back(item.key(), item.value());
   return out;
 }
 

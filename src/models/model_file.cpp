@@ -59,7 +59,8 @@ void save_model_file(const std::filesystem::path& path, Classifier& model, const
   for (auto& [name, tensor] : state_dict(*model)) {
     tensors.emplace_back(name, tensor.detach().to(torch::kCPU).contiguous());
   }
-  io::write_safetensors(path, tensors, {{"format", kFormatTag}, {"finch", info_to_json(info).dump()}});
+  io::write_safetensors(path, tensors,
+                        {{"format", kFormatTag}, {"finch", info_to_json(info).dump()}});
 }
 
 LoadedModel load_model_file(const std::filesystem::path& path) {
@@ -67,8 +68,10 @@ LoadedModel load_model_file(const std::filesystem::path& path) {
   const std::string source = path.string();
   auto format = file.metadata.find("format");
   auto meta = file.metadata.find("finch");
-  if (format == file.metadata.end() || format->second != kFormatTag || meta == file.metadata.end()) {
-    throw Error(source + " is a safetensors file but not a finch model file (no finch metadata); "
+  if (format == file.metadata.end() || format->second != kFormatTag ||
+      meta == file.metadata.end()) {
+    throw Error(source +
+                " is a safetensors file but not a finch model file (no finch metadata); "
                 "to use plain pretrained weights, import them into a model first");
   }
   nlohmann::json j;

@@ -11,9 +11,15 @@ namespace finch::train {
 namespace fs = std::filesystem;
 
 nlohmann::json TrainState::to_json() const {
-  return {{"epoch", epoch},         {"batches_done", batches_done}, {"global_step", global_step},
-          {"best_val_acc", best_val_acc}, {"best_epoch", best_epoch},   {"loss_sum", loss_sum},
-          {"correct", correct},     {"seen", seen},                 {"train_seconds", train_seconds}};
+  return {{"epoch", epoch},
+          {"batches_done", batches_done},
+          {"global_step", global_step},
+          {"best_val_acc", best_val_acc},
+          {"best_epoch", best_epoch},
+          {"loss_sum", loss_sum},
+          {"correct", correct},
+          {"seen", seen},
+          {"train_seconds", train_seconds}};
 }
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
@@ -41,7 +47,8 @@ void save_checkpoint(const fs::path& run_dir, models::Classifier& model,
     tensors.emplace_back(name, tensor.detach().to(torch::kCPU).contiguous());
   }
   io::write_safetensors(fresh / "model.safetensors", tensors, {{"format", "finch-checkpoint"}});
-  write_atomic_with(fresh / "optimizer.pt", [&](const fs::path& tmp) { torch::save(optimizer, tmp.string()); });
+  write_atomic_with(fresh / "optimizer.pt",
+                    [&](const fs::path& tmp) { torch::save(optimizer, tmp.string()); });
   write_file_atomic(fresh / "state.json", state.to_json().dump(2) + "\n");
   fs::remove_all(old);
   if (fs::exists(current)) fs::rename(current, old);
@@ -65,7 +72,8 @@ std::optional<TrainState> load_checkpoint(const fs::path& run_dir, models::Class
   try {
     torch::load(optimizer, (dir / "optimizer.pt").string());
   } catch (const c10::Error& e) {
-    throw Error((dir / "optimizer.pt").string() + " cannot be loaded: " + e.what_without_backtrace());
+    throw Error((dir / "optimizer.pt").string() +
+                " cannot be loaded: " + e.what_without_backtrace());
   }
   return state;
 }

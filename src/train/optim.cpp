@@ -1,9 +1,9 @@
 #include "finch/train/optim.h"
 
+#include <torch/optim.h>
+
 #include <cmath>
 #include <tuple>
-
-#include <torch/optim.h>
 
 #include "finch/core/error.h"
 
@@ -21,7 +21,8 @@ bool is_norm_or_bias(const torch::Tensor& p) { return p.dim() <= 1; }
 OptimizerBundle build_optimizer(const Config& config, models::Classifier& model) {
   const double head_mult = config.get<double>("optim.head_lr_mult");
   const bool decay_all = config.get<bool>("optim.decay_norm_and_bias");
-  std::vector<ParamSet> sets{{{}, 1.0, true}, {{}, 1.0, decay_all}, {{}, head_mult, true}, {{}, head_mult, decay_all}};
+  std::vector<ParamSet> sets{
+      {{}, 1.0, true}, {{}, 1.0, decay_all}, {{}, head_mult, true}, {{}, head_mult, decay_all}};
   auto assign = [&](torch::nn::Module& module, size_t first) {
     for (auto& p : module.parameters()) {
       if (p.requires_grad()) sets[first + (is_norm_or_bias(p) ? 1 : 0)].params.push_back(p);
@@ -42,7 +43,8 @@ OptimizerBundle make_optimizer(const Config& config, const std::vector<ParamSet>
     double lr, weight_decay;
   };
   std::vector<GroupSpec> specs;
-  for (const auto& set : sets) specs.push_back({set.params, lr * set.lr_mult, set.decay ? wd : 0.0});
+  for (const auto& set : sets)
+    specs.push_back({set.params, lr * set.lr_mult, set.decay ? wd : 0.0});
 
   OptimizerBundle bundle;
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -52,22 +54,24 @@ OptimizerBundle make_optimizer(const Config& config, const std::vector<ParamSet>
     if (name == "sgd") {
       const double momentum = config.get<double>("optim.momentum");
       const bool nesterov = config.get<bool>("optim.nesterov") && momentum > 0;
-      options = std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(spec.lr)
-                                                               .momentum(momentum)
-                                                               .nesterov(nesterov)
-                                                               .weight_decay(spec.weight_decay));
+      options = std::make_unique<torch::optim::SGDOptions>(
+          torch::optim::SGDOptions(spec.lr).momentum(momentum).nesterov(nesterov).weight_decay(
+              spec.weight_decay));
     } else if (name == "adam" || name == "adamw") {
       auto betas = config.get<std::vector<double>>("optim.betas");
       if (betas.size() != 2) throw Error("optim.betas needs two values");
       const double eps = config.get<double>("optim.eps");
       if (name == "adam") {
-        options = std::make_unique<torch::optim::AdamOptions>(
-            torch::optim::AdamOptions(spec.lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(
-                spec.weight_decay));
+        options = std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(spec.lr)
+                                                                  .betas({betas[0], betas[1]})
+                                                                  .eps(eps)
+                                                                  .weight_decay(spec.weight_decay));
       } else {
-        options = std::make_unique<torch::optim::AdamWOptions>(
-            torch::optim::AdamWOptions(spec.lr).betas({betas[0], betas[1]}).eps(eps).weight_decay(
-                spec.weight_decay));
+        options =
+            std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(spec.lr)
+                                                             .betas({betas[0], betas[1]})
+                                                             .eps(eps)
+                                                             .weight_decay(spec.weight_decay));
       }
     } else if (name == "rmsprop") {
       options = std::make_unique<torch::optim::RMSpropOptions>(
@@ -90,16 +94,19 @@ OptimizerBundle make_optimizer(const Config& config, const std::vector<ParamSet>
   } else if (name == "adam") {
     bundle.optimizer = std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(lr));
   } else if (name == "adamw") {
-    bundle.optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+    bundle.optimizer =
+        std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
   } else {
-    bundle.optimizer = std::make_unique<torch::optim::RMSprop>(groups, torch::optim::RMSpropOptions(lr));
+    bundle.optimizer =
+        std::make_unique<torch::optim::RMSprop>(groups, torch::optim::RMSpropOptions(lr));
   }
   return bundle;
 }
 
 void set_lr_factor(OptimizerBundle& bundle, double factor) {
   auto& groups = bundle.optimizer->param_groups();
-  for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(bundle.base_lrs[i] * factor);
+  for (size_t i = 0; i < groups.size(); ++i)
+    groups[i].options().set_lr(bundle.base_lrs[i] * factor);
 }
 
 double current_lr(const OptimizerBundle& bundle) {
@@ -119,9 +126,11 @@ LrSchedule::LrSchedule(const Config& config, int64_t steps_per_epoch, int64_t to
       steps_per_epoch_(std::max<int64_t>(1, steps_per_epoch)),
       total_steps_(std::max<int64_t>(1, total_steps)),
       milestones_(config.get<std::vector<double>>("schedule.milestones")) {
-  static const std::vector<std::string> known{"constant", "step", "multistep", "cosine", "onecycle"};
+  static const std::vector<std::string> known{"constant", "step", "multistep", "cosine",
+                                              "onecycle"};
   if (std::find(known.begin(), known.end(), name_) == known.end()) {
-    throw Error("unknown schedule.name '" + name_ + "' (known: constant, step, multistep, cosine, onecycle)");
+    throw Error("unknown schedule.name '" + name_ +
+                "' (known: constant, step, multistep, cosine, onecycle)");
   }
   if (name_ == "step" && step_size_ < 1) throw Error("schedule.step_size must be >= 1");
   if (name_ == "onecycle" && (pct_start_ <= 0 || pct_start_ >= 1)) {
@@ -151,7 +160,8 @@ double LrSchedule::factor(int64_t step) const {
   }
   if (name_ == "cosine") {
     const double t = (s - warmup_steps_) / std::max(1.0, total_steps_ - warmup_steps_);
-    return min_factor_ + (1.0 - min_factor_) * 0.5 * (1.0 + std::cos(kPi * std::clamp(t, 0.0, 1.0)));
+    return min_factor_ +
+           (1.0 - min_factor_) * 0.5 * (1.0 + std::cos(kPi * std::clamp(t, 0.0, 1.0)));
   }
   return 1.0;  // constant
 }

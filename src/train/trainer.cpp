@@ -1,12 +1,12 @@
 #include "finch/train/trainer.h"
 
+#include <fmt/format.h>
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cmath>
 #include <fstream>
 #include <thread>
-
-#include <fmt/format.h>
-#include <torch/torch.h>
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
@@ -40,7 +40,8 @@ torch::Device parse_device(const std::string& text) {
   try {
     torch::Device device(text);
     if (device.is_cuda() && !torch::cuda::is_available()) {
-      throw Error("device '" + text + "' requested but this LibTorch build has no CUDA device; use device: cpu");
+      throw Error("device '" + text +
+                  "' requested but this LibTorch build has no CUDA device; use device: cpu");
     }
     return device;
   } catch (const c10::Error&) {
@@ -57,7 +58,8 @@ void trim_metrics(const fs::path& file, int64_t completed_epochs) {
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     try {
-      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= completed_epochs) kept += line + "\n";
+      if (nlohmann::json::parse(line).at("epoch").get<int64_t>() <= completed_epochs)
+        kept += line + "\n";
     } catch (const std::exception&) {
       // a torn last line from a crash: drop it
     }
@@ -73,7 +75,8 @@ void append_line(const fs::path& file, const std::string& line) {
 }
 
 models::ModelInfo model_info(const Config& config, const models::ModelSpec& spec,
-                             const std::vector<std::string>& classes, const nlohmann::json& training) {
+                             const std::vector<std::string>& classes,
+                             const nlohmann::json& training) {
   models::ModelInfo info;
   info.arch = spec;
   info.classes = classes;
@@ -98,7 +101,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   const torch::Device device = parse_device(config.get<std::string>("device"));
   const int threads = choose_threads(config.get<int>("threads"));
   torch::set_num_threads(threads);
-  const ProgressStyle progress_style = parse_progress_style(config.get<std::string>("train.progress"));
+  const ProgressStyle progress_style =
+      parse_progress_style(config.get<std::string>("train.progress"));
   const int64_t epochs = config.get<int64_t>("train.epochs");
   if (epochs < 1) throw Error("train.epochs must be >= 1");
 
@@ -108,7 +112,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   // Data.
   data::TrainValData data = data::open_train_val(config);
   const auto& classes = data.train->class_names();
-  data::Loader train_loader(data.train, data::train_pipeline(config), data::loader_options(config, true));
+  data::Loader train_loader(data.train, data::train_pipeline(config),
+                            data::loader_options(config, true));
   std::unique_ptr<data::Loader> val_loader;
   if (data.val) {
     val_loader = std::make_unique<data::Loader>(data.val, data::eval_pipeline(config),
@@ -117,7 +122,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
 
   // Model.
   models::ModelSpec spec = yaml_to_json(config.node("model"));
-  if (spec.value("num_classes", int64_t{0}) == 0) spec["num_classes"] = static_cast<int64_t>(classes.size());
+  if (spec.value("num_classes", int64_t{0}) == 0)
+    spec["num_classes"] = static_cast<int64_t>(classes.size());
   if (spec["num_classes"].get<int64_t>() != static_cast<int64_t>(classes.size())) {
     throw Error(fmt::format("model.num_classes is {} but the training data has {} classes",
                             spec["num_classes"].dump(), classes.size()));
@@ -150,17 +156,18 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     fs::remove(run_dir / "metrics.jsonl");
   }
 
-  fmt::print(stderr,
-             "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
-             "parameters); {} compute threads, {} loader workers, device {}\n",
-             kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
-             classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
-             [&] {
-               int64_t n = 0;
-               for (const auto& p : model->parameters()) n += p.numel();
-               return n / 1e6;
-             }(),
-             threads, config.get<int>("data.workers"), device.str());
+  fmt::print(
+      stderr,
+      "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
+      "parameters); {} compute threads, {} loader workers, device {}\n",
+      kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
+      classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
+      [&] {
+        int64_t n = 0;
+        for (const auto& p : model->parameters()) n += p.numel();
+        return n / 1e6;
+      }(),
+      threads, config.get<int>("data.workers"), device.str());
 
   TrainSummary summary;
   summary.best_val_acc = state.best_val_acc;
@@ -172,7 +179,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     const auto epoch_start = Clock::now();
     model->train();
     train_loader.start_epoch(state.epoch, state.batches_done);
-    Progress progress(fmt::format("epoch {}/{}", state.epoch + 1, epochs), steps_per_epoch, progress_style);
+    Progress progress(fmt::format("epoch {}/{}", state.epoch + 1, epochs), steps_per_epoch,
+                      progress_style);
     auto train_start = Clock::now();
     const double seconds_before = state.train_seconds;
     while (state.batches_done < steps_per_epoch) {
@@ -204,15 +212,17 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       ++state.batches_done;
       ++state.global_step;
       state.train_seconds = seconds_before + seconds_since(train_start);
-      progress.update(state.batches_done,
-                      fmt::format("loss {:.4f} acc {:.4f} {:.0f} img/s", state.loss_sum / state.seen,
-                                  static_cast<double>(state.correct) / state.seen,
-                                  state.seen / std::max(1e-9, state.train_seconds)));
+      progress.update(
+          state.batches_done,
+          fmt::format("loss {:.4f} acc {:.4f} {:.0f} img/s", state.loss_sum / state.seen,
+                      static_cast<double>(state.correct) / state.seen,
+                      state.seen / std::max(1e-9, state.train_seconds)));
       if (hooks.on_step) hooks.on_step(state, model);
       if (interrupt_requested()) {
         save_checkpoint(run_dir, model, *optim.optimizer, state);
-        fmt::print(stderr, "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
-                           "`finch train --resume {}`\n",
+        fmt::print(stderr,
+                   "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
+                   "`finch train --resume {}`\n",
                    state.epoch + 1, state.batches_done, run_dir.string());
         summary.interrupted = true;
         summary.epochs_completed = state.epoch;
@@ -224,21 +234,23 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     }
     const double train_seconds = state.train_seconds;
     const auto skipped = train_loader.skipped();
-    progress.finish(fmt::format("loss {:.4f} acc {:.4f}", state.loss_sum / std::max<int64_t>(1, state.seen),
-                                static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)));
+    progress.finish(
+        fmt::format("loss {:.4f} acc {:.4f}", state.loss_sum / std::max<int64_t>(1, state.seen),
+                    static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)));
     if (!skipped.empty()) {
       fmt::print(stderr, "warning: skipped {} unreadable training images this epoch, e.g. {}\n",
                  skipped.size(), skipped.front().reason);
     }
 
-    nlohmann::json record = {{"epoch", state.epoch + 1},
-                             {"train_loss", state.loss_sum / std::max<int64_t>(1, state.seen)},
-                             {"train_acc", static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)},
-                             {"val_loss", nullptr},
-                             {"val_acc", nullptr},
-                             {"lr", current_lr(optim)},
-                             {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
-                             {"skipped", skipped.size()}};
+    nlohmann::json record = {
+        {"epoch", state.epoch + 1},
+        {"train_loss", state.loss_sum / std::max<int64_t>(1, state.seen)},
+        {"train_acc", static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)},
+        {"val_loss", nullptr},
+        {"val_acc", nullptr},
+        {"lr", current_lr(optim)},
+        {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
+        {"skipped", skipped.size()}};
     double val_acc = -1;
     if (val_loader) {
       eval::Metrics val = eval::evaluate(model, *val_loader, device, progress_style, "  validate");
@@ -248,8 +260,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     }
     record["seconds"] = seconds_since(epoch_start);
 
-    nlohmann::json training = {{"epoch", state.epoch + 1}, {"val_acc", record["val_acc"]},
-                               {"val_source", data.val_source}, {"seed", seed}};
+    nlohmann::json training = {{"epoch", state.epoch + 1},
+                               {"val_acc", record["val_acc"]},
+                               {"val_source", data.val_source},
+                               {"seed", seed}};
     const auto info = model_info(config, spec, classes, training);
     models::save_model_file(summary.last_model, model, info);
     // Model selection uses the validation split only; without one, the last epoch is "best".
@@ -258,11 +272,16 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       state.best_epoch = state.epoch + 1;
       models::save_model_file(summary.best_model, model, info);
     }
-    fmt::print(stderr, "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} img/s | {}\n",
-               state.epoch + 1, epochs, record["train_loss"].get<double>(), record["train_acc"].get<double>(),
-               record["val_loss"].is_null() ? "-" : fmt::format("{:.4f}", record["val_loss"].get<double>()),
-               record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(optim),
-               record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
+    fmt::print(
+        stderr,
+        "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} img/s "
+        "| {}\n",
+        state.epoch + 1, epochs, record["train_loss"].get<double>(),
+        record["train_acc"].get<double>(),
+        record["val_loss"].is_null() ? "-"
+                                     : fmt::format("{:.4f}", record["val_loss"].get<double>()),
+        record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(optim),
+        record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
 
     // Epoch done: reset the running sums and checkpoint at the start of the next epoch.
     TrainState next = state;

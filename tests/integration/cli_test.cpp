@@ -37,8 +37,8 @@ class CliTest : public ::testing::Test {
     finch::test::make_pattern_imagefolder(dir_->path() / "data" / "test", 3, 10, 16, 2);
     finch::test::write_text(dir_->path() / "recipe.yaml", kRecipe);
     auto result = run_command(cli() + " train --config " + (dir_->path() / "recipe.yaml").string() +
-                              " --out " + (dir_->path() / "run").string() + " --set data.root=" +
-                              (dir_->path() / "data").string());
+                              " --out " + (dir_->path() / "run").string() +
+                              " --set data.root=" + (dir_->path() / "data").string());
     train_output_ = new std::string(result.output);
     train_exit_ = result.exit_code;
   }
@@ -73,8 +73,8 @@ TEST_F(CliTest, EvalJsonBeatsChanceOnTheTestSplit) {
   ASSERT_EQ(train_exit_, 0) << *train_output_;
   auto result = run_command(cli() + " eval --model " + path("run/best.safetensors").string() +
                             " --dataset imagefolder --root " + path("data").string() +
-                            " --split test --json --confusion-csv " + path("confusion.csv").string() +
-                            " 2>/dev/null");
+                            " --split test --json --confusion-csv " +
+                            path("confusion.csv").string() + " 2>/dev/null");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto j = nlohmann::json::parse(result.output);
   EXPECT_EQ(j["num_samples"], 30);
@@ -108,7 +108,8 @@ TEST_F(CliTest, PredictJsonLinesWithErrorRecords) {
 TEST(Cli, HelpVersionAndErrors) {
   auto help = run_command(cli() + " --help");
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* cmd : {"train", "eval", "predict"}) EXPECT_NE(help.output.find(cmd), std::string::npos);
+  for (const char* cmd : {"train", "eval", "predict"})
+    EXPECT_NE(help.output.find(cmd), std::string::npos);
   auto train_help = run_command(cli() + " train --help");
   EXPECT_NE(train_help.output.find("--resume"), std::string::npos);
   auto version = run_command(cli() + " --version");
@@ -117,7 +118,8 @@ TEST(Cli, HelpVersionAndErrors) {
 
   finch::test::TempDir dir;
   finch::test::write_text(dir / "bad.yaml", "train:\n  epoch: 3\n");
-  auto bad = run_command(cli() + " train --config " + (dir / "bad.yaml").string() + " --out " + (dir / "run").string());
+  auto bad = run_command(cli() + " train --config " + (dir / "bad.yaml").string() + " --out " +
+                         (dir / "run").string());
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("train.epoch"), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("finch: error:"), std::string::npos) << bad.output;
@@ -134,17 +136,18 @@ TEST(CliInterrupt, SigintCheckpointsAndResumeFinishes) {
   finch::test::write_text(dir / "recipe.yaml", kRecipe);
   const std::string common = " --set data.root=" + (dir / "data").string();
   // 400 epochs take far longer than the 3 seconds before SIGINT arrives.
-  auto interrupted = run_command("timeout --preserve-status -s INT 3 " + cli() + " train --config " +
-                                 (dir / "recipe.yaml").string() + " --out " + (dir / "run").string() +
-                                 common + " --set train.epochs=400");
+  auto interrupted = run_command("timeout --preserve-status -s INT 3 " + cli() +
+                                 " train --config " + (dir / "recipe.yaml").string() + " --out " +
+                                 (dir / "run").string() + common + " --set train.epochs=400");
   EXPECT_EQ(interrupted.exit_code, 130) << interrupted.output;
   EXPECT_NE(interrupted.output.find("--resume"), std::string::npos) << interrupted.output;
   ASSERT_TRUE(fs::exists(dir / "run" / "checkpoint" / "state.json"));
   auto state = nlohmann::json::parse(std::ifstream(dir / "run" / "checkpoint" / "state.json"));
   EXPECT_GT(state["global_step"].get<int64_t>(), 0);
   // Resume with fewer epochs than the run has done would be a no-op; extend instead.
-  auto resumed = run_command(cli() + " train --resume " + (dir / "run").string() +
-                             " --set train.epochs=" + std::to_string(state["epoch"].get<int64_t>() + 1));
+  auto resumed =
+      run_command(cli() + " train --resume " + (dir / "run").string() +
+                  " --set train.epochs=" + std::to_string(state["epoch"].get<int64_t>() + 1));
   EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_TRUE(fs::exists(dir / "run" / "last.safetensors"));
 }

@@ -43,8 +43,7 @@ CommandResult run_command(const std::string& command) {
 
 std::string run_python_reference(const std::string& script, const std::string& args) {
   fs::path path = source_dir() / "tests" / "parity" / script;
-  CommandResult result =
-      run_command("/usr/bin/python3 " + path.string() + " " + args);
+  CommandResult result = run_command("/usr/bin/python3 " + path.string() + " " + args);
   if (result.exit_code != 0) {
     ADD_FAILURE() << "reference script " << script << " failed (exit " << result.exit_code
                   << "); python3-torch and python3-torchvision are required for parity "
@@ -70,14 +69,16 @@ void write_text(const fs::path& path, const std::string& text) {
 
 namespace finch::test {
 
-void make_pattern_imagefolder(const fs::path& root, int classes, int per_class, int size, unsigned seed) {
+void make_pattern_imagefolder(const fs::path& root, int classes, int per_class, int size,
+                              unsigned seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> noise(0, 90), jitter(-1, 1);
   const int square = std::max(2, size / 4);
   for (int c = 0; c < classes; ++c) {
     fs::create_directories(root / ("class" + std::to_string(c)));
     // Square centres spread along the diagonal and the anti-diagonal.
-    const int cx = (c % 2 == 0) ? (c + 1) * size / (classes + 1) : size - (c + 1) * size / (classes + 1);
+    const int cx =
+        (c % 2 == 0) ? (c + 1) * size / (classes + 1) : size - (c + 1) * size / (classes + 1);
     const int cy = (c + 1) * size / (classes + 1);
     for (int i = 0; i < per_class; ++i) {
       cv::Mat image(size, size, CV_8UC3);
@@ -89,7 +90,9 @@ void make_pattern_imagefolder(const fs::path& root, int classes, int per_class, 
       const int x0 = std::clamp(cx - square / 2 + jitter(rng), 0, size - square);
       const int y0 = std::clamp(cy - square / 2 + jitter(rng), 0, size - square);
       cv::rectangle(image, cv::Rect(x0, y0, square, square), cv::Scalar(250, 250, 250), cv::FILLED);
-      cv::imwrite((root / ("class" + std::to_string(c)) / ("img" + std::to_string(i) + ".png")).string(), image);
+      cv::imwrite(
+          (root / ("class" + std::to_string(c)) / ("img" + std::to_string(i) + ".png")).string(),
+          image);
     }
   }
 }

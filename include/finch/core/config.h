@@ -2,11 +2,11 @@
 // Run configuration: the documented defaults (configs/defaults.yaml, compiled in), then a
 // user's YAML recipe, then `--set a.b=c` overrides. Any key that is not in the defaults
 // is an error naming it, so a typo never silently does nothing.
+#include <yaml-cpp/yaml.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
-
-#include <yaml-cpp/yaml.h>
 
 namespace finch {
 

@@ -1,8 +1,9 @@
 #pragma once
 // Conversions between YAML (configs) and JSON (model files, metrics). YAML scalars have no
 // types, so a scalar becomes a bool, an integer, a float or a string, in that order.
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
+
+#include <nlohmann/json.hpp>
 
 namespace finch {
 

@@ -3,11 +3,10 @@
 // images. Labels and names are cheap (kept in memory); images are decoded on demand.
 #include <cstdint>
 #include <memory>
+#include <opencv2/core.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 namespace finch::data {
 

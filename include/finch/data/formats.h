@@ -2,12 +2,12 @@
 // The dataset format registry. Each format lives in its own file under
 // src/data/datasets/ and registers itself with FINCH_REGISTER_DATASET_FORMAT; adding a
 // benchmark format is one new file.
+#include <yaml-cpp/yaml.h>
+
 #include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <yaml-cpp/yaml.h>
 
 #include "finch/data/dataset.h"
 

@@ -3,14 +3,14 @@
 // bounded queue of batches that the consumer takes in a deterministic order. The sample
 // order of an epoch depends on (seed, epoch) only; each sample's augmentation on
 // (seed, epoch, sample index) only, so results do not depend on thread scheduling.
+#include <torch/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "finch/data/dataset.h"
 #include "finch/data/transforms.h"
@@ -21,16 +21,16 @@ struct LoaderOptions {
   int64_t batch_size = 64;
   bool shuffle = false;
   bool drop_last = false;
-  int workers = 2;       // decode/augment threads (>= 1)
-  int prefetch = 4;      // batches ready ahead of the consumer
-  bool strict = false;   // a corrupt image throws instead of being skipped
+  int workers = 2;      // decode/augment threads (>= 1)
+  int prefetch = 4;     // batches ready ahead of the consumer
+  bool strict = false;  // a corrupt image throws instead of being skipped
   uint64_t seed = 0;
 };
 
 struct Batch {
-  torch::Tensor images;              // float32 [B, 3, H, W]
-  torch::Tensor labels;              // int64 [B]
-  std::vector<size_t> indices;       // dataset indices of the rows
+  torch::Tensor images;         // float32 [B, 3, H, W]
+  torch::Tensor labels;         // int64 [B]
+  std::vector<size_t> indices;  // dataset indices of the rows
 };
 
 /// A skipped sample: which one and why.

@@ -5,13 +5,13 @@
 // A Pipeline runs the image ops on uint8 HWC RGB, then converts to float CHW and
 // normalises with (mean, std), then runs the tensor ops (random_erasing). Randomness comes
 // only from the Rng passed in, so a sample's augmentation is a function of its seed.
-#include <memory>
-#include <string>
-#include <vector>
-
-#include <opencv2/core.hpp>
 #include <torch/types.h>
 #include <yaml-cpp/yaml.h>
+
+#include <memory>
+#include <opencv2/core.hpp>
+#include <string>
+#include <vector>
 
 #include "finch/core/rng.h"
 

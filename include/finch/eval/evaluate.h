@@ -1,8 +1,8 @@
 #pragma once
 // Runs a model over every batch of a loader (eval mode, no gradients) and accumulates metrics.
-#include <string>
-
 #include <torch/types.h>
+
+#include <string>
 
 #include "finch/core/progress.h"
 #include "finch/data/loader.h"

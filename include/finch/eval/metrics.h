@@ -2,11 +2,11 @@
 // Classification metrics accumulated over batches: top-k accuracy, mean per-class
 // accuracy (FGVC-Aircraft's official metric), per-class precision/recall/F1, macro and
 // weighted averages, the confusion matrix and the most-confused class pairs.
-#include <string>
-#include <vector>
+#include <torch/types.h>
 
 #include <nlohmann/json.hpp>
-#include <torch/types.h>
+#include <string>
+#include <vector>
 
 namespace finch::eval {
 

@@ -1,10 +1,9 @@
 #pragma once
 // Prediction with a self-describing model file: its recorded eval preprocessing, then
 // softmax top-k over the classes stored in the file.
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "finch/models/model_file.h"
 

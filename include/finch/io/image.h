@@ -1,9 +1,8 @@
 #pragma once
 // Image decoding at the boundary: every image enters finch as 8-bit RGB (in that order).
 #include <filesystem>
-#include <string>
-
 #include <opencv2/core.hpp>
+#include <string>
 
 namespace finch::io {
 

@@ -3,13 +3,13 @@
 // ({"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}),
 // then the raw little-endian tensor bytes. Files come from strangers, so the reader
 // validates everything before it touches data.
+#include <torch/types.h>
+
 #include <filesystem>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/types.h>
 
 namespace finch::io {
 

@@ -2,13 +2,13 @@
 // A classifier is a backbone (image -> stage feature maps) followed by a head (stage maps
 // -> logits + embedding). Backbones and heads are registered by name (models/registry.h);
 // a new method is a new head, with no change to the trainer.
-#include <memory>
-#include <string>
-#include <vector>
-
-#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/types.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 namespace finch::models {
 

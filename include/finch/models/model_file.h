@@ -4,10 +4,9 @@
 // so eval/predict/serve need nothing but the file. The tensors use the classifier's names
 // (backbone.conv1.weight, head.fc.weight, ...): torchvision names under a prefix.
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "finch/data/transforms.h"
 #include "finch/models/model.h"
@@ -23,11 +22,11 @@ struct Preprocess {
 };
 
 struct ModelInfo {
-  ModelSpec arch;                     // backbone, head, num_classes, ...
-  std::vector<std::string> classes;   // index -> class name
+  ModelSpec arch;                    // backbone, head, num_classes, ...
+  std::vector<std::string> classes;  // index -> class name
   Preprocess preprocess;
   nlohmann::json training = nlohmann::json::object();  // provenance: epoch, val_acc, config
-  std::string finch_version;          // filled in on save
+  std::string finch_version;                           // filled in on save
 };
 
 struct LoadedModel {

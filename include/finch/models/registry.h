@@ -40,9 +40,9 @@ T spec_value(const ModelSpec& spec, const std::string& key, T fallback) {
 
 #define FINCH_MODELS_CONCAT_INNER(a, b) a##b
 #define FINCH_MODELS_CONCAT(a, b) FINCH_MODELS_CONCAT_INNER(a, b)
-#define FINCH_REGISTER_BACKBONE(name, builder)                                \
+#define FINCH_REGISTER_BACKBONE(name, builder)                                  \
   static const bool FINCH_MODELS_CONCAT(finch_backbone_registered_, __LINE__) = \
       ::finch::models::register_backbone(name, builder)
-#define FINCH_REGISTER_HEAD(name, builder)                                \
+#define FINCH_REGISTER_HEAD(name, builder)                                  \
   static const bool FINCH_MODELS_CONCAT(finch_head_registered_, __LINE__) = \
       ::finch::models::register_head(name, builder)

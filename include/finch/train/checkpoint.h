@@ -2,11 +2,11 @@
 // Resume checkpoints: RUN_DIR/checkpoint/{model.safetensors, optimizer.pt, state.json}.
 // A new checkpoint is written to checkpoint.new/ and swapped in with renames, so a crash
 // at any moment leaves one complete checkpoint (checkpoint/ or, mid-swap, checkpoint.old/).
-#include <filesystem>
-#include <optional>
-
-#include <nlohmann/json.hpp>
 #include <torch/optim/optimizer.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "finch/models/model.h"
 
@@ -15,10 +15,10 @@ namespace finch::train {
 /// Where training stands. Randomness is a function of (seed, epoch, step), so this plus
 /// the weights and optimizer state is everything needed to continue exactly.
 struct TrainState {
-  int64_t epoch = 0;          // 0-based epoch in progress (or next to start)
-  int64_t batches_done = 0;   // batches of `epoch` already trained
-  int64_t global_step = 0;    // optimizer steps taken in all
-  double best_val_acc = -1;   // best validation top-1 so far (-1: none yet)
+  int64_t epoch = 0;         // 0-based epoch in progress (or next to start)
+  int64_t batches_done = 0;  // batches of `epoch` already trained
+  int64_t global_step = 0;   // optimizer steps taken in all
+  double best_val_acc = -1;  // best validation top-1 so far (-1: none yet)
   int64_t best_epoch = -1;
   // Running sums of the epoch in progress, so a mid-epoch resume reports whole-epoch figures.
   double loss_sum = 0;

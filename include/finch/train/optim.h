@@ -2,10 +2,10 @@
 // Optimizers (SGD with momentum/Nesterov, Adam, AdamW, RMSprop) over parameter groups that
 // separate backbone from head (head_lr_mult, the classic fine-tuning recipe) and weights
 // from norm parameters and biases (which get no weight decay unless asked).
+#include <torch/optim/optimizer.h>
+
 #include <memory>
 #include <vector>
-
-#include <torch/optim/optimizer.h>
 
 #include "finch/core/config.h"
 #include "finch/models/model.h"

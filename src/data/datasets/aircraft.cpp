@@ -54,8 +54,9 @@ Options read_options(const YAML::Node& node) {
   } catch (const YAML::Exception&) {
     throw Error("aircraft: data.level must be a word and data.crop_banner true or false");
   }
-  static const std::map<std::string, std::string> kLists = {
-      {"variant", "variants.txt"}, {"family", "families.txt"}, {"manufacturer", "manufacturers.txt"}};
+  static const std::map<std::string, std::string> kLists = {{"variant", "variants.txt"},
+                                                            {"family", "families.txt"},
+                                                            {"manufacturer", "manufacturers.txt"}};
   auto it = kLists.find(o.level);
   if (it == kLists.end())
     throw Error("aircraft: unknown data.level '" + o.level +
@@ -191,7 +192,8 @@ DatasetPtr open_aircraft(const fs::path& given_root, const std::string& split,
   });
   if (ids.empty()) throw Error(ids_file.string() + " lists no images");
 
-  auto read_per_image = [&](const fs::path& file, const std::function<void(const Line&, size_t)>& visit,
+  auto read_per_image = [&](const fs::path& file,
+                            const std::function<void(const Line&, size_t)>& visit,
                             bool others_allowed) {
     std::vector<bool> seen(ids.size(), false);
     for_each_line(file, [&](const Line& line) {
@@ -212,38 +214,42 @@ DatasetPtr open_aircraft(const fs::path& given_root, const std::string& split,
   };
 
   std::vector<int64_t> labels(ids.size());
-  read_per_image(labels_file, [&](const Line& line, size_t pos) {
-    // Labels hold spaces ("Boeing 737-700", "DHC-8-100"): split on the first space only.
-    line.expect_fields(2, SIZE_MAX, "<image id> <label>");
-    std::string label = line.rest();
-    auto it = class_index.find(label);
-    if (it == class_index.end())
-      line.fail("label '" + label + "' is not listed in " + classes_file.string());
-    labels[pos] = it->second;
-  }, false);
+  read_per_image(
+      labels_file,
+      [&](const Line& line, size_t pos) {
+        // Labels hold spaces ("Boeing 737-700", "DHC-8-100"): split on the first space only.
+        line.expect_fields(2, SIZE_MAX, "<image id> <label>");
+        std::string label = line.rest();
+        auto it = class_index.find(label);
+        if (it == class_index.end())
+          line.fail("label '" + label + "' is not listed in " + classes_file.string());
+        labels[pos] = it->second;
+      },
+      false);
 
   std::vector<Box> boxes(ids.size());
-  read_per_image(boxes_file, [&](const Line& line, size_t pos) {
-    line.expect_fields(5, 5, "<image id> <xmin> <ymin> <xmax> <ymax>");
-    float x0 = line.real(1, "xmin"), y0 = line.real(2, "ymin");
-    float x1 = line.real(3, "xmax"), y1 = line.real(4, "ymax");
-    if (x1 < x0 || y1 < y0 || x0 < 1 || y0 < 1)
-      line.fail("expected 1 <= xmin <= xmax and 1 <= ymin <= ymax");
-    boxes[pos] = Box{x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1};
-  }, true);
+  read_per_image(
+      boxes_file,
+      [&](const Line& line, size_t pos) {
+        line.expect_fields(5, 5, "<image id> <xmin> <ymin> <xmax> <ymax>");
+        float x0 = line.real(1, "xmin"), y0 = line.real(2, "ymin");
+        float x1 = line.real(3, "xmax"), y1 = line.real(4, "ymax");
+        if (x1 < x0 || y1 < y0 || x0 < 1 || y0 < 1)
+          line.fail("expected 1 <= xmin <= xmax and 1 <= ymin <= ymax");
+        boxes[pos] = Box{x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1};
+      },
+      true);
 
   std::vector<fs::path> paths;
   for (const auto& id : ids) paths.push_back(root / "images" / (id + ".jpg"));
-  return std::make_shared<AircraftDataset>(std::move(classes), std::move(paths),
-                                           std::move(labels), std::move(boxes),
-                                           options.crop_banner);
+  return std::make_shared<AircraftDataset>(std::move(classes), std::move(paths), std::move(labels),
+                                           std::move(boxes), options.crop_banner);
 }
 
 }  // namespace
 
 FINCH_REGISTER_DATASET_FORMAT(DatasetFormat{
-    "aircraft",
-    "FGVC-Aircraft 2013b (fgvc-aircraft-2013b/data; data.level, data.crop_banner)",
+    "aircraft", "FGVC-Aircraft 2013b (fgvc-aircraft-2013b/data; data.level, data.crop_banner)",
     aircraft_splits, open_aircraft});
 
 }  // namespace finch::data

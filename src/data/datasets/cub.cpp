@@ -52,8 +52,8 @@ fs::path find_attribute_names(const fs::path& root) {
 // Fills records[i].attributes with is_present of every attribute; false when the labels file
 // is missing. The official file has a few lines with a sixth field (they break pandas'
 // read_csv); only the first three fields are used, so 5 or 6 are accepted.
-bool read_attributes(const fs::path& root, const ImageList& images,
-                     std::vector<CubRecord>& records, std::vector<std::string>& names) {
+bool read_attributes(const fs::path& root, const ImageList& images, std::vector<CubRecord>& records,
+                     std::vector<std::string>& names) {
   const fs::path file = root / "attributes" / "image_attribute_labels.txt";
   if (!file_exists(file)) return false;
   const fs::path names_file = find_attribute_names(root);
@@ -103,9 +103,8 @@ DatasetPtr open_cub(const fs::path& given_root, const std::string& split, const 
   std::vector<std::string> classes;
   for (auto& [id, name] : by_id) {
     if (id != static_cast<int64_t>(classes.size()) + 1)
-      throw Error(classes_file.string() + ": class ids must be 1.." +
-                  std::to_string(by_id.size()) + " without gaps (found id " +
-                  std::to_string(id) + ")");
+      throw Error(classes_file.string() + ": class ids must be 1.." + std::to_string(by_id.size()) +
+                  " without gaps (found id " + std::to_string(id) + ")");
     classes.push_back(std::move(name));
   }
   auto class_ids = read_class_ids(root / "image_class_labels.txt", images, by_id, classes_file);
@@ -130,9 +129,8 @@ DatasetPtr open_cub(const fs::path& given_root, const std::string& split, const 
   std::vector<CubRecord> records;
   for (size_t pos : split_positions(is_training, split, kFormat))
     records.push_back(std::move(all[pos]));
-  return std::make_shared<CubDataset>(std::move(classes), std::move(records),
-                                      std::move(part_names), has_parts,
-                                      std::move(attribute_names), has_attributes);
+  return std::make_shared<CubDataset>(std::move(classes), std::move(records), std::move(part_names),
+                                      has_parts, std::move(attribute_names), has_attributes);
 }
 
 }  // namespace

@@ -16,8 +16,8 @@ void Line::fail(const std::string& message) const {
 
 void Line::expect_fields(size_t min, size_t max, const char* layout) const {
   if (fields.size() >= min && fields.size() <= max) return;
-  fail(std::string("expected ") + layout + ", found " + std::to_string(fields.size()) +
-       " field" + (fields.size() == 1 ? "" : "s"));
+  fail(std::string("expected ") + layout + ", found " + std::to_string(fields.size()) + " field" +
+       (fields.size() == 1 ? "" : "s"));
 }
 
 int64_t Line::integer(size_t k, const char* what) const {

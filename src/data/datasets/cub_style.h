@@ -48,7 +48,7 @@ bool file_exists(const fs::path& file);
 struct ImageList {
   std::string file;
   std::vector<std::string> ids;
-  std::vector<fs::path> paths;  // root/images/<relative path>
+  std::vector<fs::path> paths;                    // root/images/<relative path>
   std::unordered_map<std::string, size_t> index;  // id -> position
 };
 ImageList read_image_list(const fs::path& root);

@@ -24,9 +24,7 @@ NABirdsDataset::NABirdsDataset(std::vector<std::string> classes, std::vector<int
       part_names_(std::move(part_names)),
       has_parts_(has_parts) {}
 
-cv::Mat NABirdsDataset::load_rgb(size_t i) const {
-  return io::read_image_rgb(records_.at(i).path);
-}
+cv::Mat NABirdsDataset::load_rgb(size_t i) const { return io::read_image_rgb(records_.at(i).path); }
 
 namespace {
 
@@ -45,8 +43,7 @@ std::map<int64_t, int64_t> read_hierarchy(const fs::path& file,
     int64_t child = line.integer(0, "child_id"), up = line.integer(1, "parent_id");
     for (int64_t id : {child, up})
       if (!classes.count(id))
-        line.fail("class id " + std::to_string(id) + " is not listed in " +
-                  classes_file.string());
+        line.fail("class id " + std::to_string(id) + " is not listed in " + classes_file.string());
     if (!parent.emplace(child, up).second)
       line.fail("class id " + std::to_string(child) + " has two parents");
   });

@@ -13,7 +13,8 @@ namespace {
 namespace nn = torch::nn;
 
 nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1, int64_t groups = 1) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).groups(groups).bias(false));
+  return nn::Conv2d(
+      nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).groups(groups).bias(false));
 }
 
 nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
@@ -80,9 +81,11 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   register_module("conv1", conv1);
   bn1 = register_module("bn1", nn::BatchNorm2d(stem));
   if (!options.small_input) {
-    maxpool = register_module("maxpool", nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));
+    maxpool =
+        register_module("maxpool", nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));
   }
-  const int64_t expansion = options.bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
+  const int64_t expansion =
+      options.bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
   int64_t in_planes = stem;
   for (size_t s = 0; s < options.layers.size(); ++s) {
     nn::Sequential stage;
@@ -90,9 +93,11 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     for (int64_t b = 0; b < options.layers[s]; ++b) {
       const int64_t stride = (b == 0 && s > 0) ? 2 : 1;
       if (options.bottleneck) {
-        stage->push_back(Bottleneck(in_planes, planes, stride, options.groups, options.width_per_group));
+        stage->push_back(
+            Bottleneck(in_planes, planes, stride, options.groups, options.width_per_group));
       } else {
-        stage->push_back(BasicBlock(in_planes, planes, stride, options.groups, options.width_per_group));
+        stage->push_back(
+            BasicBlock(in_planes, planes, stride, options.groups, options.width_per_group));
       }
       in_planes = planes * expansion;
     }
@@ -142,10 +147,12 @@ ResNetOptions resnet_options(const std::string& name, int64_t width) {
 namespace {
 
 bool register_resnets() {
-  for (const char* name : {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                           "resnext50_32x4d", "wide_resnet50_2", "resnet20", "resnet32", "resnet56"}) {
+  for (const char* name :
+       {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+        "wide_resnet50_2", "resnet20", "resnet32", "resnet56"}) {
     register_backbone(name, [name = std::string(name)](const ModelSpec& spec) {
-      return std::make_shared<ResNetImpl>(resnet_options(name, spec_value<int64_t>(spec, "width", 16)));
+      return std::make_shared<ResNetImpl>(
+          resnet_options(name, spec_value<int64_t>(spec, "width", 16)));
     });
   }
   return true;

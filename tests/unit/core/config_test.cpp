@@ -1,6 +1,7 @@
+#include "finch/core/config.h"
+
 #include <gtest/gtest.h>
 
-#include "finch/core/config.h"
 #include "finch/core/error.h"
 #include "finch/core/yaml_json.h"
 #include "test_support.h"

@@ -134,7 +134,7 @@ TEST(CubFormat, SplitsLabelsBoxesPartsAttributes) {
   ASSERT_TRUE(cub.has_attributes());
   ASSERT_EQ(cub.attribute_names().size(), 3u);
   EXPECT_EQ(cub.attribute_names()[1], "has_bill_shape::dagger");
-  EXPECT_EQ(cub.attributes(0), (std::vector<uint8_t>{0, 1, 0}));  // image 1: (1 + a) % 2
+  EXPECT_EQ(cub.attributes(0), (std::vector<uint8_t>{0, 1, 0}));           // image 1: (1 + a) % 2
   EXPECT_EQ(as_cub(test).attributes(0), (std::vector<uint8_t>{1, 0, 1}));  // image 2
 
   // The folder holding CUB_200_2011/ works as the root too.
@@ -215,10 +215,9 @@ namespace {
 // 295 / 296 / 700 leaves that label images, 3 a leaf nobody uses) and hierarchy.txt.
 fs::path make_nabirds(const fs::path& dir) {
   const fs::path root = dir / "nabirds";
-  const std::vector<std::string> ids = {"0000139e-21dc-4d0c-bfe1-4cae3c85c829",
-                                        "0000d9fc-4e02-4c06-a0af-a55cfb16b12b",
-                                        "00019306-9d83-4334-b255-a447742edce3",
-                                        "0001afd4-99a1-4a67-b940-d419413e23b3"};
+  const std::vector<std::string> ids = {
+      "0000139e-21dc-4d0c-bfe1-4cae3c85c829", "0000d9fc-4e02-4c06-a0af-a55cfb16b12b",
+      "00019306-9d83-4334-b255-a447742edce3", "0001afd4-99a1-4a67-b940-d419413e23b3"};
   std::string images, labels, split, boxes, locs;
   const int class_of[] = {700, 295, 296, 700};
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -286,8 +285,7 @@ TEST(NABirdsFormat, BadInputIsPrecise) {
   fs::remove(root / "hierarchy.txt");
   EXPECT_CONTAINS(err(), (root / "hierarchy.txt").string());
   make_nabirds(dir.path());
-  write_text(root / "image_class_labels.txt",
-             "0000139e-21dc-4d0c-bfe1-4cae3c85c829 701\n");
+  write_text(root / "image_class_labels.txt", "0000139e-21dc-4d0c-bfe1-4cae3c85c829 701\n");
   EXPECT_CONTAINS(err(), "class id 701 is not listed in");
   make_nabirds(dir.path());
   write_text(root / "train_test_split.txt", "0000139e-21dc-4d0c-bfe1-4cae3c85c829 1\n");
@@ -361,8 +359,7 @@ TEST(AircraftFormat, SplitsLevelsBannerAndBoxes) {
   expect_box(kept->box(0), 1, 2, 10, 33);
 
   auto family = open_dataset("aircraft", root, "train", aircraft_options("level: family"));
-  EXPECT_EQ(family->class_names(),
-            (std::vector<std::string>{"Boeing 707", "Boeing 737", "A300"}));
+  EXPECT_EQ(family->class_names(), (std::vector<std::string>{"Boeing 707", "Boeing 737", "A300"}));
   EXPECT_EQ(family->labels(), (std::vector<int64_t>{0, 1}));
   auto maker = open_dataset("aircraft", root, "train", aircraft_options("level: manufacturer"));
   EXPECT_EQ(maker->labels(), (std::vector<int64_t>{1, 1}));
@@ -412,9 +409,9 @@ namespace {
 // file) and images under train_val_images/.
 fs::path make_inat(const fs::path& dir) {
   const fs::path root = dir / "inat";
-  for (const char* rel : {"train_val_images/Aves/Corvus corax/a.jpg",
-                          "train_val_images/Plantae/Acer rubrum/b.jpg",
-                          "train_val_images/Aves/Pica pica/c.jpg"})
+  for (const char* rel :
+       {"train_val_images/Aves/Corvus corax/a.jpg", "train_val_images/Plantae/Acer rubrum/b.jpg",
+        "train_val_images/Aves/Pica pica/c.jpg"})
     write_image(root / rel, 5, 3, 90);
   const std::string categories =
       R"("categories": [{"id": 5, "name": "Pica pica", "supercategory": "Aves"},
@@ -426,7 +423,8 @@ fs::path make_inat(const fs::path& dir) {
                  {"id": 11, "file_name": "train_val_images/Plantae/Acer rubrum/b.jpg", "width": 5, "height": 3}],
                "annotations": [{"id": 1, "image_id": 11, "category_id": 9},
                                {"id": 2, "image_id": 10, "category_id": 2, "bbox": [1, 0.5, 3, 2]}],
-               )" + categories + "}");
+               )" +
+                 categories + "}");
   write_text(root / "val2017.json",
              R"({"images": [{"id": 20, "file_name": "train_val_images/Aves/Pica pica/c.jpg"}],
                  "annotations": [{"id": 3, "image_id": 20, "category_id": 5}], )" +

@@ -1,10 +1,11 @@
+#include "finch/data/loader.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <set>
 
 #include "finch/core/error.h"
-#include "finch/data/loader.h"
 
 namespace fd = finch::data;
 

@@ -1,7 +1,7 @@
+#include "finch/eval/metrics.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-
-#include "finch/eval/metrics.h"
 
 using finch::eval::MetricsAccumulator;
 
@@ -50,7 +50,8 @@ TEST(Metrics, HandComputedCase) {
 
 TEST(Metrics, Top5CountsRunnerUps) {
   MetricsAccumulator acc({"0", "1", "2", "3", "4", "5", "6"});
-  torch::Tensor logits = torch::arange(7, torch::kFloat32).unsqueeze(0).repeat({2, 1});  // ranks 6,5,4,3,2
+  torch::Tensor logits =
+      torch::arange(7, torch::kFloat32).unsqueeze(0).repeat({2, 1});  // ranks 6,5,4,3,2
   acc.add(logits, torch::tensor({2, 1}, torch::kInt64));
   auto m = acc.finish();
   EXPECT_DOUBLE_EQ(m.top1, 0.0);
@@ -61,12 +62,14 @@ TEST(Metrics, JsonHasTheStableKeys) {
   MetricsAccumulator acc({"x", "y"});
   acc.add(torch::tensor({{1.0, 0.0}, {0.0, 1.0}}), torch::tensor({0, 0}, torch::kInt64));
   auto j = finch::eval::to_json(acc.finish());
-  for (const char* key : {"top1", "top5", "mean_class_accuracy", "per_class", "confusion_matrix", "num_samples"}) {
+  for (const char* key :
+       {"top1", "top5", "mean_class_accuracy", "per_class", "confusion_matrix", "num_samples"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["per_class"][1]["support"], 0);
   EXPECT_DOUBLE_EQ(j["mean_class_accuracy"].get<double>(), 0.5);  // over classes present
-  EXPECT_EQ(finch::eval::confusion_csv(acc.finish()), "true\\predicted,\"x\",\"y\"\n\"x\",1,1\n\"y\",0,0\n");
+  EXPECT_EQ(finch::eval::confusion_csv(acc.finish()),
+            "true\\predicted,\"x\",\"y\"\n\"x\",1,1\n\"y\",0,0\n");
 }
 
 TEST(Metrics, RejectsBadShapes) {

@@ -1,10 +1,11 @@
+#include "finch/models/model_file.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
 #include "finch/io/safetensors.h"
-#include "finch/models/model_file.h"
 #include "test_support.h"
 
 namespace fm = finch::models;
@@ -15,7 +16,8 @@ fm::ModelInfo tiny_info() {
   fm::ModelInfo info;
   info.arch = {{"backbone", "resnet20"}, {"head", "linear"}, {"num_classes", 3}, {"width", 4}};
   info.classes = {"cat", "dog", "finch"};
-  info.preprocess.eval_transforms = nlohmann::json::parse(R"([{"type": "resize", "size": [16, 16]}])");
+  info.preprocess.eval_transforms =
+      nlohmann::json::parse(R"([{"type": "resize", "size": [16, 16]}])");
   info.preprocess.input_size = 16;
   return info;
 }
@@ -105,6 +107,7 @@ TEST(ModelFile, LoadsInPyTorch) {
   }
   finch::io::write_safetensors(dir / "io.safetensors", {{"input", x}, {"output", y}}, {});
   std::string out = finch::test::run_python_reference(
-      "load_finch_model.py", (dir / "m.safetensors").string() + " " + (dir / "io.safetensors").string());
+      "load_finch_model.py",
+      (dir / "m.safetensors").string() + " " + (dir / "io.safetensors").string());
   EXPECT_NE(out.find("match"), std::string::npos) << out;
 }

@@ -12,11 +12,13 @@ namespace fm = finch::models;
 namespace {
 
 fm::Classifier make(const std::string& backbone, int64_t classes) {
-  return fm::build_classifier({{"backbone", backbone}, {"head", "linear"}, {"num_classes", classes}});
+  return fm::build_classifier(
+      {{"backbone", backbone}, {"head", "linear"}, {"num_classes", classes}});
 }
 
 // torchvision names -> classifier names: the classifier `fc` lives in the head.
-std::vector<std::pair<std::string, torch::Tensor>> from_torchvision(const finch::io::TensorFile& file) {
+std::vector<std::pair<std::string, torch::Tensor>> from_torchvision(
+    const finch::io::TensorFile& file) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& [name, tensor] : file.tensors) {
     if (name.rfind("model.", 0) != 0) continue;
@@ -29,7 +31,8 @@ std::vector<std::pair<std::string, torch::Tensor>> from_torchvision(const finch:
 void expect_matches_torchvision(const std::string& arch, int size, double tolerance) {
   finch::test::TempDir dir;
   const auto file = dir / "ref.safetensors";
-  finch::test::run_python_reference("resnet_reference.py", arch + " " + std::to_string(size) + " " + file.string());
+  finch::test::run_python_reference("resnet_reference.py",
+                                    arch + " " + std::to_string(size) + " " + file.string());
   auto ref = finch::io::read_safetensors(file);
   auto model = make(arch, 1000);
   fm::load_state_dict(*model, from_torchvision(ref), file.string());
@@ -51,10 +54,11 @@ TEST(ResNet, ParameterNamesAreTorchvisions) {
   auto model = make("resnet50", 10);
   std::set<std::string> names;
   for (const auto& [name, t] : fm::state_dict(*model)) names.insert(name);
-  for (const char* expected : {"backbone.conv1.weight", "backbone.bn1.running_var",
-                               "backbone.bn1.num_batches_tracked", "backbone.layer1.0.conv3.weight",
-                               "backbone.layer1.0.downsample.0.weight", "backbone.layer1.0.downsample.1.bias",
-                               "backbone.layer4.2.bn3.weight", "head.fc.weight", "head.fc.bias"}) {
+  for (const char* expected :
+       {"backbone.conv1.weight", "backbone.bn1.running_var", "backbone.bn1.num_batches_tracked",
+        "backbone.layer1.0.conv3.weight", "backbone.layer1.0.downsample.0.weight",
+        "backbone.layer1.0.downsample.1.bias", "backbone.layer4.2.bn3.weight", "head.fc.weight",
+        "head.fc.bias"}) {
     EXPECT_TRUE(names.count(expected)) << expected;
   }
   // torchvision's resnet50 has 320 state-dict entries (161 params + 159 buffers).
@@ -74,7 +78,8 @@ TEST(ResNet, StageShapes) {
 }
 
 TEST(ResNet, SmallInputVariants) {
-  for (auto [name, blocks] : std::vector<std::pair<std::string, int>>{{"resnet20", 3}, {"resnet32", 5}}) {
+  for (auto [name, blocks] :
+       std::vector<std::pair<std::string, int>>{{"resnet20", 3}, {"resnet32", 5}}) {
     auto model = make(name, 10);
     auto stages = model->backbone()->forward_stages(torch::randn({2, 3, 28, 28}));
     ASSERT_EQ(stages.size(), 3u);
@@ -96,16 +101,18 @@ TEST(ResNet, UnknownNamesListTheKnownOnes) {
   } catch (const finch::Error& e) {
     EXPECT_NE(std::string(e.what()).find("resnet50"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(fm::build_classifier({{"backbone", "resnet18"}, {"head", "nope"}, {"num_classes", 3}}), finch::Error);
+  EXPECT_THROW(
+      fm::build_classifier({{"backbone", "resnet18"}, {"head", "nope"}, {"num_classes", 3}}),
+      finch::Error);
   EXPECT_THROW(make("resnet18", 0), finch::Error);
 }
 
 TEST(ResNet, LoadStateDictReportsMismatches) {
   auto model = make("resnet18", 10);
   auto sd = fm::state_dict(*model);
-  sd.pop_back();                                              // missing
+  sd.pop_back();                                                // missing
   sd.emplace_back("backbone.extra.weight", torch::zeros({1}));  // unexpected
-  sd[0].second = torch::zeros({1, 2, 3});                     // mismatched
+  sd[0].second = torch::zeros({1, 2, 3});                       // mismatched
   try {
     fm::load_state_dict(*model, sd, "w.safetensors");
     FAIL();

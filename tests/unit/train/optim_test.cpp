@@ -1,3 +1,5 @@
+#include "finch/train/optim.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -6,7 +8,6 @@
 #include "finch/core/config.h"
 #include "finch/core/error.h"
 #include "finch/models/model.h"
-#include "finch/train/optim.h"
 #include "test_support.h"
 
 using finch::Config;
@@ -51,10 +52,12 @@ TEST_P(OptimizerParity, MatchesPyTorch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, OptimizerParity, ::testing::Values("sgd", "adam", "adamw", "rmsprop"));
+INSTANTIATE_TEST_SUITE_P(All, OptimizerParity,
+                         ::testing::Values("sgd", "adam", "adamw", "rmsprop"));
 
 TEST(Optimizer, GroupsSeparateHeadAndNormsAndApplyMultipliers) {
-  Config config = Config::from_yaml("optim: {lr: 0.1, head_lr_mult: 10, weight_decay: 0.001}", "test");
+  Config config =
+      Config::from_yaml("optim: {lr: 0.1, head_lr_mult: 10, weight_decay: 0.001}", "test");
   auto model = finch::models::build_classifier(
       {{"backbone", "resnet20"}, {"head", "linear"}, {"num_classes", 3}, {"width", 4}});
   auto bundle = finch::train::build_optimizer(config, model);
@@ -77,6 +80,8 @@ TEST(Optimizer, GroupsSeparateHeadAndNormsAndApplyMultipliers) {
 TEST(Optimizer, UnknownNameAndBadLr) {
   auto model = finch::models::build_classifier(
       {{"backbone", "resnet20"}, {"head", "linear"}, {"num_classes", 3}, {"width", 4}});
-  EXPECT_THROW(finch::train::build_optimizer(Config::from_yaml("optim: {name: lamb}", "t"), model), finch::Error);
-  EXPECT_THROW(finch::train::build_optimizer(Config::from_yaml("optim: {lr: 0}", "t"), model), finch::Error);
+  EXPECT_THROW(finch::train::build_optimizer(Config::from_yaml("optim: {name: lamb}", "t"), model),
+               finch::Error);
+  EXPECT_THROW(finch::train::build_optimizer(Config::from_yaml("optim: {lr: 0}", "t"), model),
+               finch::Error);
 }

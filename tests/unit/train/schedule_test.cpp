@@ -22,8 +22,9 @@ TEST(Schedule, OneCycleMatchesPyTorch) {
   const int total = 100;
   std::string out = finch::test::run_python_reference("schedule_reference.py", "100 0.25 25 10000");
   std::istringstream in(out);
-  LrSchedule schedule(schedule_config("{name: onecycle, pct_start: 0.25, div_factor: 25, final_div_factor: 10000}"),
-                      10, total);
+  LrSchedule schedule(
+      schedule_config("{name: onecycle, pct_start: 0.25, div_factor: 25, final_div_factor: 10000}"),
+      10, total);
   for (int step = 0; step < total; ++step) {
     double expected;
     ASSERT_TRUE(in >> expected) << "reference printed too few values: " << out;
@@ -43,7 +44,9 @@ TEST(Schedule, StepMultiStepCosineAndWarmup) {
   EXPECT_NEAR(multi.factor(30), 0.1, 1e-12);
   EXPECT_NEAR(multi.factor(50), 0.01, 1e-12);
 
-  LrSchedule cosine(schedule_config("{name: cosine, warmup_epochs: 1, warmup_start_factor: 0.1, min_lr: 0.0}"), 10, 110);
+  LrSchedule cosine(
+      schedule_config("{name: cosine, warmup_epochs: 1, warmup_start_factor: 0.1, min_lr: 0.0}"),
+      10, 110);
   EXPECT_DOUBLE_EQ(cosine.factor(0), 0.1);
   EXPECT_NEAR(cosine.factor(5), 0.55, 1e-12);
   EXPECT_NEAR(cosine.factor(10), 1.0, 1e-12);

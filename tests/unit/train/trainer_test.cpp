@@ -1,3 +1,5 @@
+#include "finch/train/trainer.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,7 +10,6 @@
 #include "finch/core/interrupt.h"
 #include "finch/io/safetensors.h"
 #include "finch/models/model_file.h"
-#include "finch/train/trainer.h"
 #include "test_support.h"
 
 using finch::Config;
@@ -34,7 +35,8 @@ model: {backbone: resnet20, width: 4, dropout: 0.2, input_size: 16}
 train: {batch_size: 8, eval_batch_size: 16, progress: none}
 optim: {name: sgd, lr: 0.05}
 schedule: {name: cosine, warmup_epochs: 0.5}
-)", "tiny");
+)",
+                               "tiny");
   c.set("data.root", data_root.string());
   c.set("train.epochs", std::to_string(epochs));
   return c;
@@ -67,14 +69,16 @@ class TrainerTest : public ::testing::Test {
 
 TEST_F(TrainerTest, WritesArtifactsAndLearns) {
   Config config = tiny_config(dir_ / "data", 6);
-  for (const char* o : {"optim.name=adam", "optim.lr=0.003", "optim.weight_decay=0", "model.width=8"}) {
+  for (const char* o :
+       {"optim.name=adam", "optim.lr=0.003", "optim.weight_decay=0", "model.width=8"}) {
     config.apply_override(o);
   }
   auto summary = finch::train::run_training(config, dir_ / "run", false);
   EXPECT_EQ(summary.epochs_completed, 6);
   EXPECT_FALSE(summary.interrupted);
-  for (const char* f : {"config.yaml", "metrics.jsonl", "best.safetensors", "last.safetensors",
-                        "checkpoint/state.json", "checkpoint/optimizer.pt", "checkpoint/model.safetensors"}) {
+  for (const char* f :
+       {"config.yaml", "metrics.jsonl", "best.safetensors", "last.safetensors",
+        "checkpoint/state.json", "checkpoint/optimizer.pt", "checkpoint/model.safetensors"}) {
     EXPECT_TRUE(fs::exists(dir_ / "run" / f)) << f;
   }
   std::ifstream metrics(dir_ / "run" / "metrics.jsonl");
@@ -83,7 +87,8 @@ TEST_F(TrainerTest, WritesArtifactsAndLearns) {
   double first_loss = 0, last_loss = 0;
   while (std::getline(metrics, line)) {
     auto j = nlohmann::json::parse(line);
-    for (const char* key : {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "img_per_s", "seconds"}) {
+    for (const char* key : {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                            "img_per_s", "seconds"}) {
       EXPECT_TRUE(j.contains(key)) << key;
     }
     EXPECT_EQ(j["epoch"], ++records);
@@ -115,7 +120,8 @@ TEST_F(TrainerTest, ResumeAfterInterruptGivesTheSameWeights) {
   auto resumed = finch::train::run_training(Config::load(dir_ / "resumed" / "config.yaml", {}),
                                             dir_ / "resumed", true);
   EXPECT_EQ(resumed.epochs_completed, 2);
-  expect_same_weights(dir_ / "straight" / "last.safetensors", dir_ / "resumed" / "last.safetensors");
+  expect_same_weights(dir_ / "straight" / "last.safetensors",
+                      dir_ / "resumed" / "last.safetensors");
 
   // 1 epoch + resume + 1 epoch: interrupt exactly at the end of epoch 1.
   hooks.on_step = [](const finch::train::TrainState& s, finch::models::Classifier&) {
@@ -124,7 +130,8 @@ TEST_F(TrainerTest, ResumeAfterInterruptGivesTheSameWeights) {
   finch::train::run_training(config, dir_ / "epochwise", false, hooks);
   finch::clear_interrupt();
   finch::train::run_training(config, dir_ / "epochwise", true);
-  expect_same_weights(dir_ / "straight" / "last.safetensors", dir_ / "epochwise" / "last.safetensors");
+  expect_same_weights(dir_ / "straight" / "last.safetensors",
+                      dir_ / "epochwise" / "last.safetensors");
   // Metrics of the resumed run hold each epoch exactly once.
   std::ifstream metrics(dir_ / "epochwise" / "metrics.jsonl");
   std::string line;

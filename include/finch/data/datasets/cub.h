@@ -22,11 +22,11 @@ struct PartLocation {
 
 /// What the id files of a CUB-style dataset (CUB-200-2011, NABirds) say about one image.
 struct CubRecord {
-  std::filesystem::path path;            // absolute: root/images/<relative path>
-  int64_t label = 0;                     // 0-based class index
-  Box box;                               // bounding_boxes.txt
-  std::vector<PartLocation> parts;       // sorted by part_id; empty without parts files
-  std::vector<uint8_t> attributes;       // is_present (0/1) per attribute; empty without them
+  std::filesystem::path path;       // absolute: root/images/<relative path>
+  int64_t label = 0;                // 0-based class index
+  Box box;                          // bounding_boxes.txt
+  std::vector<PartLocation> parts;  // sorted by part_id; empty without parts files
+  std::vector<uint8_t> attributes;  // is_present (0/1) per attribute; empty without them
 };
 
 class CubDataset : public Dataset {

@@ -2,25 +2,25 @@
 // ResNet family with torchvision's module and parameter names (conv1, bn1, layer1.0.conv1,
 // layer1.0.downsample.0, ...) so torchvision/timm state dicts load unchanged.
 // He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
-#include <string>
-#include <vector>
-
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/pooling.h>
+
+#include <string>
+#include <vector>
 
 #include "finch/models/model.h"
 
 namespace finch::models {
 
 struct ResNetOptions {
-  bool bottleneck = false;              // Bottleneck (ResNet-50+) or BasicBlock (18/34, CIFAR)
-  std::vector<int64_t> layers;          // blocks per stage, e.g. {3, 4, 6, 3}
-  std::vector<int64_t> widths;          // planes per stage, e.g. {64, 128, 256, 512}
-  bool small_input = false;             // 3x3 stride-1 stem, no max-pool (28-32 px images)
-  int64_t groups = 1;                   // ResNeXt cardinality
-  int64_t width_per_group = 64;         // ResNeXt / Wide-ResNet base width
+  bool bottleneck = false;       // Bottleneck (ResNet-50+) or BasicBlock (18/34, CIFAR)
+  std::vector<int64_t> layers;   // blocks per stage, e.g. {3, 4, 6, 3}
+  std::vector<int64_t> widths;   // planes per stage, e.g. {64, 128, 256, 512}
+  bool small_input = false;      // 3x3 stride-1 stem, no max-pool (28-32 px images)
+  int64_t groups = 1;            // ResNeXt cardinality
+  int64_t width_per_group = 64;  // ResNeXt / Wide-ResNet base width
 };
 
 class BasicBlockImpl : public torch::nn::Module {
