@@ -7,6 +7,8 @@
 #include <fstream>
 #include <random>
 
+#include "finch/core/error.h"
+
 namespace finch::test {
 
 namespace fs = std::filesystem;
@@ -51,6 +53,16 @@ std::string run_python_reference(const std::string& script, const std::string& a
                   << result.output;
   }
   return result.output;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const finch::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected finch::Error";
+  return "";
 }
 
 fs::path cli_path() { return FINCH_CLI_PATH; }

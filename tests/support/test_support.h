@@ -2,6 +2,7 @@
 // Helpers shared by the test suites: scratch folders, running the CLI and the
 // python3-torch reference scripts (Debian's /usr/bin/python3, never a user's venv).
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace finch::test {
@@ -36,6 +37,10 @@ std::filesystem::path cli_path();
 /// Path of the source tree.
 std::filesystem::path source_dir();
 
+/// Runs `f` and returns the message of the finch::Error it throws; fails the test if it
+/// throws none.
+std::string error_of(const std::function<void()>& f);
+
 /// Writes a text file (creating parent folders).
 void write_text(const std::filesystem::path& path, const std::string& text);
 
@@ -50,3 +55,7 @@ void make_pattern_imagefolder(const std::filesystem::path& root, int classes, in
                               int size, unsigned seed = 0);
 
 }  // namespace finch::test
+
+/// Expects `part` to occur in `text` (a std::string or C string), printing `text` if not.
+#define EXPECT_CONTAINS(text, part) \
+  EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)

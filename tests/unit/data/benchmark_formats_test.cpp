@@ -13,22 +13,10 @@
 
 namespace fs = std::filesystem;
 using finch::data::open_dataset;
+using finch::test::error_of;
 using finch::test::write_text;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const finch::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected finch::Error";
-  return "";
-}
-
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
 
 // A width x height BGR image of one grey value (written as PNG or JPEG by extension).
 void write_image(const fs::path& path, int width, int height, int value) {

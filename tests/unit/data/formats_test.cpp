@@ -13,22 +13,10 @@
 
 namespace fs = std::filesystem;
 using finch::data::open_dataset;
+using finch::test::error_of;
 using finch::test::write_text;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const finch::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected finch::Error";
-  return "";
-}
-
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
 
 std::vector<std::string> splits_of(const std::string& format, const fs::path& root,
                                    const YAML::Node& options = YAML::Node()) {

@@ -114,9 +114,6 @@ std::string error_of(const std::string& yaml) {
   return "";
 }
 
-#define EXPECT_CONTAINS(text, part) \
-  EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
-
 }  // namespace
 
 // --- parity with torchvision 0.14 (python3-torchvision, the tensor code path) ---------------

@@ -33,16 +33,6 @@ double max_abs_diff(const cv::Mat& a, const cv::Mat& b) {
   return cv::norm(a, b, cv::NORM_INF);
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const finch::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected finch::Error";
-  return "";
-}
-
 }  // namespace
 
 TEST(ImageIo, PngRoundTripKeepsRgbOrder) {
@@ -147,11 +137,12 @@ TEST(ImageIo, BadFilesThrowNamingThePath) {
 
   for (const std::string name : {"cut.png", "cut.jpg", "garbage.jpg", "empty.png", "missing.png"}) {
     SCOPED_TRACE(name);
-    std::string message = message_of([&] { read_image_rgb(dir / name); });
+    std::string message = finch::test::error_of([&] { read_image_rgb(dir / name); });
     EXPECT_NE(message.find((dir / name).string()), std::string::npos) << message;
   }
-  EXPECT_NE(message_of([&] { decode_image_rgb("garbage", "memory#3"); }).find("memory#3"),
-            std::string::npos);
+  EXPECT_NE(
+      finch::test::error_of([&] { decode_image_rgb("garbage", "memory#3"); }).find("memory#3"),
+      std::string::npos);
 }
 
 TEST(ImageIo, ImageExtensions) {
