@@ -4,7 +4,9 @@
 //
 // type                 parameters (defaults)                         torchvision equivalent
 // resize               size: int (shorter side) | [h, w];            Resize (tensor path,
-//                      interpolation: bilinear|nearest|area|bicubic   antialias=False)
+//                      interpolation: bilinear|nearest|area|bicubic   antialias=False;
+//                      antialias: false (true: PIL's bilinear,        with antialias: true,
+//                      bit-exact; what torchvision does on PIL images) Resize on PIL images)
 // center_crop          size: int | [h, w]                            CenterCrop
 // random_resized_crop  size; scale: [0.08, 1]; ratio: [3/4, 4/3];    RandomResizedCrop
 //                      interpolation: bilinear
@@ -72,6 +74,11 @@ class Params {
     if (!(v >= lo && v <= hi))
       fail(key, "must be in [" + show(lo) + ", " + show(hi) + "], got " + show(v));
     return v;
+  }
+
+  bool flag(const std::string& key, bool fallback) {
+    if (!has(key)) return fallback;
+    return scalar<bool>(node_[key], key, "true or false");
   }
 
   double probability(const std::string& key, double fallback) {
@@ -196,6 +203,94 @@ cv::Mat resize_to(const cv::Mat& img, Size2 size, int interpolation) {
   return out;
 }
 
+// PIL's antialiased bilinear resampling (Image.resize(..., BILINEAR), which torchvision's
+// Resize uses on PIL images): a triangle filter widened by the downscale factor, 8-bit fixed
+// point coefficients, horizontal pass then vertical, each rounded to uint8 -- so the result
+// is bit-identical to PIL's.
+struct PilCoefficients {
+  std::vector<int> first, count;  // per output pixel: first input pixel and tap count
+  std::vector<int32_t> weights;   // taps x out, fixed point with kPrecisionBits
+  int taps = 0;
+};
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+PilCoefficients pil_bilinear_coefficients(int in_size, int out_size) {
+  const double scale = static_cast<double>(in_size) / out_size;
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = 1.0 * filter_scale;  // the triangle filter's support is 1
+  PilCoefficients c;
+  c.taps = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.first.resize(out_size);
+  c.count.resize(out_size);
+  c.weights.assign(static_cast<size_t>(out_size) * c.taps, 0);
+  std::vector<double> k(c.taps);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const int xmin = std::max(static_cast<int>(center - support + 0.5), 0);
+    const int xmax = std::min(static_cast<int>(center + support + 0.5), in_size) - xmin;
+    double total = 0;
+    for (int x = 0; x < xmax; ++x) {
+      const double t = std::abs((x + xmin - center + 0.5) / filter_scale);
+      k[x] = t < 1.0 ? 1.0 - t : 0.0;
+      total += k[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double w = total != 0 ? k[x] / total : 0.0;
+      // PIL rounds half away from zero when converting to fixed point.
+      c.weights[static_cast<size_t>(xx) * c.taps + x] =
+          static_cast<int32_t>(w < 0 ? -0.5 + w * (1 << kPrecisionBits)
+                                     : 0.5 + w * (1 << kPrecisionBits));
+    }
+    c.first[xx] = xmin;
+    c.count[xx] = xmax;
+  }
+  return c;
+}
+
+uint8_t clip_fixed(int64_t v) {
+  v >>= kPrecisionBits;
+  return static_cast<uint8_t>(std::clamp<int64_t>(v, 0, 255));
+}
+
+cv::Mat pil_resize_bilinear(const cv::Mat& rgb, int out_h, int out_w) {
+  const int channels = rgb.channels();
+  cv::Mat horizontal(rgb.rows, out_w, rgb.type());
+  if (out_w == rgb.cols) {
+    rgb.copyTo(horizontal);
+  } else {
+    const PilCoefficients c = pil_bilinear_coefficients(rgb.cols, out_w);
+    for (int y = 0; y < rgb.rows; ++y) {
+      const uint8_t* in = rgb.ptr<uint8_t>(y);
+      uint8_t* out = horizontal.ptr<uint8_t>(y);
+      for (int xx = 0; xx < out_w; ++xx) {
+        const int32_t* w = &c.weights[static_cast<size_t>(xx) * c.taps];
+        for (int ch = 0; ch < channels; ++ch) {
+          int64_t acc = int64_t{1} << (kPrecisionBits - 1);
+          for (int x = 0; x < c.count[xx]; ++x)
+            acc += static_cast<int64_t>(in[(c.first[xx] + x) * channels + ch]) * w[x];
+          out[xx * channels + ch] = clip_fixed(acc);
+        }
+      }
+    }
+  }
+  if (out_h == rgb.rows) return horizontal;
+  cv::Mat result(out_h, out_w, rgb.type());
+  const PilCoefficients c = pil_bilinear_coefficients(rgb.rows, out_h);
+  const int row_len = out_w * channels;
+  std::vector<int64_t> acc(row_len);
+  for (int yy = 0; yy < out_h; ++yy) {
+    std::fill(acc.begin(), acc.end(), int64_t{1} << (kPrecisionBits - 1));
+    const int32_t* w = &c.weights[static_cast<size_t>(yy) * c.taps];
+    for (int y = 0; y < c.count[yy]; ++y) {
+      const uint8_t* in = horizontal.ptr<uint8_t>(c.first[yy] + y);
+      for (int i = 0; i < row_len; ++i) acc[i] += static_cast<int64_t>(in[i]) * w[y];
+    }
+    uint8_t* out = result.ptr<uint8_t>(yy);
+    for (int i = 0; i < row_len; ++i) out[i] = clip_fixed(acc[i]);
+  }
+  return result;
+}
+
 // --- image ops -----------------------------------------------------------------------------
 
 // torchvision Resize: an int is the shorter side (the longer one is int(size * long / short)),
@@ -206,7 +301,11 @@ class Resize final : public ImageTransform {
   explicit Resize(Params& p)
       : shorter_side_(p.size_is_int("size")),
         size_(*p.size("size", true)),
-        interpolation_(interpolation_flag(p)) {}
+        interpolation_(interpolation_flag(p)),
+        antialias_(p.flag("antialias", false)) {
+    if (antialias_ && interpolation_ != cv::INTER_LINEAR)
+      p.fail("antialias", "is implemented for interpolation: bilinear only");
+  }
   cv::Mat apply(const cv::Mat& rgb, Rng&) const override {
     Size2 out = size_;
     if (shorter_side_) {
@@ -216,6 +315,7 @@ class Resize final : public ImageTransform {
       else
         out = {s, static_cast<int>(static_cast<double>(s) * rgb.cols / rgb.rows)};
     }
+    if (antialias_) return pil_resize_bilinear(rgb, out.first, out.second);
     return resize_to(rgb, out, interpolation_);
   }
 
@@ -223,6 +323,7 @@ class Resize final : public ImageTransform {
   bool shorter_side_;
   Size2 size_;
   int interpolation_;
+  bool antialias_;
 };
 
 // torchvision CenterCrop: pads with zeros ((d // 2) before, the rest after) when the image is

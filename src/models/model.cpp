@@ -15,10 +15,22 @@ ClassifierImpl::ClassifierImpl(std::shared_ptr<BackboneImpl> backbone,
     : backbone_(register_module("backbone", std::move(backbone))),
       head_(register_module("head", std::move(head))) {}
 
+torch::Tensor BackboneImpl::embed(const Features& features) {
+  return features.stages.back().mean({2, 3});
+}
+
+ModelOutput HeadImpl::forward_embedding(const torch::Tensor&) {
+  throw Error("this head classifies stage feature maps, not a pooled embedding; "
+              "train.cache_features needs model.head: linear");
+}
+
 ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
               "classifier expects [B, 3, H, W] images, got ", images.sizes());
-  return head_->forward_head(backbone_->forward_stages(images));
+  Features features = backbone_->forward_features(images);
+  ModelOutput output = head_->forward_head(features, *backbone_);
+  if (!output.aux_logits.defined()) output.aux_logits = features.aux_logits;
+  return output;
 }
 
 Classifier build_classifier(const ModelSpec& spec) {
@@ -26,7 +38,7 @@ Classifier build_classifier(const ModelSpec& spec) {
   if (num_classes < 1)
     throw Error("model.num_classes must be >= 1, got " + std::to_string(num_classes));
   auto backbone = build_backbone(spec);
-  auto head = build_head(spec, backbone->num_features());
+  auto head = build_head(spec, *backbone);
   return Classifier(backbone, head);
 }
 

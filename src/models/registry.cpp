@@ -63,13 +63,13 @@ std::shared_ptr<BackboneImpl> build_backbone(const ModelSpec& spec) {
   return it->second(spec);
 }
 
-std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, int64_t in_features) {
+std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, const BackboneImpl& backbone) {
   const std::string name = spec_name(spec, "head");
   auto it = heads().find(name);
   if (it == heads().end()) {
     throw Error("unknown model.head '" + name + "' (known: " + joined(head_names()) + ")");
   }
-  return it->second(spec, in_features);
+  return it->second(spec, backbone);
 }
 
 std::vector<std::string> backbone_names() { return names_of(backbones()); }

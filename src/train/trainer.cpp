@@ -18,7 +18,10 @@
 #include "finch/data/from_config.h"
 #include "finch/eval/evaluate.h"
 #include "finch/models/model_file.h"
+#include "finch/models/pretrained.h"
 #include "finch/train/checkpoint.h"
+#include "finch/train/feature_cache.h"
+#include "finch/train/freeze.h"
 #include "finch/train/optim.h"
 
 namespace finch::train {
@@ -88,6 +91,24 @@ models::ModelInfo model_info(const Config& config, const models::ModelSpec& spec
   return info;
 }
 
+// Validation metrics from cached embeddings (the head alone, eval mode).
+eval::Metrics evaluate_cached(models::Classifier& model, const CachedFeatures& features,
+                              const std::vector<std::string>& classes) {
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  eval::MetricsAccumulator metrics(classes);
+  const auto device = model->parameters().front().device();
+  for (int64_t begin = 0; begin < features.labels.size(0); begin += 1024) {
+    const int64_t end = std::min<int64_t>(begin + 1024, features.labels.size(0));
+    auto output =
+        model->head()->forward_embedding(features.embeddings.slice(0, begin, end).to(device));
+    metrics.add(output.logits, features.labels.slice(0, begin, end));
+  }
+  if (was_training) model->train();
+  return metrics.finish();
+}
+
 }  // namespace
 
 int choose_threads(int threads) {
@@ -130,19 +151,24 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   }
   torch::manual_seed(derive_seed(seed, kInitStream));
   models::Classifier model = models::build_classifier(spec);
+  const std::string pretrained = config.get<std::string>("model.pretrained");
+  if (!pretrained.empty() && !resume) {  // on resume the checkpoint holds the weights
+    auto report = models::load_pretrained(model, models::read_weights_file(pretrained),
+                                          pretrained, config.get<bool>("model.pretrained_strict"));
+    fmt::print(stderr, "{}\n", report.summary());
+  }
+  const bool cache_features = config.get<bool>("train.cache_features");
+  FreezePlan freeze = plan_freeze(config.get<std::string>("train.freeze"), *model->backbone());
+  if (cache_features) {
+    if (!model->head()->uses_embedding_only())
+      throw Error("train.cache_features needs a head that classifies the backbone's pooled "
+                  "embedding (model.head: linear), not model.head: " +
+                  spec["head"].get<std::string>());
+    if (!freeze.whole_backbone) freeze = plan_freeze("backbone", *model->backbone());
+  }
+  freeze_parameters(model, freeze);
   model->to(device);
   OptimizerBundle optim = build_optimizer(config, model);
-
-  int64_t steps_per_epoch = train_loader.num_batches();
-  const int64_t max_steps = config.get<int64_t>("train.max_steps_per_epoch");
-  if (max_steps > 0) steps_per_epoch = std::min(steps_per_epoch, max_steps);
-  if (steps_per_epoch < 1) {
-    throw Error(fmt::format("the training split has {} samples, fewer than one batch of {}",
-                            data.train->size(), config.get<int64_t>("train.batch_size")));
-  }
-  LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
-  const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
-  const double label_smoothing = config.get<double>("train.label_smoothing");
 
   TrainState state;
   if (resume) {
@@ -156,10 +182,46 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     fs::remove(run_dir / "metrics.jsonl");
   }
 
+  // Cached features: the frozen backbone's embeddings of train and val, computed once per run
+  // directory (eval transforms) and reused on resume.
+  CachedFeatures train_features, val_features;
+  std::unique_ptr<CachedBatches> cached_batches;
+  if (cache_features) {
+    const std::string key = yaml_to_json(config.node("data")).dump() +
+                            yaml_to_json(config.node("model")).dump() +
+                            std::to_string(data.train->size());
+    data::Loader train_eval(data.train, data::eval_pipeline(config),
+                            data::loader_options(config, false));
+    train_features = cached_embeddings(model, train_eval, device, run_dir / "features" /
+                                       "train.safetensors", key, progress_style,
+                                       "cache train features");
+    if (val_loader) {
+      val_features = cached_embeddings(model, *val_loader, device,
+                                       run_dir / "features" / "val.safetensors", key,
+                                       progress_style, "cache val features");
+    }
+    cached_batches = std::make_unique<CachedBatches>(train_features,
+                                                     config.get<int64_t>("train.batch_size"),
+                                                     config.get<bool>("train.drop_last"), seed);
+  }
+
+  int64_t steps_per_epoch =
+      cached_batches ? cached_batches->num_batches() : train_loader.num_batches();
+  const int64_t max_steps = config.get<int64_t>("train.max_steps_per_epoch");
+  if (max_steps > 0) steps_per_epoch = std::min(steps_per_epoch, max_steps);
+  if (steps_per_epoch < 1) {
+    throw Error(fmt::format("the training split has {} samples, fewer than one batch of {}",
+                            data.train->size(), config.get<int64_t>("train.batch_size")));
+  }
+  LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
+  const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
+  const double label_smoothing = config.get<double>("train.label_smoothing");
+  const double aux_loss_weight = config.get<double>("train.aux_loss_weight");
+
   fmt::print(
       stderr,
       "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
-      "parameters); {} compute threads, {} loader workers, device {}\n",
+      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}\n",
       kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
       classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
       [&] {
@@ -167,7 +229,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         for (const auto& p : model->parameters()) n += p.numel();
         return n / 1e6;
       }(),
-      threads, config.get<int>("data.workers"), device.str());
+      freeze.description, threads, config.get<int>("data.workers"), device.str());
 
   TrainSummary summary;
   summary.best_val_acc = state.best_val_acc;
@@ -178,21 +240,41 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   while (state.epoch < epochs) {
     const auto epoch_start = Clock::now();
     model->train();
-    train_loader.start_epoch(state.epoch, state.batches_done);
+    keep_frozen_in_eval(model, freeze);
+    if (cached_batches) {
+      cached_batches->start_epoch(state.epoch, state.batches_done);
+    } else {
+      train_loader.start_epoch(state.epoch, state.batches_done);
+    }
     Progress progress(fmt::format("epoch {}/{}", state.epoch + 1, epochs), steps_per_epoch,
                       progress_style);
     auto train_start = Clock::now();
     const double seconds_before = state.train_seconds;
     while (state.batches_done < steps_per_epoch) {
-      auto batch = train_loader.next();
-      if (!batch) break;
+      torch::Tensor inputs, labels;
+      if (cached_batches) {
+        auto batch = cached_batches->next();
+        if (!batch) break;
+        std::tie(inputs, labels) = *batch;
+      } else {
+        auto batch = train_loader.next();
+        if (!batch) break;
+        inputs = batch->images;
+        labels = batch->labels;
+      }
+      inputs = inputs.to(device);
+      labels = labels.to(device);
       torch::manual_seed(derive_seed(seed, kStepStream, state.global_step));  // dropout etc.
       set_lr_factor(optim, schedule.factor(state.global_step));
-      torch::Tensor images = batch->images.to(device), labels = batch->labels.to(device);
-      auto output = model->forward(images);
-      torch::Tensor loss = torch::nn::functional::cross_entropy(
-          output.logits, labels,
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing));
+      auto output = cached_batches ? model->head()->forward_embedding(inputs)
+                                   : model->forward(inputs);
+      const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
+          label_smoothing);
+      torch::Tensor loss = torch::nn::functional::cross_entropy(output.logits, labels, ce);
+      if (output.aux_logits.defined() && aux_loss_weight > 0) {
+        loss = loss + aux_loss_weight *
+                          torch::nn::functional::cross_entropy(output.aux_logits, labels, ce);
+      }
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
         throw Error(fmt::format(
@@ -233,7 +315,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       }
     }
     const double train_seconds = state.train_seconds;
-    const auto skipped = train_loader.skipped();
+    const auto skipped =
+        cached_batches ? std::vector<data::SkippedSample>{} : train_loader.skipped();
     progress.finish(
         fmt::format("loss {:.4f} acc {:.4f}", state.loss_sum / std::max<int64_t>(1, state.seen),
                     static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)));
@@ -253,7 +336,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         {"skipped", skipped.size()}};
     double val_acc = -1;
     if (val_loader) {
-      eval::Metrics val = eval::evaluate(model, *val_loader, device, progress_style, "  validate");
+      eval::Metrics val = cached_batches
+                              ? evaluate_cached(model, val_features, data.val->class_names())
+                              : eval::evaluate(model, *val_loader, device, progress_style,
+                                               "  validate");
       val_acc = val.top1;
       record["val_loss"] = val.loss;
       record["val_acc"] = val.top1;

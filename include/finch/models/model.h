@@ -12,30 +12,57 @@
 
 namespace finch::models {
 
+/// What a backbone computes for a batch.
+struct Features {
+  std::vector<torch::Tensor> stages;  // feature map of every stage, shallow to deep [B, C, H, W]
+  torch::Tensor aux_logits;  // Inception-v3's auxiliary classifier in training mode, else undefined
+};
+
 /// Everything a model returns, by name (never a tuple whose order must be remembered).
 struct ModelOutput {
-  torch::Tensor logits;     // [B, num_classes]
-  torch::Tensor embedding;  // [B, D] pooled feature the classifier sees
+  torch::Tensor logits;      // [B, num_classes]
+  torch::Tensor embedding;   // [B, D] pooled feature the classifier sees
+  torch::Tensor aux_logits;  // auxiliary logits to add to the loss in training, or undefined
 };
 
 class BackboneImpl : public torch::nn::Module {
  public:
-  /// [B, 3, H, W] -> the feature map of every stage, shallow to deep ([B, C_i, H_i, W_i]).
-  virtual std::vector<torch::Tensor> forward_stages(const torch::Tensor& images) = 0;
+  /// [B, 3, H, W] -> stage feature maps (and auxiliary logits where the architecture has them).
+  virtual Features forward_features(const torch::Tensor& images) = 0;
   /// Channels of the last stage's feature map.
   virtual int64_t num_features() const = 0;
+  /// The pooled embedding torchvision's classifier sees: by default the global average of
+  /// the last stage; VGG applies its fc6/fc7 layers.
+  virtual torch::Tensor embed(const Features& features);
+  /// Size of embed()'s output.
+  virtual int64_t embedding_dim() const { return num_features(); }
+  /// Parameter-name prefixes of each stage, shallow to deep (the stem belongs to the first):
+  /// what `train.freeze: N` freezes.
+  virtual std::vector<std::vector<std::string>> stage_prefixes() const = 0;
+  /// torchvision's name of this architecture's final classifier ("fc", "classifier.6"):
+  /// pretrained files name the head this way.
+  virtual std::string torchvision_classifier() const { return "fc"; }
+  /// Tensors whose shape follows the number of classes (Inception's auxiliary classifier):
+  /// re-initialised, like the head, when pretrained weights have another class count.
+  virtual std::vector<std::string> class_dependent_tensors() const { return {}; }
 };
 
 class HeadImpl : public torch::nn::Module {
  public:
-  /// Stage maps from the backbone -> logits and embedding.
-  virtual ModelOutput forward_head(const std::vector<torch::Tensor>& stages) = 0;
+  /// Backbone features -> logits and embedding. Heads that classify the backbone's pooled
+  /// embedding call backbone.embed(features); others work on the stage maps.
+  virtual ModelOutput forward_head(const Features& features, BackboneImpl& backbone) = 0;
+  /// True when the head only needs backbone.embed(): its input can then be cached
+  /// (`train.cache_features`) and forward_embedding() used instead.
+  virtual bool uses_embedding_only() const { return false; }
+  /// Logits from a precomputed embedding; only for heads with uses_embedding_only().
+  virtual ModelOutput forward_embedding(const torch::Tensor& embedding);
 };
 
 class ClassifierImpl : public torch::nn::Module {
  public:
   ClassifierImpl(std::shared_ptr<BackboneImpl> backbone, std::shared_ptr<HeadImpl> head);
-  /// [B, 3, H, W] -> logits and embedding.
+  /// [B, 3, H, W] -> logits and embedding (and auxiliary logits in training mode).
   ModelOutput forward(const torch::Tensor& images);
   std::shared_ptr<BackboneImpl> backbone() const { return backbone_; }
   std::shared_ptr<HeadImpl> head() const { return head_; }

@@ -12,15 +12,15 @@
 namespace finch::models {
 
 using BackboneBuilder = std::function<std::shared_ptr<BackboneImpl>(const ModelSpec& spec)>;
-/// Builds a head for a backbone with `in_features` channels in its last stage.
+/// Builds a head for `backbone` (which it may ask for num_features() or embedding_dim()).
 using HeadBuilder =
-    std::function<std::shared_ptr<HeadImpl>(const ModelSpec& spec, int64_t in_features)>;
+    std::function<std::shared_ptr<HeadImpl>(const ModelSpec& spec, const BackboneImpl& backbone)>;
 
 bool register_backbone(const std::string& name, BackboneBuilder builder);
 bool register_head(const std::string& name, HeadBuilder builder);
 
 std::shared_ptr<BackboneImpl> build_backbone(const ModelSpec& spec);
-std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, int64_t in_features);
+std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, const BackboneImpl& backbone);
 
 std::vector<std::string> backbone_names();
 std::vector<std::string> head_names();

@@ -116,16 +116,23 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   }
 }
 
-std::vector<torch::Tensor> ResNetImpl::forward_stages(const torch::Tensor& images) {
+Features ResNetImpl::forward_features(const torch::Tensor& images) {
   torch::Tensor x = bn1(conv1(images)).relu_();
   if (maxpool) x = maxpool(x);
-  std::vector<torch::Tensor> outputs;
-  outputs.reserve(stages_.size());
+  Features out;
+  out.stages.reserve(stages_.size());
   for (auto& stage : stages_) {
     x = stage->forward(x);
-    outputs.push_back(x);
+    out.stages.push_back(x);
   }
-  return outputs;
+  return out;
+}
+
+std::vector<std::vector<std::string>> ResNetImpl::stage_prefixes() const {
+  std::vector<std::vector<std::string>> prefixes;
+  for (size_t s = 0; s < stages_.size(); ++s) prefixes.push_back({"layer" + std::to_string(s + 1)});
+  prefixes.front().insert(prefixes.front().begin(), {"conv1", "bn1"});
+  return prefixes;
 }
 
 ResNetOptions resnet_options(const std::string& name, int64_t width) {

@@ -1,5 +1,5 @@
-// The plain head: global average pooling of the last stage + dropout + linear classifier.
-// Its classifier is named `fc`, as in torchvision's ResNet.
+// The plain head: the backbone's pooled embedding (global average pooling; fc6/fc7 for VGG)
+// + dropout + linear classifier. Its classifier is named `fc`, as in torchvision's ResNet.
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 
@@ -15,9 +15,12 @@ class LinearHeadImpl : public HeadImpl {
       : dropout_(register_module("dropout", torch::nn::Dropout(dropout))),
         fc(register_module("fc", torch::nn::Linear(in_features, num_classes))) {}
 
-  ModelOutput forward_head(const std::vector<torch::Tensor>& stages) override {
-    torch::Tensor embedding = stages.back().mean({2, 3});
-    return {fc(dropout_(embedding)), embedding};
+  ModelOutput forward_head(const Features& features, BackboneImpl& backbone) override {
+    return forward_embedding(backbone.embed(features));
+  }
+  bool uses_embedding_only() const override { return true; }
+  ModelOutput forward_embedding(const torch::Tensor& embedding) override {
+    return {fc(dropout_(embedding)), embedding, {}};
   }
 
  private:
@@ -25,8 +28,9 @@ class LinearHeadImpl : public HeadImpl {
   torch::nn::Linear fc;
 };
 
-FINCH_REGISTER_HEAD("linear", [](const ModelSpec& spec, int64_t in_features) {
-  return std::make_shared<LinearHeadImpl>(in_features, spec_value<int64_t>(spec, "num_classes", 0),
+FINCH_REGISTER_HEAD("linear", [](const ModelSpec& spec, const BackboneImpl& backbone) {
+  return std::make_shared<LinearHeadImpl>(backbone.embedding_dim(),
+                                          spec_value<int64_t>(spec, "num_classes", 0),
                                           spec_value<double>(spec, "dropout", 0.0));
 });
 

@@ -68,7 +68,7 @@ TEST(ResNet, ParameterNamesAreTorchvisions) {
 TEST(ResNet, StageShapes) {
   auto model = make("resnet18", 7);
   model->eval();
-  auto stages = model->backbone()->forward_stages(torch::randn({2, 3, 64, 64}));
+  auto stages = model->backbone()->forward_features(torch::randn({2, 3, 64, 64})).stages;
   ASSERT_EQ(stages.size(), 4u);
   EXPECT_EQ(stages[0].sizes(), (std::vector<int64_t>{2, 64, 16, 16}));
   EXPECT_EQ(stages[3].sizes(), (std::vector<int64_t>{2, 512, 2, 2}));
@@ -81,7 +81,7 @@ TEST(ResNet, SmallInputVariants) {
   for (auto [name, blocks] :
        std::vector<std::pair<std::string, int>>{{"resnet20", 3}, {"resnet32", 5}}) {
     auto model = make(name, 10);
-    auto stages = model->backbone()->forward_stages(torch::randn({2, 3, 28, 28}));
+    auto stages = model->backbone()->forward_features(torch::randn({2, 3, 28, 28})).stages;
     ASSERT_EQ(stages.size(), 3u);
     EXPECT_EQ(stages[2].sizes(), (std::vector<int64_t>{2, 64, 7, 7})) << name;
     int64_t params = 0;

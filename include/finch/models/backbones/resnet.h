@@ -54,8 +54,9 @@ TORCH_MODULE(Bottleneck);
 class ResNetImpl : public BackboneImpl {
  public:
   explicit ResNetImpl(const ResNetOptions& options);
-  std::vector<torch::Tensor> forward_stages(const torch::Tensor& images) override;
+  Features forward_features(const torch::Tensor& images) override;
   int64_t num_features() const override { return num_features_; }
+  std::vector<std::vector<std::string>> stage_prefixes() const override;
 
  private:
   ResNetOptions options_;
