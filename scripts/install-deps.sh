@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   python3 python3-torch python3-torchvision python3-numpy python3-pil
+  python-matplotlib-data  # grace_hopper.jpg: a real photograph for the predict parity test
 )
 
 missing=()

@@ -237,9 +237,8 @@ PilCoefficients pil_bilinear_coefficients(int in_size, int out_size) {
     for (int x = 0; x < xmax; ++x) {
       const double w = total != 0 ? k[x] / total : 0.0;
       // PIL rounds half away from zero when converting to fixed point.
-      c.weights[static_cast<size_t>(xx) * c.taps + x] =
-          static_cast<int32_t>(w < 0 ? -0.5 + w * (1 << kPrecisionBits)
-                                     : 0.5 + w * (1 << kPrecisionBits));
+      c.weights[static_cast<size_t>(xx) * c.taps + x] = static_cast<int32_t>(
+          w < 0 ? -0.5 + w * (1 << kPrecisionBits) : 0.5 + w * (1 << kPrecisionBits));
     }
     c.first[xx] = xmin;
     c.count[xx] = xmax;

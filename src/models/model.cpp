@@ -20,8 +20,9 @@ torch::Tensor BackboneImpl::embed(const Features& features) {
 }
 
 ModelOutput HeadImpl::forward_embedding(const torch::Tensor&) {
-  throw Error("this head classifies stage feature maps, not a pooled embedding; "
-              "train.cache_features needs model.head: linear");
+  throw Error(
+      "this head classifies stage feature maps, not a pooled embedding; "
+      "train.cache_features needs model.head: linear");
 }
 
 ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {

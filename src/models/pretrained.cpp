@@ -150,8 +150,7 @@ WeightsReport load_pretrained(Classifier& model, const StateDict& weights,
     if (tensor.sizes() != it->second.sizes()) {
       const bool for_classes = starts_with(name, "head.") || class_dependent.count(name);
       (for_classes ? report.reinitialised : report.mismatched)
-          .push_back(fmt::format("{} (model {}, file {})", name,
-                                 fmt::join(it->second.sizes(), "x"),
+          .push_back(fmt::format("{} (model {}, file {})", name, fmt::join(it->second.sizes(), "x"),
                                  fmt::join(tensor.sizes(), "x")));
       continue;
     }

@@ -39,9 +39,10 @@ FreezePlan plan_freeze(const std::string& value, const models::BackboneImpl& bac
     throw Error("train.freeze must be none, backbone or a number of stages, got '" + value + "'");
   }
   if (n < 0 || n > static_cast<int64_t>(stages.size()))
-    throw Error(fmt::format("train.freeze: {} stages asked, the backbone has {} (use backbone to "
-                            "freeze all of it)",
-                            n, stages.size()));
+    throw Error(
+        fmt::format("train.freeze: {} stages asked, the backbone has {} (use backbone to "
+                    "freeze all of it)",
+                    n, stages.size()));
   std::vector<std::string> names;
   for (int64_t s = 0; s < n; ++s) {
     for (const auto& prefix : stages[s]) {

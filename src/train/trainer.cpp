@@ -153,17 +153,18 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   models::Classifier model = models::build_classifier(spec);
   const std::string pretrained = config.get<std::string>("model.pretrained");
   if (!pretrained.empty() && !resume) {  // on resume the checkpoint holds the weights
-    auto report = models::load_pretrained(model, models::read_weights_file(pretrained),
-                                          pretrained, config.get<bool>("model.pretrained_strict"));
+    auto report = models::load_pretrained(model, models::read_weights_file(pretrained), pretrained,
+                                          config.get<bool>("model.pretrained_strict"));
     fmt::print(stderr, "{}\n", report.summary());
   }
   const bool cache_features = config.get<bool>("train.cache_features");
   FreezePlan freeze = plan_freeze(config.get<std::string>("train.freeze"), *model->backbone());
   if (cache_features) {
     if (!model->head()->uses_embedding_only())
-      throw Error("train.cache_features needs a head that classifies the backbone's pooled "
-                  "embedding (model.head: linear), not model.head: " +
-                  spec["head"].get<std::string>());
+      throw Error(
+          "train.cache_features needs a head that classifies the backbone's pooled "
+          "embedding (model.head: linear), not model.head: " +
+          spec["head"].get<std::string>());
     if (!freeze.whole_backbone) freeze = plan_freeze("backbone", *model->backbone());
   }
   freeze_parameters(model, freeze);
@@ -192,17 +193,17 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                             std::to_string(data.train->size());
     data::Loader train_eval(data.train, data::eval_pipeline(config),
                             data::loader_options(config, false));
-    train_features = cached_embeddings(model, train_eval, device, run_dir / "features" /
-                                       "train.safetensors", key, progress_style,
-                                       "cache train features");
+    train_features =
+        cached_embeddings(model, train_eval, device, run_dir / "features" / "train.safetensors",
+                          key, progress_style, "cache train features");
     if (val_loader) {
-      val_features = cached_embeddings(model, *val_loader, device,
-                                       run_dir / "features" / "val.safetensors", key,
-                                       progress_style, "cache val features");
+      val_features =
+          cached_embeddings(model, *val_loader, device, run_dir / "features" / "val.safetensors",
+                            key, progress_style, "cache val features");
     }
-    cached_batches = std::make_unique<CachedBatches>(train_features,
-                                                     config.get<int64_t>("train.batch_size"),
-                                                     config.get<bool>("train.drop_last"), seed);
+    cached_batches =
+        std::make_unique<CachedBatches>(train_features, config.get<int64_t>("train.batch_size"),
+                                        config.get<bool>("train.drop_last"), seed);
   }
 
   int64_t steps_per_epoch =
@@ -266,10 +267,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       labels = labels.to(device);
       torch::manual_seed(derive_seed(seed, kStepStream, state.global_step));  // dropout etc.
       set_lr_factor(optim, schedule.factor(state.global_step));
-      auto output = cached_batches ? model->head()->forward_embedding(inputs)
-                                   : model->forward(inputs);
-      const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(
-          label_smoothing);
+      auto output =
+          cached_batches ? model->head()->forward_embedding(inputs) : model->forward(inputs);
+      const auto ce =
+          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing);
       torch::Tensor loss = torch::nn::functional::cross_entropy(output.logits, labels, ce);
       if (output.aux_logits.defined() && aux_loss_weight > 0) {
         loss = loss + aux_loss_weight *
@@ -336,10 +337,9 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         {"skipped", skipped.size()}};
     double val_acc = -1;
     if (val_loader) {
-      eval::Metrics val = cached_batches
-                              ? evaluate_cached(model, val_features, data.val->class_names())
-                              : eval::evaluate(model, *val_loader, device, progress_style,
-                                               "  validate");
+      eval::Metrics val =
+          cached_batches ? evaluate_cached(model, val_features, data.val->class_names())
+                         : eval::evaluate(model, *val_loader, device, progress_style, "  validate");
       val_acc = val.top1;
       record["val_loss"] = val.loss;
       record["val_acc"] = val.top1;

@@ -1,34 +1,20 @@
 """Shared helpers for the parity reference scripts (run with Debian's /usr/bin/python3).
 
-The `safetensors` Python package is not in Debian 12, so this writes the format directly:
-8-byte little-endian header length, JSON header, raw little-endian tensor bytes.
+The `safetensors` Python package is not in Debian 12: the writer is scripts/pth_to_safetensors.py's,
+the reader below parses the format directly.
 """
 import json
+import os
 import struct
+import sys
 
 import torch
 
+# One safetensors writer for the repository: the one users run to convert .pth files.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from pth_to_safetensors import save_safetensors  # noqa: E402,F401
+
 _DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}
-
-
-def save_safetensors(tensors, path, metadata=None):
-    header, chunks, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = metadata
-    blob = json.dumps(header).encode()
-    blob += b" " * (-len(blob) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)))
-        f.write(blob)
-        for c in chunks:
-            f.write(c)
 
 
 def load_safetensors(path):

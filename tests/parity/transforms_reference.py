@@ -49,6 +49,11 @@ def main():
         "hue_-0.3": F.adjust_hue(img, -0.3),
         "normalize": F.normalize(F.convert_image_dtype(img, torch.float32), MEAN, STD),
     }
+    # finch `resize {antialias: true}`: PIL's own resize, what torchvision does on PIL images.
+    pil = Image.open(path).convert("RGB")
+    for name, (w, h) in {"pil_down_17x23": (23, 17), "pil_up_50x80": (80, 50),
+                         "pil_mixed_90x21": (21, 90)}.items():
+        results[name] = torch.from_numpy(np.array(pil.resize((w, h), Image.BILINEAR))).permute(2, 0, 1)
     for name, t in results.items():
         if t.dtype == torch.uint8:
             array = t.permute(1, 2, 0).contiguous().numpy()  # HWC like cv::Mat

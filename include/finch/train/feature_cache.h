@@ -30,8 +30,7 @@ CachedFeatures cached_embeddings(models::Classifier& model, data::Loader& loader
 /// Shuffled mini-batches over cached features: the order depends only on (seed, epoch).
 class CachedBatches {
  public:
-  CachedBatches(const CachedFeatures& features, int64_t batch_size, bool drop_last,
-                uint64_t seed);
+  CachedBatches(const CachedFeatures& features, int64_t batch_size, bool drop_last, uint64_t seed);
   int64_t num_batches() const;
   void start_epoch(int64_t epoch, int64_t first_batch = 0);
   /// The next (embeddings, labels) batch of this epoch, or nullopt at its end.

@@ -27,8 +27,9 @@ class BasicConvImpl : public nn::Module {
   BasicConvImpl(int64_t in, int64_t out, torch::ExpandingArray<2> kernel,
                 torch::ExpandingArray<2> stride = 1, torch::ExpandingArray<2> padding = 0)
       : conv(register_module(
-            "conv", nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(
-                                   false)))),
+            "conv",
+            nn::Conv2d(
+                nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(false)))),
         bn(register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out).eps(0.001)))) {}
   Tensor forward(const Tensor& x) { return bn(conv(x)).relu_(); }
 
@@ -106,8 +107,7 @@ class InceptionCImpl : public Block {
     pool = conv("branch_pool", in, 192, 1);
   }
   Tensor forward(const Tensor& x) {
-    return torch::cat(
-        {b1(x), s3(s2(s1(x))), d5(d4(d3(d2(d1(x))))), pool(avg_pool_3x3(x))}, 1);
+    return torch::cat({b1(x), s3(s2(s1(x))), d5(d4(d3(d2(d1(x))))), pool(avg_pool_3x3(x))}, 1);
   }
 
  private:

@@ -33,10 +33,11 @@ const std::map<std::string, std::vector<int64_t>>& vgg_configs() {
       {"vgg11", {64, kPool, 128, kPool, 256, 256, kPool, 512, 512, kPool, 512, 512, kPool}},
       {"vgg13",
        {64, 64, kPool, 128, 128, kPool, 256, 256, kPool, 512, 512, kPool, 512, 512, kPool}},
-      {"vgg16", {64, 64, kPool, 128, 128, kPool, 256, 256, 256, kPool, 512, 512, 512, kPool, 512,
-                 512, 512, kPool}},
-      {"vgg19", {64,  64,  kPool, 128, 128, kPool, 256, 256, 256, 256, kPool,
-                 512, 512, 512,   512, kPool, 512, 512, 512, 512, kPool}}};
+      {"vgg16",
+       {64, 64, kPool, 128, 128, kPool, 256, 256, 256, kPool, 512, 512, 512, kPool, 512, 512, 512,
+        kPool}},
+      {"vgg19", {64,  64,  kPool, 128, 128,   kPool, 256, 256, 256, 256,  kPool,
+                 512, 512, 512,   512, kPool, 512,   512, 512, 512, kPool}}};
   return configs;
 }
 
@@ -66,10 +67,10 @@ class VggImpl : public BackboneImpl {
     }
     num_features_ = in;
     if (with_fc) {
-      classifier_ = register_module(
-          "classifier", nn::Sequential(nn::Linear(in * 7 * 7, 4096), nn::ReLU(true),
-                                       nn::Dropout(0.5), nn::Linear(4096, 4096), nn::ReLU(true),
-                                       nn::Dropout(0.5)));
+      classifier_ =
+          register_module("classifier", nn::Sequential(nn::Linear(in * 7 * 7, 4096), nn::ReLU(true),
+                                                       nn::Dropout(0.5), nn::Linear(4096, 4096),
+                                                       nn::ReLU(true), nn::Dropout(0.5)));
     }
     // torchvision's initialisation.
     for (auto& module : modules(/*include_self=*/false)) {

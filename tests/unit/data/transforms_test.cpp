@@ -166,6 +166,23 @@ TEST(TransformsParity, InterpolatingResize) {
       2);
 }
 
+// With antialias: true, resize reimplements PIL's fixed-point antialiased bilinear filter (what
+// torchvision's Resize does on PIL images): bit-identical when shrinking, enlarging, and both.
+TEST(TransformsParity, AntialiasedResizeIsPils) {
+  cv::Mat img = test_image();
+  EXPECT_EQ(diff_to_reference(apply("[{type: resize, size: [17, 23], antialias: true}]", img),
+                              "pil_down_17x23"),
+            0);
+  EXPECT_EQ(diff_to_reference(apply("[{type: resize, size: [50, 80], antialias: true}]", img),
+                              "pil_up_50x80"),
+            0);
+  EXPECT_EQ(diff_to_reference(apply("[{type: resize, size: [90, 21], antialias: true}]", img),
+                              "pil_mixed_90x21"),
+            0);
+  EXPECT_CONTAINS(error_of("[{type: resize, size: 9, antialias: true, interpolation: nearest}]"),
+                  "bilinear only");
+}
+
 // ColorJitter with a degenerate range [f, f] is the fixed adjustment F.adjust_*(img, f).
 // finch repeats torchvision's float32 arithmetic and truncation; the mean in contrast is
 // summed in another order, which may move a value across an integer: tolerance 1.

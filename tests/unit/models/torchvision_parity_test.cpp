@@ -1,0 +1,116 @@
+// finch's backbones against torchvision itself: the same weights (torchvision's names, loaded
+// through the pretrained-weights path in strict mode) must give the same stage maps and logits
+// in eval mode, and one SGD step of resnet18 the same loss, gradients and updated weights.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "finch/core/config.h"
+#include "finch/io/safetensors.h"
+#include "finch/models/model.h"
+#include "finch/models/pretrained.h"
+#include "finch/train/optim.h"
+#include "test_support.h"
+
+namespace fm = finch::models;
+
+namespace {
+
+fm::StateDict weights_of(const finch::io::TensorFile& file, const std::string& prefix) {
+  fm::StateDict out;
+  for (const auto& [name, tensor] : file.tensors) {
+    if (name.rfind(prefix, 0) == 0) out.emplace_back(name.substr(prefix.size()), tensor);
+  }
+  return out;
+}
+
+// Largest |a - b| relative to max(1, max |b|).
+double relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(1.0, b.abs().max().item<double>());
+}
+
+// Largest |a - b| relative to max |b| (for gradients, which are far below 1).
+double scaled_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+// Same oneDNN kernels as PyTorch: differences come from summation order only, so 1e-4 of
+// the output scale is generous for float32.
+constexpr double kTolerance = 1e-4;
+
+void expect_matches_torchvision(const std::string& arch, int size) {
+  finch::test::TempDir dir;
+  const auto file = dir / "ref.safetensors";
+  finch::test::run_python_reference("backbone_reference.py",
+                                    arch + " " + std::to_string(size) + " " + file.string());
+  auto ref = finch::io::read_safetensors(file);
+  auto model =
+      fm::build_classifier({{"backbone", arch}, {"head", "linear"}, {"num_classes", 1000}});
+  // Strict: every torchvision tensor has a finch tensor of the same shape and vice versa.
+  auto report = fm::load_pretrained(model, weights_of(ref, "model."), file.string(), true);
+  EXPECT_EQ(report.loaded.size(), fm::state_dict(*model).size());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor input = ref.find("input");
+  auto features = model->backbone()->forward_features(input);
+  size_t checked = 0;
+  for (size_t i = 0; i < features.stages.size(); ++i) {
+    torch::Tensor expected = ref.find("stage." + std::to_string(i));
+    ASSERT_TRUE(expected.defined()) << arch << " stage " << i;
+    ASSERT_EQ(features.stages[i].sizes(), expected.sizes()) << arch << " stage " << i;
+    EXPECT_LT(relative_diff(features.stages[i], expected), kTolerance) << arch << " stage " << i;
+    ++checked;
+  }
+  EXPECT_FALSE(ref.find("stage." + std::to_string(checked)).defined()) << "stage count";
+  torch::Tensor out = model->forward(input).logits;
+  torch::Tensor expected = ref.find("output");
+  ASSERT_EQ(out.sizes(), expected.sizes());
+  EXPECT_LT(relative_diff(out, expected), kTolerance) << arch;
+  EXPECT_TRUE(out.argmax(1).equal(expected.argmax(1))) << arch;
+}
+
+}  // namespace
+
+TEST(TorchvisionParity, ResNet18) { expect_matches_torchvision("resnet18", 64); }
+TEST(TorchvisionParity, ResNet50WithStageMaps) { expect_matches_torchvision("resnet50", 96); }
+TEST(TorchvisionParity, ResNeXt50) { expect_matches_torchvision("resnext50_32x4d", 64); }
+TEST(TorchvisionParity, Vgg16Bn) { expect_matches_torchvision("vgg16_bn", 64); }
+TEST(TorchvisionParity, InceptionV3) { expect_matches_torchvision("inception_v3", 299); }
+
+TEST(TorchvisionParity, Resnet18SgdStep) {
+  finch::test::TempDir dir;
+  const auto file = dir / "step.safetensors";
+  finch::test::run_python_reference("train_step_reference.py", file.string());
+  auto ref = finch::io::read_safetensors(file);
+  auto model =
+      fm::build_classifier({{"backbone", "resnet18"}, {"head", "linear"}, {"num_classes", 10}});
+  fm::load_pretrained(model, weights_of(ref, "model."), file.string(), true);
+  model->train();
+  finch::Config config = finch::Config::defaults();
+  config.set("optim.name", "sgd");
+  config.set("optim.lr", "0.1");
+  config.set("optim.momentum", "0.9");
+  config.set("optim.nesterov", "false");
+  config.set("optim.weight_decay", "0.0001");
+  config.set("optim.decay_norm_and_bias", "true");  // torch.optim.SGD decays every parameter
+  auto optim = finch::train::build_optimizer(config, model);
+  torch::Tensor loss = torch::nn::functional::cross_entropy(
+      model->forward(ref.find("input")).logits, ref.find("labels"));
+  optim.optimizer->zero_grad();
+  loss.backward();
+  EXPECT_NEAR(loss.item<double>(), ref.find("loss").item<double>(), 1e-5);
+  auto params = model->named_parameters();
+  EXPECT_LT(scaled_diff(params["backbone.conv1.weight"].grad(), ref.find("grad.conv1.weight")),
+            kTolerance);
+  EXPECT_LT(scaled_diff(params["head.fc.weight"].grad(), ref.find("grad.fc.weight")), kTolerance);
+  optim.optimizer->step();
+  auto after = model->named_parameters();
+  auto buffers = model->named_buffers();
+  EXPECT_LT(relative_diff(after["backbone.conv1.weight"], ref.find("after.conv1.weight")),
+            kTolerance);
+  EXPECT_LT(relative_diff(after["head.fc.weight"], ref.find("after.fc.weight")), kTolerance);
+  EXPECT_LT(relative_diff(buffers["backbone.bn1.running_mean"], ref.find("after.bn1.running_mean")),
+            kTolerance);
+  EXPECT_LT(relative_diff(buffers["backbone.layer4.1.bn2.running_var"],
+                          ref.find("after.layer4.1.bn2.running_var")),
+            kTolerance);
+}
