@@ -8,5 +8,7 @@ namespace finch::cli {
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+/// `finch data info`.
+void add_data_command(CLI::App& app);
 
 }  // namespace finch::cli
