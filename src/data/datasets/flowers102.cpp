@@ -72,7 +72,7 @@ DatasetPtr open_flowers(const fs::path& root, const std::string& split, const YA
                   " (labels must be 1.." + std::to_string(num_classes) + " with no empty class)");
   std::vector<std::string> classes;
   for (int c = 1; c <= num_classes; ++c) {
-    char name[16];
+    char name[32];
     std::snprintf(name, sizeof name, "class_%03d", c);
     classes.push_back(name);
   }
