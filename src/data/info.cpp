@@ -132,12 +132,13 @@ DatasetInfo dataset_info(const Config& config, const InfoOptions& options) {
   info.sized = widths.size();
   info.width = spread(widths);
   info.height = spread(heights);
-  info.size_source = options.check_images
-                         ? fmt::format("all {} images, decoded", total)
-                         : fmt::format(
-                               "headers of {} of {} images (every {}th; Exif-rotated and "
-                               "non-JPEG/PNG files decoded)",
-                               info.sized, total, step);
+  if (options.check_images)
+    info.size_source = fmt::format("all {} images decoded, {} readable", total, info.sized);
+  else if (step == 1)
+    info.size_source = fmt::format("file headers of all {} images, {} readable", total, info.sized);
+  else
+    info.size_source =
+        fmt::format("file headers of every {}th image, {} of {} images", step, info.sized, total);
 
   if (auto official = official_counts(info.format, config)) {
     info.official_classes = official->classes;
