@@ -10,6 +10,7 @@
 #include "finch/core/error.h"
 #include "finch/core/progress.h"
 #include "finch/data/formats.h"
+#include "finch/data/from_config.h"
 #include "finch/data/loader.h"
 #include "finch/eval/evaluate.h"
 #include "finch/models/model_file.h"
@@ -36,8 +37,8 @@ void run(const EvalArgs& args) {
   torch::set_num_threads(train::choose_threads(args.threads));
 
   models::LoadedModel loaded = models::load_model_file(args.model);
-  data::DatasetPtr dataset =
-      data::open_dataset(args.format, args.root, args.split, config.node("data"));
+  // open_split honours --option crop_to_box=true (and box_margin) like training does.
+  data::DatasetPtr dataset = data::open_split(config, args.split);
   if (dataset->class_names() != loaded.info.classes) {
     throw Error(
         fmt::format("the {} split has {} classes that differ from the model's {} classes "

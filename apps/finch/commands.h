@@ -9,5 +9,7 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_import_command(CLI::App& app);
+/// `finch data info`.
+void add_data_command(CLI::App& app);
 
 }  // namespace finch::cli

@@ -5,13 +5,20 @@
 #include <algorithm>
 
 #include "finch/core/error.h"
+#include "finch/data/box_crop.h"
 #include "finch/data/formats.h"
 
 namespace finch::data {
 
 DatasetPtr open_split(const Config& config, const std::string& split) {
-  return open_dataset(config.get<std::string>("data.format"), config.get<std::string>("data.root"),
-                      split, config.node("data"));
+  const std::string format = config.get<std::string>("data.format");
+  const std::string root = config.get<std::string>("data.root");
+  DatasetPtr dataset = open_dataset(format, root, split, config.node("data"));
+  if (!config.get<bool>("data.crop_to_box")) return dataset;
+  // Cropped here, below the carve of a validation split, so train, val and test all see the
+  // object crop the same way.
+  return std::make_shared<BoxCropDataset>(dataset, config.get<float>("data.box_margin"),
+                                          format + " at " + root + ", split '" + split + "'");
 }
 
 TrainValData open_train_val(const Config& config) {

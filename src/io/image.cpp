@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -62,6 +64,37 @@ cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source) {
 
 cv::Mat read_image_rgb(const fs::path& path) {
   return decode_image_rgb(read_file(path), path.string());
+}
+
+std::optional<cv::Size> read_image_size(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[24];
+  if (!in.read(reinterpret_cast<char*>(h), 2)) return std::nullopt;
+  auto be16 = [](const unsigned char* p) { return (p[0] << 8) | p[1]; };
+  if (h[0] == 0x89 && h[1] == 'P') {
+    if (!in.read(reinterpret_cast<char*>(h) + 2, 22) || std::memcmp(h + 12, "IHDR", 4) != 0)
+      return std::nullopt;
+    return cv::Size((be16(h + 16) << 16) | be16(h + 18), (be16(h + 20) << 16) | be16(h + 22));
+  }
+  if (h[0] != 0xFF || h[1] != 0xD8) return std::nullopt;
+  while (true) {
+    int c = in.get();
+    if (c != 0xFF) return std::nullopt;
+    while (c == 0xFF) c = in.get();
+    if (c == EOF) return std::nullopt;
+    if (c == 0x01 || (c >= 0xD0 && c <= 0xD8)) continue;  // markers without a length
+    unsigned char len[2];
+    if (!in.read(reinterpret_cast<char*>(len), 2)) return std::nullopt;
+    const int length = be16(len);
+    if (length < 2) return std::nullopt;
+    if (c == 0xE1) return std::nullopt;  // Exif: let the decoder apply the orientation
+    if (c >= 0xC0 && c <= 0xCF && c != 0xC4 && c != 0xC8 && c != 0xCC) {
+      unsigned char sof[5];
+      if (!in.read(reinterpret_cast<char*>(sof), 5)) return std::nullopt;
+      return cv::Size(be16(sof + 3), be16(sof + 1));
+    }
+    in.seekg(length - 2, std::ios::cur);
+  }
 }
 
 bool has_image_extension(const fs::path& path) {

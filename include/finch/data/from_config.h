@@ -18,7 +18,8 @@ struct TrainValData {
 /// one (or data.val_split names one), else a stratified carve of data.val_fraction.
 TrainValData open_train_val(const Config& config);
 
-/// Opens one named split of the configured dataset.
+/// Opens one named split of the configured dataset, cropped to its object boxes when
+/// data.crop_to_box is true (BoxCropDataset with data.box_margin).
 DatasetPtr open_split(const Config& config, const std::string& split);
 
 Pipeline train_pipeline(const Config& config);

@@ -2,6 +2,7 @@
 // Image decoding at the boundary: every image enters finch as 8-bit RGB (in that order).
 #include <filesystem>
 #include <opencv2/core.hpp>
+#include <optional>
 #include <string>
 
 namespace finch::io {
@@ -13,6 +14,11 @@ cv::Mat read_image_rgb(const std::filesystem::path& path);
 
 /// Decodes encoded image bytes (same rules as read_image_rgb); `source` names them in errors.
 cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source);
+
+/// Width and height from a PNG or JPEG header without decoding; nullopt for other files, a
+/// JPEG with an Exif block (its orientation may swap the sides) or a file that cannot be read
+/// (callers fall back to read_image_rgb).
+std::optional<cv::Size> read_image_size(const std::filesystem::path& path);
 
 /// True when the extension is one finch treats as an image (case-insensitive).
 bool has_image_extension(const std::filesystem::path& path);

@@ -9,8 +9,6 @@
 // images_box.txt (`<id> xmin ymin xmax ymax`, 1-based inclusive pixels) as 0-based x, y,
 // width, height, clipped to the cropped image.
 #include <algorithm>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <unordered_map>
 
@@ -65,39 +63,6 @@ Options read_options(const YAML::Node& node) {
   return o;
 }
 
-// Width and height from a PNG or JPEG header without decoding; nullopt for other files, a
-// JPEG with an Exif block (its orientation may swap the sides) or a file that cannot be read.
-std::optional<cv::Size> header_size(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  unsigned char h[24];
-  if (!in.read(reinterpret_cast<char*>(h), 2)) return std::nullopt;
-  auto be16 = [](const unsigned char* p) { return (p[0] << 8) | p[1]; };
-  if (h[0] == 0x89 && h[1] == 'P') {
-    if (!in.read(reinterpret_cast<char*>(h) + 2, 22) || std::memcmp(h + 12, "IHDR", 4) != 0)
-      return std::nullopt;
-    return cv::Size((be16(h + 16) << 16) | be16(h + 18), (be16(h + 20) << 16) | be16(h + 22));
-  }
-  if (h[0] != 0xFF || h[1] != 0xD8) return std::nullopt;
-  while (true) {
-    int c = in.get();
-    if (c != 0xFF) return std::nullopt;
-    while (c == 0xFF) c = in.get();
-    if (c == EOF) return std::nullopt;
-    if (c == 0x01 || (c >= 0xD0 && c <= 0xD8)) continue;  // markers without a length
-    unsigned char len[2];
-    if (!in.read(reinterpret_cast<char*>(len), 2)) return std::nullopt;
-    const int length = be16(len);
-    if (length < 2) return std::nullopt;
-    if (c == 0xE1) return std::nullopt;  // Exif: let the decoder apply the orientation
-    if (c >= 0xC0 && c <= 0xCF && c != 0xC4 && c != 0xC8 && c != 0xCC) {
-      unsigned char sof[5];
-      if (!in.read(reinterpret_cast<char*>(sof), 5)) return std::nullopt;
-      return cv::Size(be16(sof + 3), be16(sof + 1));
-    }
-    in.seekg(length - 2, std::ios::cur);
-  }
-}
-
 class AircraftDataset final : public Dataset {
  public:
   AircraftDataset(std::vector<std::string> classes, std::vector<fs::path> paths,
@@ -128,7 +93,7 @@ class AircraftDataset final : public Dataset {
   std::optional<Box> box(size_t i) const override {
     Box b = boxes_.at(i);
     if (!crop_banner_) return b;
-    std::optional<cv::Size> size = header_size(paths_[i]);
+    std::optional<cv::Size> size = io::read_image_size(paths_[i]);
     if (!size) size = io::read_image_rgb(paths_[i]).size();
     const float right = std::min<float>(b.x + b.width, static_cast<float>(size->width));
     const float bottom =

@@ -16,17 +16,23 @@
 
 namespace finch::data {
 
-CubDataset::CubDataset(std::vector<std::string> classes, std::vector<CubRecord> records,
-                       std::vector<std::string> part_names, bool has_parts,
-                       std::vector<std::string> attribute_names, bool has_attributes)
+CubStyleDataset::CubStyleDataset(std::vector<std::string> classes, std::vector<CubRecord> records,
+                                 std::vector<std::string> part_names, bool has_parts)
     : classes_(std::move(classes)),
       records_(std::move(records)),
       part_names_(std::move(part_names)),
-      has_parts_(has_parts),
+      has_parts_(has_parts) {}
+
+cv::Mat CubStyleDataset::load_rgb(size_t i) const {
+  return io::read_image_rgb(records_.at(i).path);
+}
+
+CubDataset::CubDataset(std::vector<std::string> classes, std::vector<CubRecord> records,
+                       std::vector<std::string> part_names, bool has_parts,
+                       std::vector<std::string> attribute_names, bool has_attributes)
+    : CubStyleDataset(std::move(classes), std::move(records), std::move(part_names), has_parts),
       attribute_names_(std::move(attribute_names)),
       has_attributes_(has_attributes) {}
-
-cv::Mat CubDataset::load_rgb(size_t i) const { return io::read_image_rgb(records_.at(i).path); }
 
 namespace {
 

@@ -10,21 +10,15 @@
 #include "cub_style.h"
 #include "finch/core/error.h"
 #include "finch/data/formats.h"
-#include "finch/io/image.h"
 
 namespace finch::data {
 
 NABirdsDataset::NABirdsDataset(std::vector<std::string> classes, std::vector<int64_t> original_ids,
                                std::vector<int64_t> parent_ids, std::vector<CubRecord> records,
                                std::vector<std::string> part_names, bool has_parts)
-    : classes_(std::move(classes)),
+    : CubStyleDataset(std::move(classes), std::move(records), std::move(part_names), has_parts),
       original_ids_(std::move(original_ids)),
-      parent_ids_(std::move(parent_ids)),
-      records_(std::move(records)),
-      part_names_(std::move(part_names)),
-      has_parts_(has_parts) {}
-
-cv::Mat NABirdsDataset::load_rgb(size_t i) const { return io::read_image_rgb(records_.at(i).path); }
+      parent_ids_(std::move(parent_ids)) {}
 
 namespace {
 

@@ -2,8 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "finch/core/error.h"
 #include "finch/core/yaml_json.h"
+#include "finch/data/formats.h"
+#include "finch/data/from_config.h"
 #include "test_support.h"
 
 using finch::Config;
@@ -88,10 +92,25 @@ TEST(Config, LoadReadsFileAndAppliesOverrides) {
   EXPECT_THROW(Config::load(dir / "missing.yaml", {}), finch::Error);
 }
 
+// Every recipe under configs/ loads (keys and types), names a registered format and builds
+// its transform pipelines, so a renamed key or transform cannot leave a recipe broken.
 TEST(Config, ShippedRecipesAreValid) {
-  for (const char* recipe : {"fashion_mnist.yaml", "fashion_mnist_long.yaml"}) {
-    EXPECT_NO_THROW(Config::load(finch::test::source_dir() / "configs" / recipe, {})) << recipe;
+  size_t recipes = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(finch::test::source_dir() / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++recipes;
+    const std::string name = entry.path().filename().string();
+    try {
+      Config c = Config::load(entry.path(), {});
+      finch::data::dataset_format(c.get<std::string>("data.format"));
+      finch::data::train_pipeline(c);
+      finch::data::eval_pipeline(c);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << name << ": " << e.what();
+    }
   }
+  EXPECT_GE(recipes, 9u);  // defaults, 2 fashion_mnist, 6 fine-grained benchmarks
 }
 
 TEST(YamlJson, ScalarsGetTypes) {

@@ -29,19 +29,18 @@ struct CubRecord {
   std::vector<uint8_t> attributes;  // is_present (0/1) per attribute; empty without them
 };
 
-class CubDataset : public Dataset {
+/// What CUB-200-2011 and NABirds share: one CubRecord per image, class names and the
+/// optional parts. The formats add their own extras (attributes; the class hierarchy).
+class CubStyleDataset : public Dataset {
  public:
-  CubDataset(std::vector<std::string> classes, std::vector<CubRecord> records,
-             std::vector<std::string> part_names, bool has_parts,
-             std::vector<std::string> attribute_names, bool has_attributes);
+  CubStyleDataset(std::vector<std::string> classes, std::vector<CubRecord> records,
+                  std::vector<std::string> part_names, bool has_parts);
 
   size_t size() const override { return records_.size(); }
   int64_t label(size_t i) const override { return records_.at(i).label; }
   cv::Mat load_rgb(size_t i) const override;
   std::string describe(size_t i) const override { return records_.at(i).path.string(); }
   std::optional<Box> box(size_t i) const override { return records_.at(i).box; }
-  /// Class names exactly as in classes.txt, number prefix kept ("001.Black_footed_Albatross"),
-  /// the same names the images/ folders carry (and ImageFolder on images/ would give).
   const std::vector<std::string>& class_names() const override { return classes_; }
 
   /// True when parts/parts.txt and parts/part_locs.txt were both found.
@@ -52,20 +51,35 @@ class CubDataset : public Dataset {
   /// Names from parts/parts.txt sorted by id; PartLocation::part_id indexes this list.
   const std::vector<std::string>& part_names() const { return part_names_; }
 
-  /// True when attributes/image_attribute_labels.txt was found.
-  bool has_attributes() const { return has_attributes_; }
-  /// Binary is_present of each attribute (312 in CUB; index = attribute id - 1) for sample
-  /// i; empty when !has_attributes().
-  const std::vector<uint8_t>& attributes(size_t i) const { return records_.at(i).attributes; }
-  /// Names from attributes.txt ("has_bill_shape::dagger"); empty when that file was not
-  /// found next to or above the root, even if attribute values were.
-  const std::vector<std::string>& attribute_names() const { return attribute_names_; }
+ protected:
+  const CubRecord& record(size_t i) const { return records_.at(i); }
 
  private:
   std::vector<std::string> classes_;
   std::vector<CubRecord> records_;
   std::vector<std::string> part_names_;
   bool has_parts_ = false;
+};
+
+/// CUB-200-2011. Class names are exactly as in classes.txt, number prefix kept
+/// ("001.Black_footed_Albatross"), the same names the images/ folders carry (and ImageFolder
+/// on images/ would give).
+class CubDataset : public CubStyleDataset {
+ public:
+  CubDataset(std::vector<std::string> classes, std::vector<CubRecord> records,
+             std::vector<std::string> part_names, bool has_parts,
+             std::vector<std::string> attribute_names, bool has_attributes);
+
+  /// True when attributes/image_attribute_labels.txt was found.
+  bool has_attributes() const { return has_attributes_; }
+  /// Binary is_present of each attribute (312 in CUB; index = attribute id - 1) for sample
+  /// i; empty when !has_attributes().
+  const std::vector<uint8_t>& attributes(size_t i) const { return record(i).attributes; }
+  /// Names from attributes.txt ("has_bill_shape::dagger"); empty when that file was not
+  /// found next to or above the root, even if attribute values were.
+  const std::vector<std::string>& attribute_names() const { return attribute_names_; }
+
+ private:
   std::vector<std::string> attribute_names_;
   bool has_attributes_ = false;
 };
