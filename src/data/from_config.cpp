@@ -7,13 +7,66 @@
 #include "finch/core/error.h"
 #include "finch/data/box_crop.h"
 #include "finch/data/formats.h"
+#include "finch/data/sampler.h"
 
 namespace finch::data {
+
+namespace {
+
+// The samples of some classes, relabelled 0..k-1 in the order the classes are listed
+// (`data.classes`: train on the confusable part of a dataset).
+class ClassSubsetDataset final : public Dataset {
+ public:
+  ClassSubsetDataset(DatasetPtr base, const std::vector<std::string>& names,
+                     const std::string& where)
+      : base_(std::move(base)), names_(names) {
+    const auto& all = base_->class_names();
+    std::vector<int64_t> new_label(all.size(), -1);
+    for (size_t i = 0; i < names.size(); ++i) {
+      auto it = std::find(all.begin(), all.end(), names[i]);
+      if (it == all.end()) {
+        std::string known;
+        for (const auto& n : all) known += (known.empty() ? "" : ", ") + n;
+        throw Error("data.classes: " + where + " has no class '" + names[i] +
+                    "' (classes: " + known + ")");
+      }
+      if (new_label[it - all.begin()] >= 0)
+        throw Error("data.classes lists '" + names[i] + "' twice");
+      new_label[it - all.begin()] = static_cast<int64_t>(i);
+    }
+    for (size_t i = 0; i < base_->size(); ++i) {
+      const int64_t label = new_label.at(base_->label(i));
+      if (label >= 0) {
+        indices_.push_back(i);
+        labels_.push_back(label);
+      }
+    }
+  }
+  size_t size() const override { return indices_.size(); }
+  int64_t label(size_t i) const override { return labels_.at(i); }
+  cv::Mat load_rgb(size_t i) const override { return base_->load_rgb(indices_.at(i)); }
+  std::string describe(size_t i) const override { return base_->describe(indices_.at(i)); }
+  std::optional<Box> box(size_t i) const override { return base_->box(indices_.at(i)); }
+  const std::vector<std::string>& class_names() const override { return names_; }
+
+ private:
+  DatasetPtr base_;
+  std::vector<std::string> names_;
+  std::vector<size_t> indices_;
+  std::vector<int64_t> labels_;
+};
+
+}  // namespace
 
 DatasetPtr open_split(const Config& config, const std::string& split) {
   const std::string format = config.get<std::string>("data.format");
   const std::string root = config.get<std::string>("data.root");
   DatasetPtr dataset = open_dataset(format, root, split, config.node("data"));
+  const auto classes = config.get<std::vector<std::string>>("data.classes");
+  if (!classes.empty()) {
+    dataset =
+        std::make_shared<ClassSubsetDataset>(dataset, classes, format + " split '" + split + "'");
+  }
   if (!config.get<bool>("data.crop_to_box")) return dataset;
   // Cropped here, below the carve of a validation split, so train, val and test all see the
   // object crop the same way.
@@ -73,6 +126,24 @@ LoaderOptions loader_options(const Config& config, bool training) {
   options.prefetch = config.get<int>("data.prefetch");
   options.strict = config.get<bool>("data.strict");
   options.seed = config.get<uint64_t>("seed");
+  return options;
+}
+
+LoaderOptions train_loader_options(const Config& config, const DatasetPtr& train) {
+  LoaderOptions options = loader_options(config, true);
+  const std::string sampler = config.get<std::string>("data.sampler");
+  if (sampler == "random") return options;
+  if (sampler != "pk") throw Error("data.sampler must be random or pk, got '" + sampler + "'");
+  const int64_t per_class = config.get<int64_t>("data.samples_per_class");
+  if (per_class < 1 || options.batch_size % per_class != 0)
+    throw Error("data.sampler pk: train.batch_size (" + std::to_string(options.batch_size) +
+                ") must be a multiple of data.samples_per_class (" + std::to_string(per_class) +
+                ")");
+  options.drop_last = true;
+  options.order = [labels = train->labels(), classes = options.batch_size / per_class, per_class,
+                   seed = options.seed](int64_t epoch) {
+    return pk_order(labels, classes, per_class, seed, epoch);
+  };
   return options;
 }
 

@@ -87,7 +87,8 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   State& s = *state_;
   s.stop = false;
   s.epoch = epoch;
-  s.order = epoch_order(dataset_->size(), options_.shuffle, options_.seed, epoch);
+  s.order = options_.order ? options_.order(epoch)
+                           : epoch_order(dataset_->size(), options_.shuffle, options_.seed, epoch);
   s.next_to_claim = s.next_to_deliver = std::clamp<int64_t>(first_batch, 0, num_batches());
   s.ready.clear();
   s.skipped.clear();

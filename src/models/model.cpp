@@ -6,6 +6,7 @@
 #include <set>
 
 #include "finch/core/error.h"
+#include "finch/models/blocks.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -14,6 +15,23 @@ ClassifierImpl::ClassifierImpl(std::shared_ptr<BackboneImpl> backbone,
                                std::shared_ptr<HeadImpl> head)
     : backbone_(register_module("backbone", std::move(backbone))),
       head_(register_module("head", std::move(head))) {}
+
+void BackboneImpl::insert_after_stage(size_t stage, std::shared_ptr<StageBlockImpl> block) {
+  const size_t stages = stage_channels().size();
+  if (stage < 1 || stage > stages)
+    throw Error("model.attention.stages: stage " + std::to_string(stage) +
+                " does not exist (the backbone has stages 1-" + std::to_string(stages) + ")");
+  if (!blocks_holder_)
+    blocks_holder_ = register_module("attention", std::make_shared<torch::nn::Module>());
+  if (blocks_.count(stage))
+    throw Error("model.attention.stages lists stage " + std::to_string(stage) + " twice");
+  blocks_[stage] = blocks_holder_->register_module(std::to_string(stage), std::move(block));
+}
+
+torch::Tensor BackboneImpl::after_stage(size_t stage, torch::Tensor x) {
+  auto it = blocks_.find(stage);
+  return it == blocks_.end() ? x : it->second->forward(x);
+}
 
 torch::Tensor BackboneImpl::embed(const Features& features) {
   return features.stages.back().mean({2, 3});
@@ -31,6 +49,13 @@ ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {
   Features features = backbone_->forward_features(images);
   ModelOutput output = head_->forward_head(features, *backbone_);
   if (!output.aux_logits.defined()) output.aux_logits = features.aux_logits;
+  if (!is_training()) {
+    torch::Tensor view = head_->refinement_view(images, output);
+    if (view.defined()) {
+      ModelOutput second = head_->forward_head(backbone_->forward_features(view), *backbone_);
+      output.logits = (output.logits + second.logits) / 2;
+    }
+  }
   return output;
 }
 
@@ -39,6 +64,7 @@ Classifier build_classifier(const ModelSpec& spec) {
   if (num_classes < 1)
     throw Error("model.num_classes must be >= 1, got " + std::to_string(num_classes));
   auto backbone = build_backbone(spec);
+  insert_attention_blocks(*backbone, spec);
   auto head = build_head(spec, *backbone);
   return Classifier(backbone, head);
 }

@@ -72,6 +72,13 @@ std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, const BackboneImpl& 
   return it->second(spec, backbone);
 }
 
+ModelSpec spec_section(const ModelSpec& spec, const std::string& section) {
+  if (!spec.contains(section) || spec[section].is_null()) return ModelSpec::object();
+  if (!spec[section].is_object())
+    throw Error("model." + section + " must be a map of options, got " + spec[section].dump());
+  return spec[section];
+}
+
 std::vector<std::string> backbone_names() { return names_of(backbones()); }
 std::vector<std::string> head_names() { return names_of(heads()); }
 

@@ -36,17 +36,30 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   return s;
 }
 
+namespace {
+
+std::vector<std::pair<std::string, torch::Tensor>> cpu_state(const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& [name, tensor] : models::state_dict(module))
+    tensors.emplace_back(name, tensor.detach().to(torch::kCPU).contiguous());
+  return tensors;
+}
+
+}  // namespace
+
 void save_checkpoint(const fs::path& run_dir, models::Classifier& model,
-                     torch::optim::Optimizer& optimizer, const TrainState& state) {
+                     torch::optim::Optimizer& optimizer, const TrainState& state,
+                     const torch::nn::Module* objective) {
   const fs::path fresh = run_dir / "checkpoint.new", current = run_dir / "checkpoint",
                  old = run_dir / "checkpoint.old";
   fs::remove_all(fresh);
   fs::create_directories(fresh);
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (auto& [name, tensor] : models::state_dict(*model)) {
-    tensors.emplace_back(name, tensor.detach().to(torch::kCPU).contiguous());
+  io::write_safetensors(fresh / "model.safetensors", cpu_state(*model),
+                        {{"format", "finch-checkpoint"}});
+  if (objective) {
+    io::write_safetensors(fresh / "objective.safetensors", cpu_state(*objective),
+                          {{"format", "finch-checkpoint"}});
   }
-  io::write_safetensors(fresh / "model.safetensors", tensors, {{"format", "finch-checkpoint"}});
   write_atomic_with(fresh / "optimizer.pt",
                     [&](const fs::path& tmp) { torch::save(optimizer, tmp.string()); });
   write_file_atomic(fresh / "state.json", state.to_json().dump(2) + "\n");
@@ -57,7 +70,8 @@ void save_checkpoint(const fs::path& run_dir, models::Classifier& model,
 }
 
 std::optional<TrainState> load_checkpoint(const fs::path& run_dir, models::Classifier& model,
-                                          torch::optim::Optimizer& optimizer) {
+                                          torch::optim::Optimizer& optimizer,
+                                          torch::nn::Module* objective) {
   fs::path dir = run_dir / "checkpoint";
   if (!fs::exists(dir / "state.json")) dir = run_dir / "checkpoint.old";  // crashed mid-swap
   if (!fs::exists(dir / "state.json")) return std::nullopt;
@@ -74,6 +88,14 @@ std::optional<TrainState> load_checkpoint(const fs::path& run_dir, models::Class
   } catch (const c10::Error& e) {
     throw Error((dir / "optimizer.pt").string() +
                 " cannot be loaded: " + e.what_without_backtrace());
+  }
+  if (objective && !models::state_dict(*objective).empty()) {
+    const fs::path file = dir / "objective.safetensors";
+    if (!fs::exists(file))
+      throw Error(file.string() +
+                  " is missing: the checkpoint was written without the loss "
+                  "state (centres) this configuration needs; resume with the run's config.yaml");
+    models::load_state_dict(*objective, io::read_safetensors(file).tensors, file.string());
   }
   return state;
 }

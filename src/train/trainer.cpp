@@ -22,6 +22,7 @@
 #include "finch/train/checkpoint.h"
 #include "finch/train/feature_cache.h"
 #include "finch/train/freeze.h"
+#include "finch/train/losses.h"
 #include "finch/train/optim.h"
 
 namespace finch::train {
@@ -32,6 +33,7 @@ namespace {
 
 constexpr uint64_t kInitStream = 0x494e4954;
 constexpr uint64_t kStepStream = 0x53544550;
+constexpr uint64_t kViewStream = 0x56494557;
 
 using Clock = std::chrono::steady_clock;
 
@@ -134,7 +136,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   data::TrainValData data = data::open_train_val(config);
   const auto& classes = data.train->class_names();
   data::Loader train_loader(data.train, data::train_pipeline(config),
-                            data::loader_options(config, true));
+                            data::train_loader_options(config, data.train));
   std::unique_ptr<data::Loader> val_loader;
   if (data.val) {
     val_loader = std::make_unique<data::Loader>(data.val, data::eval_pipeline(config),
@@ -170,10 +172,16 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   freeze_parameters(model, freeze);
   model->to(device);
   OptimizerBundle optim = build_optimizer(config, model);
+  Objective objective(config, static_cast<int64_t>(classes.size()), model->head()->embedding_dim());
+  objective->to(device);
+  if (objective->wants_class_balanced_batches() && config.get<std::string>("data.sampler") != "pk")
+    fmt::print(stderr,
+               "warning: triplet loss with random batches finds few positive pairs; set "
+               "data.sampler: pk (class-balanced batches)\n");
 
   TrainState state;
   if (resume) {
-    auto loaded = load_checkpoint(run_dir, model, *optim.optimizer);
+    auto loaded = load_checkpoint(run_dir, model, *optim.optimizer, objective.ptr().get());
     if (!loaded) throw Error("nothing to resume: " + run_dir.string() + " has no checkpoint/");
     state = *loaded;
     trim_metrics(run_dir / "metrics.jsonl", state.epoch);
@@ -216,8 +224,6 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   }
   LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
   const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
-  const double label_smoothing = config.get<double>("train.label_smoothing");
-  const double aux_loss_weight = config.get<double>("train.aux_loss_weight");
 
   fmt::print(
       stderr,
@@ -269,13 +275,14 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       set_lr_factor(optim, schedule.factor(state.global_step));
       auto output =
           cached_batches ? model->head()->forward_embedding(inputs) : model->forward(inputs);
-      const auto ce =
-          torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing);
-      torch::Tensor loss = torch::nn::functional::cross_entropy(output.logits, labels, ce);
-      if (output.aux_logits.defined() && aux_loss_weight > 0) {
-        loss = loss + aux_loss_weight *
-                          torch::nn::functional::cross_entropy(output.aux_logits, labels, ce);
+      // Extra views the head asks for (WS-DAN's attention crops and drops).
+      std::vector<torch::Tensor> view_logits;
+      if (!cached_batches) {
+        Rng view_rng(derive_seed(seed, kViewStream, state.global_step));
+        for (const auto& view : model->head()->training_views(inputs, output, view_rng))
+          view_logits.push_back(model->forward(view).logits);
       }
+      torch::Tensor loss = objective->forward(output, labels, view_logits);
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
         throw Error(fmt::format(
@@ -302,7 +309,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                       state.seen / std::max(1e-9, state.train_seconds)));
       if (hooks.on_step) hooks.on_step(state, model);
       if (interrupt_requested()) {
-        save_checkpoint(run_dir, model, *optim.optimizer, state);
+        save_checkpoint(run_dir, model, *optim.optimizer, state, objective.ptr().get());
         fmt::print(stderr,
                    "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
                    "`finch train --resume {}`\n",
@@ -312,7 +319,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         return summary;
       }
       if (checkpoint_every > 0 && state.global_step % checkpoint_every == 0) {
-        save_checkpoint(run_dir, model, *optim.optimizer, state);
+        save_checkpoint(run_dir, model, *optim.optimizer, state, objective.ptr().get());
       }
     }
     const double train_seconds = state.train_seconds;
@@ -379,7 +386,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     // The record goes first: a crash before the checkpoint re-runs the epoch, and resume
     // trims records of epochs the checkpoint has not reached.
     append_line(run_dir / "metrics.jsonl", record.dump());
-    save_checkpoint(run_dir, model, *optim.optimizer, next);
+    save_checkpoint(run_dir, model, *optim.optimizer, next, objective.ptr().get());
     state = next;
     summary.epochs_completed = state.epoch;
     summary.best_val_acc = state.best_val_acc;

@@ -13,8 +13,12 @@ from finch_ref import load_safetensors
 
 tensors, meta = load_safetensors(sys.argv[1])
 info = json.loads(meta["finch"])
-model = getattr(torchvision.models, info["arch"]["backbone"])(num_classes=info["arch"]["num_classes"])
-state = {k.removeprefix("backbone.").replace("head.fc.", "fc."): v for k, v in tensors.items()}
+arch = info["arch"]["backbone"]
+classifier = "classifier.6." if arch.startswith("vgg") else "fc."    # torchvision's name
+extra = {"aux_logits": info["arch"].get("aux_logits", True), "init_weights": False} \
+    if arch == "inception_v3" else {}
+model = getattr(torchvision.models, arch)(num_classes=info["arch"]["num_classes"], **extra)
+state = {k.removeprefix("backbone.").replace("head.fc.", classifier): v for k, v in tensors.items()}
 model.load_state_dict(state)
 model.eval()
 io, _ = load_safetensors(sys.argv[2])

@@ -28,4 +28,8 @@ Pipeline eval_pipeline(const Config& config);
 /// Loader options for training (shuffled, drop_last per config) or evaluation.
 LoaderOptions loader_options(const Config& config, bool training);
 
+/// Training loader options for `train` with data.sampler applied (pk: class-balanced batches
+/// of data.samples_per_class samples of train.batch_size / data.samples_per_class classes).
+LoaderOptions train_loader_options(const Config& config, const DatasetPtr& train);
+
 }  // namespace finch::data

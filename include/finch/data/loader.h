@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,9 @@ struct LoaderOptions {
   int prefetch = 4;     // batches ready ahead of the consumer
   bool strict = false;  // a corrupt image throws instead of being skipped
   uint64_t seed = 0;
+  /// When set, the sample order of an epoch (e.g. pk_order, whole batches of at most
+  /// size() samples); replaces `shuffle`.
+  std::function<std::vector<size_t>(int64_t epoch)> order;
 };
 
 struct Batch {

@@ -5,10 +5,13 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "finch/core/rng.h"
 
 namespace finch::models {
 
@@ -23,6 +26,13 @@ struct ModelOutput {
   torch::Tensor logits;      // [B, num_classes]
   torch::Tensor embedding;   // [B, D] pooled feature the classifier sees
   torch::Tensor aux_logits;  // auxiliary logits to add to the loss in training, or undefined
+  torch::Tensor attention;  // [B, M, h, w] attention maps of attention / WS-DAN heads, or undefined
+};
+
+/// A block inserted after a backbone stage (SE, CBAM): [B, C, H, W] -> same shape.
+class StageBlockImpl : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
 };
 
 class BackboneImpl : public torch::nn::Module {
@@ -45,6 +55,22 @@ class BackboneImpl : public torch::nn::Module {
   /// Tensors whose shape follows the number of classes (Inception's auxiliary classifier):
   /// re-initialised, like the head, when pretrained weights have another class count.
   virtual std::vector<std::string> class_dependent_tensors() const { return {}; }
+  /// Input pixels per cell of the last stage's map (32 for ResNet-50: 448 px -> 14 x 14).
+  virtual int64_t output_stride() const { return 32; }
+  /// Channels of each stage's map, shallow to deep.
+  virtual std::vector<int64_t> stage_channels() const = 0;
+
+  /// Inserts `block` after stage `stage` (1-based); its output feeds the next stage. Its
+  /// parameters are named backbone.attention.<stage>.*.
+  void insert_after_stage(size_t stage, std::shared_ptr<StageBlockImpl> block);
+
+ protected:
+  /// Every backbone passes each stage's output through this (the inserted block, if any).
+  torch::Tensor after_stage(size_t stage, torch::Tensor x);
+
+ private:
+  std::shared_ptr<torch::nn::Module> blocks_holder_;
+  std::map<size_t, std::shared_ptr<StageBlockImpl>> blocks_;
 };
 
 class HeadImpl : public torch::nn::Module {
@@ -52,11 +78,24 @@ class HeadImpl : public torch::nn::Module {
   /// Backbone features -> logits and embedding. Heads that classify the backbone's pooled
   /// embedding call backbone.embed(features); others work on the stage maps.
   virtual ModelOutput forward_head(const Features& features, BackboneImpl& backbone) = 0;
+  /// Size of ModelOutput::embedding (what metric losses and embedding maps see).
+  virtual int64_t embedding_dim() const = 0;
   /// True when the head only needs backbone.embed(): its input can then be cached
   /// (`train.cache_features`) and forward_embedding() used instead.
   virtual bool uses_embedding_only() const { return false; }
   /// Logits from a precomputed embedding; only for heads with uses_embedding_only().
   virtual ModelOutput forward_embedding(const torch::Tensor& embedding);
+  /// Extra training views of a batch (WS-DAN: attention-guided crops and drops), made from this
+  /// step's output without gradients; the trainer classifies each with the batch's labels.
+  virtual std::vector<torch::Tensor> training_views(const torch::Tensor& images,
+                                                    const ModelOutput& output, Rng& rng) {
+    return {};
+  }
+  /// A second look in eval mode (WS-DAN: the crop around the mean attention map), or an
+  /// undefined tensor; the classifier averages the two looks' logits.
+  virtual torch::Tensor refinement_view(const torch::Tensor& images, const ModelOutput& output) {
+    return {};
+  }
 };
 
 class ClassifierImpl : public torch::nn::Module {

@@ -36,6 +36,10 @@ T spec_value(const ModelSpec& spec, const std::string& key, T fallback) {
   }
 }
 
+/// spec[section] as an object, e.g. the `model.wsdan` options; empty when absent. Throws
+/// finch::Error when it is not a map.
+ModelSpec spec_section(const ModelSpec& spec, const std::string& section);
+
 }  // namespace finch::models
 
 #define FINCH_MODELS_CONCAT_INNER(a, b) a##b

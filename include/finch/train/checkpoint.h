@@ -1,5 +1,6 @@
 #pragma once
-// Resume checkpoints: RUN_DIR/checkpoint/{model.safetensors, optimizer.pt, state.json}.
+// Resume checkpoints: RUN_DIR/checkpoint/{model.safetensors, optimizer.pt, state.json} (and
+// objective.safetensors when the loss has state).
 // A new checkpoint is written to checkpoint.new/ and swapped in with renames, so a crash
 // at any moment leaves one complete checkpoint (checkpoint/ or, mid-swap, checkpoint.old/).
 #include <torch/optim/optimizer.h>
@@ -29,13 +30,16 @@ struct TrainState {
   static TrainState from_json(const nlohmann::json& j);
 };
 
+/// `objective`: the loss module whose buffers (centre-loss centres) are saved too, if any.
 void save_checkpoint(const std::filesystem::path& run_dir, models::Classifier& model,
-                     torch::optim::Optimizer& optimizer, const TrainState& state);
+                     torch::optim::Optimizer& optimizer, const TrainState& state,
+                     const torch::nn::Module* objective = nullptr);
 
-/// Loads the checkpoint of `run_dir` into model and optimizer; nullopt when there is none.
-/// Throws finch::Error when one exists but is damaged.
+/// Loads the checkpoint of `run_dir` into model, optimizer (and objective); nullopt when there
+/// is none. Throws finch::Error when one exists but is damaged.
 std::optional<TrainState> load_checkpoint(const std::filesystem::path& run_dir,
                                           models::Classifier& model,
-                                          torch::optim::Optimizer& optimizer);
+                                          torch::optim::Optimizer& optimizer,
+                                          torch::nn::Module* objective = nullptr);
 
 }  // namespace finch::train

@@ -218,20 +218,21 @@ class InceptionV3Impl : public BackboneImpl {
 
   Features forward_features(const Tensor& images) override {
     Features out;
-    Tensor x = c2b(c2a(c1a(images)));
+    Tensor x = after_stage(1, c2b(c2a(c1a(images))));
     out.stages.push_back(x);
-    x = c4a(c3b(torch::max_pool2d(x, 3, 2)));
+    x = after_stage(2, c4a(c3b(torch::max_pool2d(x, 3, 2))));
     out.stages.push_back(x);
-    x = m5d(m5c(m5b(torch::max_pool2d(x, 3, 2))));
+    x = after_stage(3, m5d(m5c(m5b(torch::max_pool2d(x, 3, 2)))));
     out.stages.push_back(x);
-    x = m6e(m6d(m6c(m6b(m6a(x)))));
+    x = after_stage(4, m6e(m6d(m6c(m6b(m6a(x))))));
     out.stages.push_back(x);
     if (aux && is_training()) out.aux_logits = aux(x);
-    out.stages.push_back(m7c(m7b(m7a(x))));
+    out.stages.push_back(after_stage(5, m7c(m7b(m7a(x)))));
     return out;
   }
 
   int64_t num_features() const override { return 2048; }
+  std::vector<int64_t> stage_channels() const override { return {64, 192, 288, 768, 2048}; }
   std::vector<std::vector<std::string>> stage_prefixes() const override {
     return {{"Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"},
             {"Conv2d_3b_1x1", "Conv2d_4a_3x3"},

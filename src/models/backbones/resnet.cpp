@@ -121,11 +121,24 @@ Features ResNetImpl::forward_features(const torch::Tensor& images) {
   if (maxpool) x = maxpool(x);
   Features out;
   out.stages.reserve(stages_.size());
-  for (auto& stage : stages_) {
-    x = stage->forward(x);
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    x = after_stage(s + 1, stages_[s]->forward(x));
     out.stages.push_back(x);
   }
   return out;
+}
+
+int64_t ResNetImpl::output_stride() const {
+  const int64_t stem = options_.small_input ? 1 : 4;  // 7x7/2 conv + 3x3/2 max-pool
+  return stem << (options_.layers.size() - 1);
+}
+
+std::vector<int64_t> ResNetImpl::stage_channels() const {
+  const int64_t expansion =
+      options_.bottleneck ? BottleneckImpl::kExpansion : BasicBlockImpl::kExpansion;
+  std::vector<int64_t> channels;
+  for (int64_t w : options_.widths) channels.push_back(w * expansion);
+  return channels;
 }
 
 std::vector<std::vector<std::string>> ResNetImpl::stage_prefixes() const {

@@ -66,6 +66,9 @@ class VggImpl : public BackboneImpl {
       in = channels;
     }
     num_features_ = in;
+    for (size_t i = 1; i < config.size(); ++i) {
+      if (config[i] == kPool) stage_channels_.push_back(config[i - 1]);
+    }
     if (with_fc) {
       classifier_ =
           register_module("classifier", nn::Sequential(nn::Linear(in * 7 * 7, 4096), nn::ReLU(true),
@@ -94,6 +97,7 @@ class VggImpl : public BackboneImpl {
     for (auto& layer : *features_) {
       // The last pool belongs to embed(): the last stage stays at conv5 resolution.
       if (next_pool < pool_indices_.size() && index == pool_indices_[next_pool]) {
+        x = after_stage(next_pool + 1, x);
         out.stages.push_back(x);
         ++next_pool;
         if (next_pool == pool_indices_.size()) break;
@@ -115,10 +119,13 @@ class VggImpl : public BackboneImpl {
   int64_t embedding_dim() const override { return classifier_ ? 4096 : num_features_; }
   std::vector<std::vector<std::string>> stage_prefixes() const override { return prefixes_; }
   std::string torchvision_classifier() const override { return "classifier.6"; }
+  int64_t output_stride() const override { return 16; }  // conv5_3, before pool5
+  std::vector<int64_t> stage_channels() const override { return stage_channels_; }
 
  private:
   nn::Sequential features_{nullptr}, classifier_{nullptr};
   std::vector<size_t> pool_indices_;
+  std::vector<int64_t> stage_channels_;
   std::vector<std::vector<std::string>> prefixes_;
   int64_t num_features_ = 0;
 };

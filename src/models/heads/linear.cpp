@@ -23,6 +23,8 @@ class LinearHeadImpl : public HeadImpl {
     return {fc(dropout_(embedding)), embedding, {}};
   }
 
+  int64_t embedding_dim() const override { return fc->options.in_features(); }
+
  private:
   torch::nn::Dropout dropout_;
   torch::nn::Linear fc;

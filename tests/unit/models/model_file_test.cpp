@@ -91,23 +91,27 @@ TEST(ModelFile, RejectsTruncatedAndWrongWeights) {
   EXPECT_THROW(fm::load_model_file(dir / "wrong.safetensors"), finch::Error);
 }
 
+// The documented few lines (docs/model-files.md) load finch model files into torchvision.
 TEST(ModelFile, LoadsInPyTorch) {
-  finch::test::TempDir dir;
-  auto info = tiny_info();
-  info.arch = {{"backbone", "resnet18"}, {"head", "linear"}, {"num_classes", 3}};
-  torch::manual_seed(3);
-  auto model = fm::build_classifier(info.arch);
-  model->eval();
-  fm::save_model_file(dir / "m.safetensors", model, info);
-  torch::Tensor x = torch::randn({1, 3, 32, 32});
-  torch::Tensor y;
-  {
-    torch::NoGradGuard no_grad;
-    y = model->forward(x).logits;
+  for (const auto& [arch, size] : std::vector<std::pair<std::string, int>>{
+           {"resnet18", 32}, {"inception_v3", 80}}) {
+    finch::test::TempDir dir;
+    auto info = tiny_info();
+    info.arch = {{"backbone", arch}, {"head", "linear"}, {"num_classes", 3}};
+    torch::manual_seed(3);
+    auto model = fm::build_classifier(info.arch);
+    model->eval();
+    fm::save_model_file(dir / "m.safetensors", model, info);
+    torch::Tensor x = torch::randn({1, 3, size, size});
+    torch::Tensor y;
+    {
+      torch::NoGradGuard no_grad;
+      y = model->forward(x).logits;
+    }
+    finch::io::write_safetensors(dir / "io.safetensors", {{"input", x}, {"output", y}}, {});
+    std::string out = finch::test::run_python_reference(
+        "load_finch_model.py",
+        (dir / "m.safetensors").string() + " " + (dir / "io.safetensors").string());
+    EXPECT_NE(out.find("match"), std::string::npos) << arch << ": " << out;
   }
-  finch::io::write_safetensors(dir / "io.safetensors", {{"input", x}, {"output", y}}, {});
-  std::string out = finch::test::run_python_reference(
-      "load_finch_model.py",
-      (dir / "m.safetensors").string() + " " + (dir / "io.safetensors").string());
-  EXPECT_NE(out.find("match"), std::string::npos) << out;
 }

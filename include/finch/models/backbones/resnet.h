@@ -57,6 +57,8 @@ class ResNetImpl : public BackboneImpl {
   Features forward_features(const torch::Tensor& images) override;
   int64_t num_features() const override { return num_features_; }
   std::vector<std::vector<std::string>> stage_prefixes() const override;
+  int64_t output_stride() const override;
+  std::vector<int64_t> stage_channels() const override;
 
  private:
   ResNetOptions options_;

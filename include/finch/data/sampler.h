@@ -1,0 +1,18 @@
+#pragma once
+// Class-balanced "P x K" batches for metric learning (triplet loss needs several samples of a
+// class in every batch): `data.sampler: pk` with data.samples_per_class K and
+// P = train.batch_size / K classes per batch.
+#include <cstdint>
+#include <vector>
+
+namespace finch::data {
+
+/// An epoch's sample order in which every consecutive P x K indices hold K samples of each of
+/// P distinct classes (classes chosen at random, each class's samples in a reshuffled cycle, so
+/// a class with fewer than K samples repeats some). Length (labels.size() / (P K)) x P K.
+/// Depends only on (labels, P, K, seed, epoch). Throws finch::Error when fewer than P classes
+/// have samples.
+std::vector<size_t> pk_order(const std::vector<int64_t>& labels, int64_t classes_per_batch,
+                             int64_t per_class, uint64_t seed, int64_t epoch);
+
+}  // namespace finch::data

@@ -1,0 +1,117 @@
+// Bilinear pooling head (B-CNN, Lin et al., ICCV 2015): the outer product of the last stage's
+// features averaged over positions, Phi = X X^T / (h w), then signed square root
+// sign(z) sqrt(|z| + eps), L2 normalisation, dropout and a linear classifier.
+// Options in `model.bilinear`:
+//   reduce: 0      1x1 conv + BN + ReLU to this many channels first (0 = none; 2048^2 = 4 M
+//                  features is large, 256-512 is usual for ResNet-50);
+//   type: full     full | compact. compact is Tensor Sketch compact bilinear pooling (Gao et
+//                  al., CVPR 2016): two count sketches of each position's features combined by
+//                  FFT approximate the outer product in `dim` dimensions;
+//   dim: 8192      compact: output dimensions.
+// The hash functions of the sketch are buffers (fixed at initialisation, saved with the model).
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/torch.h>
+
+#include "finch/core/error.h"
+#include "finch/models/registry.h"
+
+namespace finch::models {
+
+namespace {
+
+namespace nn = torch::nn;
+namespace F = torch::nn::functional;
+
+constexpr double kSqrtEps = 1e-8;
+
+torch::Tensor signed_sqrt_normalize(const torch::Tensor& z) {
+  return F::normalize(torch::sign(z) * torch::sqrt(z.abs() + kSqrtEps),
+                      F::NormalizeFuncOptions().dim(1));
+}
+
+class BilinearHeadImpl : public HeadImpl {
+ public:
+  BilinearHeadImpl(const ModelSpec& spec, const BackboneImpl& backbone) {
+    const ModelSpec options = spec_section(spec, "bilinear");
+    const int64_t reduce = spec_value<int64_t>(options, "reduce", 0);
+    const std::string type = spec_value<std::string>(options, "type", "full");
+    int64_t channels = backbone.num_features();
+    if (reduce < 0) throw Error("model.bilinear.reduce must be >= 0");
+    if (reduce > 0) {
+      reduce_conv =
+          register_module("reduce", nn::Conv2d(nn::Conv2dOptions(channels, reduce, 1).bias(false)));
+      reduce_bn = register_module("reduce_bn", nn::BatchNorm2d(reduce));
+      channels = reduce;
+    }
+    int64_t features = channels * channels;
+    if (type == "compact") {
+      features = spec_value<int64_t>(options, "dim", 8192);
+      if (features < 1) throw Error("model.bilinear.dim must be >= 1");
+      // Count-sketch hashes h_i: channel -> [0, dim) and signs s_i: channel -> +-1.
+      for (int i = 0; i < 2; ++i) {
+        hash_[i] = register_buffer("hash" + std::to_string(i),
+                                   torch::randint(features, {channels}, torch::kLong));
+        sign_[i] = register_buffer("sign" + std::to_string(i),
+                                   torch::randint(2, {channels}, torch::kFloat) * 2 - 1);
+      }
+    } else if (type != "full") {
+      throw Error("model.bilinear.type must be full or compact, got '" + type + "'");
+    }
+    compact_ = type == "compact";
+    dim_ = features;
+    dropout = register_module("dropout", nn::Dropout(spec_value<double>(spec, "dropout", 0.0)));
+    fc = register_module("fc", nn::Linear(features, spec_value<int64_t>(spec, "num_classes", 0)));
+  }
+
+  ModelOutput forward_head(const Features& features, BackboneImpl&) override {
+    torch::Tensor x = features.stages.back();
+    if (reduce_conv) x = reduce_bn(reduce_conv(x)).relu();
+    torch::Tensor pooled = compact_ ? sketch(x) : outer_product(x);
+    torch::Tensor z = signed_sqrt_normalize(pooled);
+    return {fc(dropout(z)), z, {}, {}};
+  }
+
+  int64_t embedding_dim() const override { return dim_; }
+
+ private:
+  // [B, C, h, w] -> [B, C * C]: X X^T / (h w).
+  static torch::Tensor outer_product(const torch::Tensor& x) {
+    const int64_t b = x.size(0), c = x.size(1), n = x.size(2) * x.size(3);
+    torch::Tensor flat = x.reshape({b, c, n});
+    return torch::bmm(flat, flat.transpose(1, 2)).div(n).reshape({b, c * c});
+  }
+
+  // Tensor Sketch: per position, psi_i(x)[h_i(c)] += s_i(c) x_c; the outer product's sketch is
+  // the circular convolution psi_1 * psi_2, computed as IFFT(FFT(psi_1) FFT(psi_2)); then the
+  // average over positions.
+  torch::Tensor sketch(const torch::Tensor& x) {
+    const int64_t b = x.size(0), c = x.size(1), n = x.size(2) * x.size(3);
+    torch::Tensor positions = x.reshape({b, c, n}).transpose(1, 2);  // [B, n, C]
+    torch::Tensor spectra[2];
+    for (int i = 0; i < 2; ++i) {
+      torch::Tensor psi = torch::zeros({b, n, dim_}, x.options())
+                              .index_add(2, hash_[i], positions * sign_[i].to(x.dtype()));
+      spectra[i] = torch::fft::rfft(psi, dim_, -1);
+    }
+    return torch::fft::irfft(spectra[0] * spectra[1], dim_, -1).mean(1);
+  }
+
+  bool compact_ = false;
+  int64_t dim_ = 0;
+  nn::Conv2d reduce_conv{nullptr};
+  nn::BatchNorm2d reduce_bn{nullptr};
+  torch::Tensor hash_[2], sign_[2];
+  nn::Dropout dropout{nullptr};
+  nn::Linear fc{nullptr};
+};
+
+FINCH_REGISTER_HEAD("bilinear", [](const ModelSpec& spec, const BackboneImpl& backbone) {
+  return std::make_shared<BilinearHeadImpl>(spec, backbone);
+});
+
+}  // namespace
+
+}  // namespace finch::models
