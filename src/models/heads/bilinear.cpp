@@ -92,8 +92,9 @@ class BilinearHeadImpl : public HeadImpl {
     torch::Tensor positions = x.reshape({b, c, n}).transpose(1, 2);  // [B, n, C]
     torch::Tensor spectra[2];
     for (int i = 0; i < 2; ++i) {
-      torch::Tensor psi = torch::zeros({b, n, dim_}, x.options())
-                              .index_add(2, hash_[i], positions * sign_[i].to(x.dtype()));
+      torch::Tensor psi =
+          torch::zeros({b, n, dim_}, x.options())
+              .index_add(2, hash_[i].to(torch::kLong), positions * sign_[i].to(x.dtype()));
       spectra[i] = torch::fft::rfft(psi, dim_, -1);
     }
     return torch::fft::irfft(spectra[0] * spectra[1], dim_, -1).mean(1);
