@@ -8,6 +8,8 @@
 #include "finch/core/yaml_json.h"
 #include "finch/data/formats.h"
 #include "finch/data/from_config.h"
+#include "finch/models/model.h"
+#include "finch/train/losses.h"
 #include "test_support.h"
 
 using finch::Config;
@@ -106,11 +108,16 @@ TEST(Config, ShippedRecipesAreValid) {
       finch::data::dataset_format(c.get<std::string>("data.format"));
       finch::data::train_pipeline(c);
       finch::data::eval_pipeline(c);
+      // The model section builds (heads, blocks and their options) and the losses parse.
+      nlohmann::json spec = finch::yaml_to_json(c.node("model"));
+      if (spec.value("num_classes", 0) == 0) spec["num_classes"] = 10;
+      finch::models::build_classifier(spec);
+      finch::train::parse_losses(c);
     } catch (const std::exception& e) {
       ADD_FAILURE() << name << ": " << e.what();
     }
   }
-  EXPECT_GE(recipes, 9u);  // defaults, 2 fashion_mnist, 6 fine-grained benchmarks
+  EXPECT_GE(recipes, 13u);  // defaults, 2 fashion_mnist, 6 benchmarks, 4 method recipes
 }
 
 TEST(YamlJson, ScalarsGetTypes) {
