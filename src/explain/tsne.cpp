@@ -41,23 +41,30 @@ torch::Tensor tsne_affinities(const torch::Tensor& x_in, double perplexity) {
   return joint / joint.sum();
 }
 
-double tsne_kl_gradient(const torch::Tensor& p, const torch::Tensor& y, torch::Tensor& gradient) {
-  const int64_t n = y.size(0);
+namespace {
+
+// The gradient of KL(P || Q) w.r.t. the map, and the KL itself only when asked for (its
+// logarithms cost as much as the gradient, and the descent loop does not need it).
+double kl_gradient(const torch::Tensor& p, const torch::Tensor& y, torch::Tensor& gradient,
+                   bool with_kl) {
   torch::Tensor sq = y.pow(2).sum(1);
-  torch::Tensor d = (sq.view({-1, 1}) + sq.view({1, -1}) - 2 * y.matmul(y.t())).clamp_min(0);
-  torch::Tensor num = 1.0 / (1.0 + d);
+  torch::Tensor d = (sq.view({-1, 1}) + sq.view({1, -1}) - 2 * y.matmul(y.t())).clamp_min_(0);
+  torch::Tensor num = (d += 1).reciprocal_();  // Student-t kernel 1 / (1 + |y_i - y_j|^2)
   num.fill_diagonal_(0);
   torch::Tensor q = num / num.sum();
-  torch::Tensor pq = (p - q) * num;  // [N, N]
+  torch::Tensor pq = (p - q).mul_(num);  // [N, N]
   // sum_j pq_ij (y_i - y_j) = y_i * sum_j pq_ij - (pq y)_i
   gradient = 4.0 * (y * pq.sum(1, true) - pq.matmul(y));
+  if (!with_kl) return 0;
   torch::Tensor mask = p > 0;
-  const double kl = (p.masked_select(mask) *
-                     (p.masked_select(mask) / q.masked_select(mask).clamp_min(1e-300)).log())
-                        .sum()
-                        .item<double>();
-  (void)n;
-  return kl;
+  torch::Tensor pm = p.masked_select(mask);
+  return (pm * (pm / q.masked_select(mask).clamp_min(1e-300)).log()).sum().item<double>();
+}
+
+}  // namespace
+
+double tsne_kl_gradient(const torch::Tensor& p, const torch::Tensor& y, torch::Tensor& gradient) {
+  return kl_gradient(p, y, gradient, true);
 }
 
 TsneResult tsne(const torch::Tensor& x_in, const TsneOptions& options) {
@@ -103,10 +110,11 @@ TsneResult tsne(const torch::Tensor& x_in, const TsneOptions& options) {
       options.learning_rate > 0
           ? options.learning_rate
           : std::max(static_cast<double>(n) / options.early_exaggeration / 4.0, 50.0);
+  const torch::Tensor exaggerated = p * options.early_exaggeration;
   for (int it = 0; it < options.iterations; ++it) {
     const bool exaggerate = it < options.exaggeration_iterations;
     const double momentum = it < options.exaggeration_iterations ? 0.5 : 0.8;
-    result.kl = tsne_kl_gradient(exaggerate ? p * options.early_exaggeration : p, y, gradient);
+    kl_gradient(exaggerate ? exaggerated : p, y, gradient, false);
     // Delta-bar-delta gains of the reference implementation.
     torch::Tensor same_sign = (gradient > 0) == (update > 0);
     gains = torch::where(same_sign, gains * 0.8, gains + 0.2).clamp_min(0.01);
