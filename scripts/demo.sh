@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: train the shipped Fashion-MNIST recipe on this machine's CPU, evaluate the
-# best (validation-selected) model on the untouched test split, and print the summary.
+# best (validation-selected) model on the untouched test split, print the summary, and write
+# the run's self-contained HTML report (curves, eval, Grad-CAM, t-SNE; docs/explain.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,8 @@ echo "== evaluating $RUN_DIR/best.safetensors on the Fashion-MNIST test split"
 "$FINCH" eval --model "$RUN_DIR/best.safetensors" --dataset idx --root "$DATA" --split test \
   --json > "$RUN_DIR/test_metrics.json"
 
+echo "== writing the report (test split from $RUN_DIR/config.yaml)"
+REPORT=$("$FINCH" report "$RUN_DIR" --out "$RUN_DIR/report.html")
+
 echo "== done: run folder $RUN_DIR (model, metrics.jsonl, test_metrics.json, test_confusion.csv)"
+echo "== report: $REPORT (open it in a browser; scripts/check_report.sh checks it offline)"

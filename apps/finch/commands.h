@@ -11,5 +11,8 @@ void add_predict_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 /// `finch data info`.
 void add_data_command(CLI::App& app);
+void add_explain_command(CLI::App& app);
+void add_localize_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 
 }  // namespace finch::cli

@@ -4,8 +4,38 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace finch::eval {
+
+Calibration calibration(const std::vector<double>& confidences, const std::vector<bool>& correct,
+                        int num_bins) {
+  TORCH_CHECK(confidences.size() == correct.size() && num_bins > 0, "calibration: bad input");
+  Calibration c;
+  c.bins.resize(num_bins);
+  std::vector<double> conf_sum(num_bins, 0), correct_sum(num_bins, 0);
+  for (int b = 0; b < num_bins; ++b) {
+    c.bins[b].lower = static_cast<double>(b) / num_bins;
+    c.bins[b].upper = static_cast<double>(b + 1) / num_bins;
+  }
+  for (size_t i = 0; i < confidences.size(); ++i) {
+    // Bin b holds (b/M, (b+1)/M]: ceil(conf * M) - 1, with 0 in the first bin.
+    int b = static_cast<int>(std::ceil(confidences[i] * num_bins)) - 1;
+    b = std::clamp(b, 0, num_bins - 1);
+    ++c.bins[b].count;
+    conf_sum[b] += confidences[i];
+    correct_sum[b] += correct[i] ? 1 : 0;
+  }
+  const double n = static_cast<double>(confidences.size());
+  for (int b = 0; b < num_bins; ++b) {
+    auto& bin = c.bins[b];
+    if (bin.count == 0) continue;
+    bin.confidence = conf_sum[b] / bin.count;
+    bin.accuracy = correct_sum[b] / bin.count;
+    c.ece += bin.count / n * std::abs(bin.accuracy - bin.confidence);
+  }
+  return c;
+}
 
 MetricsAccumulator::MetricsAccumulator(std::vector<std::string> class_names)
     : class_names_(std::move(class_names)),
@@ -24,12 +54,16 @@ void MetricsAccumulator::add(const torch::Tensor& logits, const torch::Tensor& l
                    .item<double>();
   const int64_t k = std::min<int64_t>(5, num_classes);
   torch::Tensor topk = std::get<1>(x.topk(k, 1));
+  torch::Tensor confidence = std::get<0>(torch::softmax(x, 1).max(1));
+  auto conf = confidence.accessor<double, 1>();
   auto top = topk.accessor<int64_t, 2>();
   auto truth = y.accessor<int64_t, 1>();
   for (int64_t i = 0; i < x.size(0); ++i) {
     const int64_t t = truth[i];
     TORCH_CHECK(t >= 0 && t < num_classes, "label ", t, " outside [0, ", num_classes, ")");
     ++confusion_[t][top[i][0]];
+    confidences_.push_back(conf[i]);
+    correct_.push_back(top[i][0] == t);
     for (int64_t j = 0; j < k; ++j) top5_correct_ += top[i][j] == t ? 1 : 0;
   }
   samples_ += x.size(0);
@@ -40,6 +74,7 @@ Metrics MetricsAccumulator::finish(size_t max_confused_pairs) const {
   const size_t n = class_names_.size();
   m.num_samples = samples_;
   m.confusion = confusion_;
+  m.calibration = calibration(confidences_, correct_, 15);
   if (samples_ == 0) return m;
   m.loss = loss_sum_ / samples_;
   m.top5 = static_cast<double>(top5_correct_) / samples_;
@@ -95,6 +130,22 @@ Metrics MetricsAccumulator::finish(size_t max_confused_pairs) const {
   return m;
 }
 
+namespace {
+
+nlohmann::json calibration_json(const Calibration& c) {
+  nlohmann::json bins = nlohmann::json::array();
+  for (const auto& b : c.bins) {
+    bins.push_back({{"lower", b.lower},
+                    {"upper", b.upper},
+                    {"count", b.count},
+                    {"confidence", b.confidence},
+                    {"accuracy", b.accuracy}});
+  }
+  return bins;
+}
+
+}  // namespace
+
 nlohmann::json to_json(const Metrics& m) {
   nlohmann::json per_class = nlohmann::json::array();
   for (size_t c = 0; c < m.per_class.size(); ++c) {
@@ -125,7 +176,9 @@ nlohmann::json to_json(const Metrics& m) {
        {{"precision", m.weighted_precision}, {"recall", m.weighted_recall}, {"f1", m.weighted_f1}}},
       {"per_class", per_class},
       {"confusion_matrix", m.confusion},
-      {"most_confused", confused}};
+      {"most_confused", confused},
+      {"ece", m.calibration.ece},
+      {"calibration", calibration_json(m.calibration)}};
 }
 
 std::string format_report(const Metrics& m) {
@@ -133,6 +186,7 @@ std::string format_report(const Metrics& m) {
   out += fmt::format(
       "samples {}  top-1 {:.2f}%  top-5 {:.2f}%  mean per-class acc {:.2f}%  loss {:.4f}\n",
       m.num_samples, 100 * m.top1, 100 * m.top5, 100 * m.mean_class_accuracy, m.loss);
+  out += fmt::format("expected calibration error (15 bins) {:.4f}\n", m.calibration.ece);
   size_t width = 5;
   for (const auto& cm : m.per_class) width = std::max(width, cm.name.size());
   out += fmt::format("\n{:<{}}  precision  recall     f1  support\n", "class", width);
@@ -150,6 +204,27 @@ std::string format_report(const Metrics& m) {
       out += fmt::format("  {} -> {}: {}\n", m.per_class[p.true_class].name,
                          m.per_class[p.predicted_class].name, p.count);
     }
+  }
+  return out;
+}
+
+std::string format_per_class_worst_first(const Metrics& m) {
+  std::vector<size_t> order;
+  for (size_t c = 0; c < m.per_class.size(); ++c)
+    if (m.per_class[c].support > 0) order.push_back(c);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (m.per_class[a].recall != m.per_class[b].recall)
+      return m.per_class[a].recall < m.per_class[b].recall;
+    return m.per_class[a].name < m.per_class[b].name;
+  });
+  size_t width = 5;
+  for (const auto& cm : m.per_class) width = std::max(width, cm.name.size());
+  std::string out = fmt::format(
+      "per-class accuracy, worst first\n{:<{}}  accuracy  correct/support\n", "class", width);
+  for (size_t c : order) {
+    const auto& cm = m.per_class[c];
+    out += fmt::format("{:<{}}  {:7.2f}%  {}/{}\n", cm.name, width, 100 * cm.recall,
+                       m.confusion[c][c], cm.support);
   }
   return out;
 }

@@ -1,18 +1,68 @@
 #pragma once
-// Runs a model over every batch of a loader (eval mode, no gradients) and accumulates metrics.
+// Runs a model over every batch of a loader (eval mode, no gradients) and accumulates metrics,
+// optionally with test-time augmentation and per-sample records (embeddings, predictions).
 #include <torch/types.h>
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "finch/core/progress.h"
 #include "finch/data/loader.h"
 #include "finch/eval/metrics.h"
 #include "finch/models/model.h"
+#include "finch/models/model_file.h"
 
 namespace finch::eval {
 
-/// Evaluates `model` on one pass of `loader` (started here as epoch 0).
+/// Test-time augmentation: the softmax is averaged over the views of each image.
+///   flip       the image and its horizontal mirror (2 views)
+///   five_crop  torchvision FiveCrop: the 4 corners and the centre, each the size of the
+///              final center_crop of the eval transforms (or input_size when there is none),
+///              cut from the image after the other eval transforms (5 views)
+///   ten_crop   the five crops and their mirrors (10 views)
+enum class Tta { kNone, kFlip, kFiveCrop, kTenCrop };
+
+/// "none" | "flip" | "five-crop" | "ten-crop"; throws finch::Error otherwise.
+Tta parse_tta(const std::string& name);
+
+/// Number of views per image.
+int64_t tta_views(Tta tta);
+
+/// The loader pipeline for `tta`: the eval pipeline for none/flip; for five/ten-crop the eval
+/// transforms without the final center_crop, then the 5 crops stacked vertically (a batch is
+/// then [B, 3, 5 h, w], which evaluate() splits back into views).
+data::Pipeline tta_pipeline(const models::Preprocess& preprocess, Tta tta);
+
+/// Per-sample outputs in loader order.
+struct EvalRecords {
+  std::vector<size_t> indices;  // dataset indices
+  torch::Tensor embeddings;     // [N, D] float32 (averaged over TTA views)
+  torch::Tensor labels;         // [N] int64
+  torch::Tensor predictions;    // [N] int64
+  torch::Tensor confidences;    // [N] float32 top-1 probability
+};
+
+struct EvalOptions {
+  Tta tta = Tta::kNone;
+  EvalRecords* records = nullptr;  // filled when set
+};
+
+/// Evaluates `model` on one pass of `loader` (started here as epoch 0). With TTA the loader
+/// must use tta_pipeline(); the metrics see log(mean softmax over views) as logits.
 Metrics evaluate(models::Classifier& model, data::Loader& loader, const torch::Device& device,
-                 ProgressStyle progress, const std::string& label = "eval");
+                 ProgressStyle progress, const std::string& label = "eval",
+                 const EvalOptions& options = {});
+
+/// Up to `per_pair` samples (dataset.describe: paths) of each of metrics.most_confused, in
+/// loader order: {"true", "predicted", "count", "examples": [...]}.
+nlohmann::json confused_examples(const Metrics& metrics, const EvalRecords& records,
+                                 const data::Dataset& dataset, size_t per_pair);
+
+/// Writes embeddings [N, D] float32, labels and predictions [N] int64 and the dataset indices
+/// as safetensors, with the class names (JSON) in the metadata under "classes".
+void save_embeddings(const std::filesystem::path& path, const EvalRecords& records,
+                     const std::vector<std::string>& class_names);
 
 }  // namespace finch::eval

@@ -20,6 +20,25 @@ struct ConfusedPair {
   int64_t true_class, predicted_class, count;
 };
 
+/// One equal-width confidence bin of a reliability diagram: samples whose top-1 softmax
+/// probability lies in (lower, upper] (the first bin also holds confidence 0).
+struct CalibrationBin {
+  double lower = 0, upper = 0;
+  int64_t count = 0;
+  double confidence = 0, accuracy = 0;  // means over the bin's samples (0 when empty)
+};
+
+/// Expected calibration error (Guo et al., ICML 2017): sum over bins of
+/// (bin count / N) * |bin accuracy - bin mean confidence|.
+struct Calibration {
+  double ece = 0;
+  std::vector<CalibrationBin> bins;
+};
+
+/// Calibration from per-sample top-1 confidences and whether the top-1 class was right.
+Calibration calibration(const std::vector<double>& confidences, const std::vector<bool>& correct,
+                        int num_bins = 15);
+
 struct Metrics {
   int64_t num_samples = 0;
   double loss = 0;  // mean cross-entropy (no label smoothing)
@@ -29,6 +48,7 @@ struct Metrics {
   double weighted_precision = 0, weighted_recall = 0, weighted_f1 = 0;
   std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
   std::vector<ConfusedPair> most_confused;      // off-diagonal cells, largest first
+  Calibration calibration;                      // 15 equal-width bins
 };
 
 class MetricsAccumulator {
@@ -43,6 +63,8 @@ class MetricsAccumulator {
   std::vector<std::vector<int64_t>> confusion_;
   int64_t samples_ = 0, top5_correct_ = 0;
   double loss_sum_ = 0;
+  std::vector<double> confidences_;
+  std::vector<bool> correct_;
 };
 
 /// The JSON object `finch eval --json` prints (top1, top5, mean_class_accuracy, per_class,
@@ -50,6 +72,8 @@ class MetricsAccumulator {
 nlohmann::json to_json(const Metrics& metrics);
 /// A human-readable summary with the per-class table.
 std::string format_report(const Metrics& metrics);
+/// Per-class accuracy (recall), worst first, ties by name: "class  accuracy  correct/support".
+std::string format_per_class_worst_first(const Metrics& metrics);
 /// The confusion matrix as CSV with class names as header row and first column.
 std::string confusion_csv(const Metrics& metrics);
 

@@ -1,0 +1,189 @@
+// `finch explain`, `localize`, the eval additions and `report` end to end on a tiny trained run.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "finch/core/atomic_file.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using finch::test::run_command;
+
+namespace {
+
+std::string cli() { return finch::test::cli_path().string(); }
+
+const char* kRecipe = R"(seed: 1
+threads: 1
+data:
+  format: imagefolder
+  workers: 1
+  val_fraction: 0.2
+  mean: [0.5, 0.5, 0.5]
+  std: [0.25, 0.25, 0.25]
+  train_transforms: []
+  eval_transforms: [{type: resize, size: [16, 16]}]
+model: {backbone: resnet20, width: 4, input_size: 16}
+train: {epochs: 4, batch_size: 8, progress: none}
+optim: {name: adam, lr: 0.005, weight_decay: 0.0}
+schedule: {name: cosine}
+)";
+
+class ExplainReportTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new finch::test::TempDir("finch-explain");
+    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "train", 3, 16, 16, 1);
+    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "test", 3, 6, 16, 2);
+    finch::test::write_text(dir_->path() / "recipe.yaml", kRecipe);
+    auto result =
+        run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
+                    path("run").string() + " --set data.root=" + path("data").string());
+    train_output_ = new std::string(result.output);
+    train_exit_ = result.exit_code;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete train_output_;
+  }
+  static fs::path path(const std::string& name) { return dir_->path() / name; }
+  static std::string model() { return path("run/best.safetensors").string(); }
+  static finch::test::TempDir* dir_;
+  static std::string* train_output_;
+  static int train_exit_;
+};
+
+finch::test::TempDir* ExplainReportTest::dir_ = nullptr;
+std::string* ExplainReportTest::train_output_ = nullptr;
+int ExplainReportTest::train_exit_ = -1;
+
+std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::istringstream lines(text);
+  std::string line;
+  std::vector<nlohmann::json> out;
+  while (std::getline(lines, line))
+    if (!line.empty() && line[0] == '{') out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_F(ExplainReportTest, ExplainWritesHeatmapsAndNpy) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  auto result = run_command(cli() + " explain --json --raw --model " + model() + " --out " +
+                            path("cams").string() + " --target class2 " +
+                            path("data/test/class1/img0.png").string() + " " +
+                            path("data/test/class2/img1.png").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto records = json_lines(result.output);
+  ASSERT_EQ(records.size(), 2u) << result.output;
+  EXPECT_EQ(records[0]["target"], "class2");
+  EXPECT_EQ(records[0]["method"], "gradcam");
+  EXPECT_TRUE(fs::exists(records[0]["heatmap"].get<std::string>()));
+  // resnet20 at 16 px: the last stage is 4 x 4; NPY v1.0, header padded to 64 bytes.
+  const std::string npy = finch::read_file(records[1]["raw"].get<std::string>());
+  ASSERT_GT(npy.size(), 10u);
+  EXPECT_EQ(npy.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  const size_t header = static_cast<uint8_t>(npy[8]) | (static_cast<uint8_t>(npy[9]) << 8);
+  EXPECT_EQ((10 + header) % 64, 0u);
+  EXPECT_CONTAINS(npy.substr(10, header),
+                  "'descr': '<f4', 'fortran_order': False, 'shape': (4, 4)");
+  EXPECT_EQ(npy.size(), 10 + header + 16 * sizeof(float));
+
+  auto attention = run_command(cli() + " explain --method attention --model " + model() +
+                               " --out " + path("cams").string() + " " +
+                               path("data/test/class1/img0.png").string() + " 2>&1");
+  EXPECT_NE(attention.exit_code, 0);
+  EXPECT_CONTAINS(attention.output, "no attention maps");
+  auto bad_target = run_command(cli() + " explain --target nope --model " + model() + " --out " +
+                                path("cams").string() + " " +
+                                path("data/test/class1/img0.png").string() + " 2>&1");
+  EXPECT_NE(bad_target.exit_code, 0);
+  EXPECT_CONTAINS(bad_target.output, "unknown class 'nope'");
+}
+
+TEST_F(ExplainReportTest, EvalCalibrationTtaEmbeddingsAndConfusedExamples) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  const std::string base = cli() + " eval --model " + model() + " --dataset imagefolder --root " +
+                           path("data").string() + " --split test";
+  auto result = run_command(base + " --json --tta flip --confused-examples 2 --reliability " +
+                            path("rel.png").string() + " --save-embeddings " +
+                            path("emb.safetensors").string() + " --tsne " +
+                            path("map.svg").string() + " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = nlohmann::json::parse(result.output);
+  EXPECT_EQ(j["num_samples"], 18);
+  EXPECT_EQ(j["tta"], "flip");
+  EXPECT_GE(j["ece"].get<double>(), 0.0);
+  EXPECT_LE(j["ece"].get<double>(), 1.0);
+  EXPECT_EQ(j["calibration"].size(), 15u);
+  int64_t binned = 0;
+  for (const auto& b : j["calibration"]) binned += b["count"].get<int64_t>();
+  EXPECT_EQ(binned, 18);
+  ASSERT_TRUE(j.contains("confused_examples"));
+  for (const auto& pair : j["confused_examples"]) {
+    EXPECT_LE(pair["examples"].size(), 2u);
+    for (const auto& p : pair["examples"]) EXPECT_TRUE(fs::exists(p.get<std::string>())) << p;
+  }
+  EXPECT_TRUE(fs::exists(path("rel.png")));
+  EXPECT_GT(fs::file_size(path("emb.safetensors")), 18u * 16 * 4);
+  EXPECT_CONTAINS(finch::read_file(path("map.svg")), "<circle");
+
+  auto text = run_command(base + " --tta five-crop 2>/dev/null");
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_CONTAINS(text.output, "expected calibration error");
+  EXPECT_CONTAINS(text.output, "per-class accuracy, worst first");
+  EXPECT_CONTAINS(text.output, "five-crop (5 views)");
+  auto bad = run_command(base + " --tta rotate 2>&1");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_CONTAINS(bad.output, "unknown --tta");
+}
+
+TEST_F(ExplainReportTest, LocalizeNeedsBoxesAndScoresThem) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  auto no_boxes = run_command(cli() + " localize --model " + model() +
+                              " --dataset imagefolder --root " + path("data").string() + " 2>&1");
+  EXPECT_NE(no_boxes.exit_code, 0);
+  EXPECT_CONTAINS(no_boxes.output, "no object boxes");
+  // The test images as a CSV with each class's square (4 x 4, +-1 px jitter) as the box.
+  std::string csv = "path,label,split,x,y,w,h\n";
+  for (int c = 0; c < 3; ++c) {
+    const int cx = (c % 2 == 0) ? (c + 1) * 16 / 4 : 16 - (c + 1) * 16 / 4;
+    const int cy = (c + 1) * 16 / 4;
+    for (int i = 0; i < 6; ++i)
+      csv += "test/class" + std::to_string(c) + "/img" + std::to_string(i) + ".png,class" +
+             std::to_string(c) + ",test," + std::to_string(cx - 2) + "," + std::to_string(cy - 2) +
+             ",4,4\n";
+  }
+  finch::test::write_text(path("data/boxes.csv"), csv);
+  auto result = run_command(cli() + " localize --json --model " + model() +
+                            " --dataset csv --root " + path("data").string() +
+                            " --option csv_file=boxes.csv --threshold 0.5 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = nlohmann::json::parse(result.output);
+  EXPECT_EQ(j["images"], 18);
+  EXPECT_EQ(j["explained_class"], "label");
+  EXPECT_GE(j["corloc"].get<double>(), 0.0);
+  EXPECT_LE(j["corloc"].get<double>(), 1.0);
+  EXPECT_GT(j["mean_iou"].get<double>(), 0.0);
+  EXPECT_LE(j["mean_iou"].get<double>(), 1.0);
+}
+
+TEST_F(ExplainReportTest, ReportIsOneSelfContainedPage) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  auto result = run_command(cli() + " report " + path("run").string() + " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_CONTAINS(result.output, "report.html");
+  const std::string html = finch::read_file(path("run/report.html"));
+  for (const char* part : {"<svg", "data:image/png;base64,", "Training", "Per-class accuracy",
+                           "Confusion matrix", "Reliability", "Grad-CAM gallery", "Embedding map",
+                           "class2", "finch", "expected calibration error"})
+    EXPECT_CONTAINS(html, part);
+  // No external resource: no src/href to a URL, no script.
+  EXPECT_FALSE(std::regex_search(html, std::regex(R"((src|href)\s*=\s*["']?(https?:)?//)")));
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  // One learning-rate polyline with one point per epoch.
+  EXPECT_CONTAINS(html, "learning rate");
+}
