@@ -56,16 +56,18 @@ void run(const LocalizeArgs& args) {
                           {"images", result.summary.images},
                           {"without_box", result.without_box},
                           {"corloc", result.summary.corloc},
-                          {"mean_iou", result.summary.mean_iou}}
+                          {"mean_iou", result.summary.mean_iou},
+                          {"pointing", result.summary.pointing}}
                .dump()
         << std::endl;
   } else {
     fmt::print(
         "{} on {} split '{}': {} of the {} class, threshold {} of the max\n"
-        "CorLoc (IoU >= 0.5) {:.2f}%  mean IoU {:.4f}  over {} images{}\n",
+        "CorLoc (IoU >= 0.5) {:.2f}%  mean IoU {:.4f}  peak inside the box {:.2f}%  over {} "
+        "images{}\n",
         args.model, args.format, args.split, explain::cam_method_name(options.method),
         explain_label ? "annotated" : "predicted", args.threshold, 100 * result.summary.corloc,
-        result.summary.mean_iou, result.summary.images,
+        result.summary.mean_iou, 100 * result.summary.pointing, result.summary.images,
         result.without_box ? fmt::format(" ({} without a box skipped)", result.without_box) : "");
   }
 }
@@ -92,7 +94,7 @@ void add_localize_command(CLI::App& app) {
   cmd->add_flag("--predicted", args->predicted,
                 "Explain the predicted class instead of the annotated one");
   cmd->add_flag("--json", args->json,
-                "Print one JSON object {corloc, mean_iou, images, without_box, ...}");
+                "Print one JSON object {corloc, mean_iou, pointing, images, without_box, ...}");
   cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
       ->capture_default_str();
   cmd->callback([args] { run(*args); });

@@ -87,6 +87,7 @@ DatasetLocalization localize_dataset(Explainer& explainer, const data::Dataset& 
   const auto& transforms = explainer.info().preprocess.eval_transforms;
   Progress progress("localize", static_cast<int64_t>(with_box.size()), progress_style);
   int64_t done = 0;
+  size_t pointing_hits = 0;
   for (size_t i : with_box) {
     const cv::Mat rgb = dataset.load_rgb(i);
     std::vector<int64_t> targets;
@@ -99,10 +100,16 @@ DatasetLocalization localize_dataset(Explainer& explainer, const data::Dataset& 
     result.indices.push_back(i);
     result.boxes.push_back(box);
     result.ious.push_back(iou(box, *dataset.box(i)));
+    // Pointing game: the map's peak, mapped back like the box, inside the annotated box.
+    const auto [px, py] = cam_peak(e.cam, e.input_rgb.cols, e.input_rgb.rows);
+    const data::Box point = to_original({static_cast<float>(px), static_cast<float>(py), 0, 0},
+                                        geometry, rgb.cols, rgb.rows);
+    pointing_hits += inside(*dataset.box(i), point.x, point.y) ? 1 : 0;
     progress.update(++done, "");
   }
   progress.finish("");
   result.summary = summarize_localization(result.ious);
+  result.summary.pointing = static_cast<double>(pointing_hits) / with_box.size();
   return result;
 }
 

@@ -102,6 +102,23 @@ InputGeometry input_geometry(const nlohmann::json& eval_transforms, int width, i
   return g;
 }
 
+std::pair<double, double> cam_peak(const torch::Tensor& cam, int width, int height) {
+  TORCH_CHECK(cam.dim() == 2, "cam_peak: expected a [h, w] map, got ", cam.sizes());
+  torch::Tensor up = torch::nn::functional::interpolate(
+                         cam.to(torch::kFloat).contiguous().view({1, 1, cam.size(0), cam.size(1)}),
+                         torch::nn::functional::InterpolateFuncOptions()
+                             .size(std::vector<int64_t>{height, width})
+                             .mode(torch::kBilinear)
+                             .align_corners(false))
+                         .view({height * width});
+  const int64_t at = up.argmax().item<int64_t>();
+  return {static_cast<double>(at % width) + 0.5, static_cast<double>(at / width) + 0.5};
+}
+
+bool inside(const data::Box& box, double x, double y) {
+  return x >= box.x && x <= box.x + box.width && y >= box.y && y <= box.y + box.height;
+}
+
 data::Box to_original(const data::Box& box, const InputGeometry& g, int width, int height) {
   double x0 = (box.x + g.offset_x) / g.scale_x, y0 = (box.y + g.offset_y) / g.scale_y;
   double x1 = (box.x + box.width + g.offset_x) / g.scale_x;

@@ -31,6 +31,13 @@ struct InputGeometry {
 /// pad_crop) throws finch::Error since boxes could not be mapped back.
 InputGeometry input_geometry(const nlohmann::json& eval_transforms, int width, int height);
 
+/// The centre of the highest pixel of `cam` [h, w] after bilinear upsampling to
+/// width x height, in pixels of that resolution (the "pointing game" point).
+std::pair<double, double> cam_peak(const torch::Tensor& cam, int width, int height);
+
+/// True when the point (x, y) lies inside `box`.
+bool inside(const data::Box& box, double x, double y);
+
 /// A box in model-input pixels -> original-image pixels, clipped to the image.
 data::Box to_original(const data::Box& box, const InputGeometry& geometry, int width, int height);
 
@@ -41,6 +48,7 @@ struct LocalizationSummary {
   size_t images = 0;
   double corloc = 0;    // share of images with IoU >= 0.5
   double mean_iou = 0;  // mean IoU over images
+  double pointing = 0;  // share of images whose map peak lies inside the box (pointing game)
 };
 LocalizationSummary summarize_localization(const std::vector<double>& ious);
 
