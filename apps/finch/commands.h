@@ -11,5 +11,7 @@ void add_predict_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 /// `finch data info`.
 void add_data_command(CLI::App& app);
+/// `finch bench infer|data|train`.
+void add_bench_command(CLI::App& app);
 
 }  // namespace finch::cli

@@ -26,7 +26,9 @@ void keep_freed_tensor_memory() {
 
 int main(int argc, char** argv) {
   keep_freed_tensor_memory();
-  CLI::App app{"finch: fine-grained image recognition (train, evaluate, predict, import, inspect data)"};
+  CLI::App app{
+      "finch: fine-grained image recognition (train, evaluate, predict, import, inspect data, "
+      "benchmark)"};
   app.set_version_flag("--version", std::string("finch ") + finch::kVersion);
   app.require_subcommand(1);
   finch::cli::add_train_command(app);
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
   finch::cli::add_predict_command(app);
   finch::cli::add_import_command(app);
   finch::cli::add_data_command(app);
+  finch::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
