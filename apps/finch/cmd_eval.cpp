@@ -13,6 +13,7 @@
 #include "finch/data/from_config.h"
 #include "finch/data/loader.h"
 #include "finch/eval/evaluate.h"
+#include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 #include "finch/train/trainer.h"
 
@@ -49,7 +50,10 @@ void run(const EvalArgs& args) {
   options.batch_size = args.batch_size;
   options.workers = args.workers;
   data::Loader loader(dataset, models::eval_pipeline(loaded.info.preprocess), options);
-  eval::Metrics metrics = eval::evaluate(loaded.model, loader, torch::kCPU,
+  // An inference copy: BatchNorm folded into the convolutions, channels-last weights.
+  models::Classifier model = models::optimize_for_inference(loaded.info.arch, loaded.model);
+  loaded.model = nullptr;
+  eval::Metrics metrics = eval::evaluate(model, loader, torch::kCPU,
                                          args.json ? ProgressStyle::kNone : ProgressStyle::kAuto);
   const auto skipped = loader.skipped();
   if (!args.confusion_csv.empty())
