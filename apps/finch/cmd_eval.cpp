@@ -16,6 +16,7 @@
 #include "finch/explain/charts.h"
 #include "finch/explain/tsne.h"
 #include "finch/io/image.h"
+#include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 #include "finch/train/trainer.h"
 
@@ -61,8 +62,10 @@ void run(const EvalArgs& args) {
   if (need_records) eval_options.records = &records;
   data::Loader loader(dataset, eval::tta_pipeline(loaded.info.preprocess, eval_options.tta),
                       options);
+  // An inference copy: BatchNorm folded into the convolutions, channels-last weights.
+  models::Classifier model = models::optimize_for_inference(loaded.info.arch, loaded.model);
   eval::Metrics metrics =
-      eval::evaluate(loaded.model, loader, torch::kCPU,
+      eval::evaluate(model, loader, torch::kCPU,
                      args.json ? ProgressStyle::kNone : ProgressStyle::kAuto, "eval", eval_options);
   const auto skipped = loader.skipped();
   if (!args.confusion_csv.empty())

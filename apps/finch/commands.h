@@ -14,5 +14,7 @@ void add_data_command(CLI::App& app);
 void add_explain_command(CLI::App& app);
 void add_localize_command(CLI::App& app);
 void add_report_command(CLI::App& app);
+/// `finch bench infer|data|train`.
+void add_bench_command(CLI::App& app);
 
 }  // namespace finch::cli

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   keep_freed_tensor_memory();
   CLI::App app{
       "finch: fine-grained image recognition (train, evaluate, predict, explain, report, import, "
-      "inspect data)"};
+      "inspect data, benchmark)"};
   app.set_version_flag("--version", std::string("finch ") + finch::kVersion);
   app.require_subcommand(1);
   finch::cli::add_train_command(app);
@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   finch::cli::add_explain_command(app);
   finch::cli::add_localize_command(app);
   finch::cli::add_report_command(app);
+  finch::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,11 +2,14 @@
 
 #include <torch/torch.h>
 
+#include "finch/models/inference.h"
+
 namespace finch::eval {
 
 Predictor::Predictor(models::LoadedModel model)
     : model_(std::move(model)), pipeline_(models::eval_pipeline(model_.info.preprocess)) {
-  model_.model->eval();
+  // Serve an optimised copy (BatchNorm folded, channels-last); the loaded weights go.
+  model_.model = models::optimize_for_inference(model_.info.arch, model_.model, inference_);
 }
 
 std::vector<std::vector<ClassScore>> Predictor::predict(const std::vector<cv::Mat>& rgb_images,
@@ -17,7 +20,8 @@ std::vector<std::vector<ClassScore>> Predictor::predict(const std::vector<cv::Ma
   Rng unused(0);  // eval pipelines are deterministic
   for (const auto& image : rgb_images) inputs.push_back(pipeline_(image, unused));
   c10::InferenceMode inference;
-  torch::Tensor probs = torch::softmax(model_.model->forward(torch::stack(inputs)).logits, 1);
+  torch::Tensor input = models::prepare_inference_input(torch::stack(inputs), inference_);
+  torch::Tensor probs = torch::softmax(model_.model->forward(input).logits.to(torch::kFloat), 1);
   k = std::clamp<int64_t>(k, 1, probs.size(1));
   auto [values, indices] = probs.topk(k, 1);
   auto v = values.accessor<float, 2>();

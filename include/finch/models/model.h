@@ -59,6 +59,10 @@ class BackboneImpl : public torch::nn::Module {
   virtual int64_t output_stride() const { return 32; }
   /// Channels of each stage's map, shallow to deep.
   virtual std::vector<int64_t> stage_channels() const = 0;
+  /// Folds every BatchNorm (running statistics) into the convolution before it and removes
+  /// it from the forward pass. Only for inference copies (models::optimize_for_inference);
+  /// returns false when the backbone has no folding rule and keeps its BatchNorms.
+  virtual bool fold_batchnorm() { return false; }
 
   /// Inserts `block` after stage `stage` (1-based); its output feeds the next stage. Its
   /// parameters are named backbone.attention.<stage>.*.

@@ -4,6 +4,7 @@
 #include <torch/nn/init.h>
 
 #include "finch/core/error.h"
+#include "finch/models/inference.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -27,6 +28,27 @@ nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
   return nn::Sequential(conv1x1(in, out, stride), nn::BatchNorm2d(out));
 }
 
+// After fold_batchnorm() a BN holder is empty and the conv's output passes through.
+torch::Tensor bn_or_identity(nn::BatchNorm2d& bn, torch::Tensor x) { return bn ? bn(x) : x; }
+
+// Replaces `conv_name` with the conv folded with `bn_name`, unregisters the BN and empties
+// its holder.
+void fold_and_drop(nn::Module& parent, const std::string& conv_name, nn::Conv2d& conv,
+                   const std::string& bn_name, nn::BatchNorm2d& bn) {
+  if (!bn) return;
+  conv = parent.replace_module(conv_name, fold_batchnorm(conv, bn));
+  parent.unregister_module(bn_name);
+  bn = nullptr;
+}
+
+// The shortcut Sequential(conv, bn) becomes Sequential(folded conv).
+void fold_downsample(nn::Module& parent, nn::Sequential& downsample) {
+  if (!downsample || downsample->size() != 2) return;
+  nn::Conv2d conv(std::dynamic_pointer_cast<nn::Conv2dImpl>(downsample->ptr(0)));
+  nn::BatchNorm2d bn(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(downsample->ptr(1)));
+  downsample = parent.replace_module("downsample", nn::Sequential(fold_batchnorm(conv, bn)));
+}
+
 }  // namespace
 
 BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
@@ -44,9 +66,15 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
 
 torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
   torch::Tensor identity = downsample ? downsample->forward(x) : x;
-  torch::Tensor out = bn1(conv1(x)).relu_();
-  out = bn2(conv2(out));
+  torch::Tensor out = bn_or_identity(bn1, conv1(x)).relu_();
+  out = bn_or_identity(bn2, conv2(out));
   return out.add_(identity).relu_();
+}
+
+void BasicBlockImpl::fold_batchnorm() {
+  fold_and_drop(*this, "conv1", conv1, "bn1", bn1);
+  fold_and_drop(*this, "conv2", conv2, "bn2", bn2);
+  fold_downsample(*this, downsample);
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
@@ -64,10 +92,17 @@ BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride
 
 torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
   torch::Tensor identity = downsample ? downsample->forward(x) : x;
-  torch::Tensor out = bn1(conv1(x)).relu_();
-  out = bn2(conv2(out)).relu_();
-  out = bn3(conv3(out));
+  torch::Tensor out = bn_or_identity(bn1, conv1(x)).relu_();
+  out = bn_or_identity(bn2, conv2(out)).relu_();
+  out = bn_or_identity(bn3, conv3(out));
   return out.add_(identity).relu_();
+}
+
+void BottleneckImpl::fold_batchnorm() {
+  fold_and_drop(*this, "conv1", conv1, "bn1", bn1);
+  fold_and_drop(*this, "conv2", conv2, "bn2", bn2);
+  fold_and_drop(*this, "conv3", conv3, "bn3", bn3);
+  fold_downsample(*this, downsample);
 }
 
 ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
@@ -117,7 +152,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
 }
 
 Features ResNetImpl::forward_features(const torch::Tensor& images) {
-  torch::Tensor x = bn1(conv1(images)).relu_();
+  torch::Tensor x = bn_or_identity(bn1, conv1(images)).relu_();
   if (maxpool) x = maxpool(x);
   Features out;
   out.stages.reserve(stages_.size());
@@ -126,6 +161,17 @@ Features ResNetImpl::forward_features(const torch::Tensor& images) {
     out.stages.push_back(x);
   }
   return out;
+}
+
+bool ResNetImpl::fold_batchnorm() {
+  fold_and_drop(*this, "conv1", conv1, "bn1", bn1);
+  for (auto& stage : stages_) {
+    for (size_t i = 0; i < stage->size(); ++i) {
+      if (auto* basic = stage->ptr(i)->as<BasicBlockImpl>()) basic->fold_batchnorm();
+      if (auto* bottleneck = stage->ptr(i)->as<BottleneckImpl>()) bottleneck->fold_batchnorm();
+    }
+  }
+  return true;
 }
 
 int64_t ResNetImpl::output_stride() const {

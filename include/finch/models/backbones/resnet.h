@@ -29,6 +29,8 @@ class BasicBlockImpl : public torch::nn::Module {
   BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
                  int64_t width_per_group);
   torch::Tensor forward(torch::Tensor x);
+  /// Folds bn* (and the shortcut's BN) into the convs and drops them; inference copies only.
+  void fold_batchnorm();
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
@@ -43,6 +45,8 @@ class BottleneckImpl : public torch::nn::Module {
   BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
                  int64_t width_per_group);
   torch::Tensor forward(torch::Tensor x);
+  /// Folds bn* (and the shortcut's BN) into the convs and drops them; inference copies only.
+  void fold_batchnorm();
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
@@ -59,6 +63,7 @@ class ResNetImpl : public BackboneImpl {
   std::vector<std::vector<std::string>> stage_prefixes() const override;
   int64_t output_stride() const override;
   std::vector<int64_t> stage_channels() const override;
+  bool fold_batchnorm() override;
 
  private:
   ResNetOptions options_;

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Inference throughput, finch vs the PyTorch peer: ResNet-50 (random weights, 1000
+# classes), 2 threads, for each (size, batch) in 224x1 224x8 448x1 448x8. Runs finch
+# (`finch bench infer`, optimised copy: BN folded, channels-last, inference mode), PyTorch
+# NCHW and PyTorch channels_last alternately (A B C A B C ...) so machine noise hits all
+# alike; prints every run with the 1-minute load average, then medians and finch / best
+# PyTorch ratios.
+#
+# usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+ITERS=${2:-10}
+CASES=${3:-"224x1 224x8 448x1 448x8"}
+DTYPE=${4:-fp32}
+FINCH=build/finch
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+peer_dtype=""; [[ $DTYPE == bf16 ]] && peer_dtype="--bf16"
+
+for c in $CASES; do
+  size=${c%x*}; batch=${c#*x}
+  for r in $(seq 1 "$ROUNDS"); do
+    f=$("$FINCH" bench infer --model resnet50 --batch "$batch" --size "$size" --threads 2 \
+          --dtype "$DTYPE" --iters "$ITERS" --warmup 2 --json)
+    echo "{\"side\": \"finch\", \"case\": \"$c\", \"r\": $f}" >>"$OUT"
+    p=$(/usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
+          --iters "$ITERS" --warmup 2 $peer_dtype)
+    echo "{\"side\": \"pytorch\", \"case\": \"$c\", \"r\": $p}" >>"$OUT"
+    q=$(/usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
+          --iters "$ITERS" --warmup 2 --channels-last $peer_dtype)
+    echo "{\"side\": \"pytorch_cl\", \"case\": \"$c\", \"r\": $q}" >>"$OUT"
+    /usr/bin/python3 -c "
+import json,sys
+rs=[json.loads(l) for l in open(sys.argv[1])][-3:]
+print(' '.join(f\"{x['side']} {x['r']['img_per_s']:.2f} img/s (p50 {x['r']['latency_ms']['p50']:.0f} ms, load {x['r']['load_avg_1min']:.2f})\" for x in rs), '[$c round $r]')" "$OUT"
+  done
+done
+/usr/bin/python3 - "$OUT" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+cases = list(dict.fromkeys(r["case"] for r in runs))
+print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s (roofline ~126) | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs best peer | load (1 min, median) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for c in cases:
+    def med(side, key=lambda r: r["img_per_s"]):
+        return statistics.median(key(x["r"]) for x in runs if x["case"] == c and x["side"] == side)
+    f, p, q = med("finch"), med("pytorch"), med("pytorch_cl")
+    lat = [med("finch", lambda r, k=k: r["latency_ms"][k]) for k in ("p50", "p90", "p99")]
+    gf = med("finch", lambda r: r["gflop_per_s"])
+    rss = med("finch", lambda r: r["peak_rss_mib"])
+    load = statistics.median(x["r"]["load_avg_1min"] for x in runs if x["case"] == c)
+    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {load:.2f} |")
+PY

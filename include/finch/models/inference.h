@@ -1,0 +1,39 @@
+#pragma once
+// An inference-optimised copy of a classifier: eval mode, BatchNorm folded into the
+// preceding convolution, channels-last weights, optional bf16. The source model is never
+// touched (it may still train), and its parameter names and values stay as saved.
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/types.h>
+
+#include <string>
+
+#include "finch/models/model.h"
+
+namespace finch::models {
+
+struct InferenceOptions {
+  bool fold_batchnorm = true;          // y = conv(x) * s + t folded into the conv's weight and bias
+  bool channels_last = true;           // NHWC activations: oneDNN's native layout, no reorders
+  torch::Dtype dtype = torch::kFloat;  // kFloat or kBFloat16 (AVX512_BF16 CPUs)
+};
+
+/// "fp32" | "bf16" -> dtype; throws finch::Error otherwise.
+torch::Dtype parse_inference_dtype(const std::string& name);
+
+/// A new conv computing bn(conv(x)) with eval-mode `bn` (running statistics): weight *
+/// s and bias (old bias - mean) * s + beta with s = gamma / sqrt(var + eps). The inputs are
+/// not changed.
+torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
+
+/// A new classifier built from `spec` holding a copy of `model`'s weights, in eval mode,
+/// optimised per `options`. Logits equal model's eval logits up to float rounding (~1e-5
+/// relative in fp32). Backbones without a folding rule keep their BatchNorms.
+Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model,
+                                  const InferenceOptions& options = {});
+
+/// Converts a [B, 3, H, W] float batch to what an optimised model expects (memory format,
+/// dtype).
+torch::Tensor prepare_inference_input(const torch::Tensor& images, const InferenceOptions& options);
+
+}  // namespace finch::models

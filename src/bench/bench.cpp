@@ -1,0 +1,227 @@
+#include "finch/bench/bench.h"
+
+#include <ATen/record_function.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "finch/core/error.h"
+#include "finch/data/formats.h"
+#include "finch/data/loader.h"
+#include "finch/data/transforms.h"
+#include "finch/models/inference.h"
+#include "finch/models/model_file.h"
+#include "finch/models/registry.h"
+
+namespace finch::bench {
+
+namespace {
+
+// RecordFunction start callbacks are plain function pointers, so the count lives in a
+// thread-local that count_macs_per_image() resets and reads around one forward.
+thread_local double tls_macs = 0;
+
+std::vector<int64_t> int_list(const c10::IValue& value) { return value.toIntVector(); }
+
+std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction& fn) {
+  const std::string name = fn.name();
+  const auto inputs = fn.inputs();
+  if (name == "aten::convolution" && inputs.size() >= 9 && inputs[0].isTensor() &&
+      inputs[1].isTensor()) {
+    const auto& x = inputs[0].toTensor();
+    const auto& w = inputs[1].toTensor();  // [Cout, Cin / groups, kh, kw]
+    if (x.dim() != 4 || w.dim() != 4 || inputs[6].toBool()) return nullptr;  // 2-d, not transposed
+    const auto stride = int_list(inputs[3]);
+    const auto padding = int_list(inputs[4]);
+    const auto dilation = int_list(inputs[5]);
+    double out_pixels = 1;
+    for (int d = 0; d < 2; ++d) {
+      const int64_t k = w.size(2 + d);
+      out_pixels *= (x.size(2 + d) + 2 * padding[d] - dilation[d] * (k - 1) - 1) / stride[d] + 1;
+    }
+    tls_macs +=
+        static_cast<double>(x.size(0)) * w.size(0) * out_pixels * w.size(1) * w.size(2) * w.size(3);
+  } else if ((name == "aten::addmm" && inputs.size() >= 3) ||
+             ((name == "aten::mm" || name == "aten::bmm") && inputs.size() >= 2)) {
+    // Linear layers reach these (torch::nn::Linear -> addmm, matmul -> mm / bmm); counting
+    // aten::linear too would count them twice.
+    const size_t first = name == "aten::addmm" ? 1 : 0;
+    if (!inputs[first].isTensor() || !inputs[first + 1].isTensor()) return nullptr;
+    const auto& a = inputs[first].toTensor();      // [..., M, K]
+    const auto& b = inputs[first + 1].toTensor();  // [..., K, N]
+    tls_macs += static_cast<double>(a.numel()) * b.size(-1);
+  }
+  return nullptr;
+}
+
+double read_status_kib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) {
+      std::istringstream fields(line.substr(key.size() + 1));
+      double kib = 0;
+      fields >> kib;
+      return kib;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+double peak_rss_mib() { return read_status_kib("VmHWM") / 1024.0; }
+
+double load_average_1min() {
+  std::ifstream in("/proc/loadavg");
+  double load = -1;
+  in >> load;
+  return in ? load : -1;
+}
+
+double count_macs_per_image(models::Classifier& model, const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(0) > 0, "expected [B, 3, H, W] images");
+  tls_macs = 0;
+  auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(&count_op).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
+  try {
+    c10::InferenceMode inference;
+    model->forward(images);
+  } catch (...) {
+    at::removeCallback(handle);
+    throw;
+  }
+  at::removeCallback(handle);
+  return tls_macs / static_cast<double>(images.size(0));
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const double rank = p / 100.0 * static_cast<double>(values.size() - 1);
+  const size_t lo = static_cast<size_t>(rank);
+  const size_t hi = std::min(lo + 1, values.size() - 1);
+  return values[lo] + (rank - static_cast<double>(lo)) * (values[hi] - values[lo]);
+}
+
+nlohmann::json bench_infer(const InferBenchOptions& options) {
+  if (options.batch < 1 || options.size < 32 || options.iters < 1 || options.warmup < 0) {
+    throw Error("bench infer: need batch >= 1, size >= 32, iters >= 1, warmup >= 0");
+  }
+  if (options.threads > 0) torch::set_num_threads(static_cast<int>(options.threads));
+  torch::manual_seed(0);
+  models::ModelSpec spec;
+  models::Classifier model{nullptr};
+  if (std::filesystem::is_regular_file(options.model)) {
+    models::LoadedModel loaded = models::load_model_file(options.model);
+    spec = loaded.info.arch;
+    model = loaded.model;
+  } else {
+    spec = {{"backbone", options.model}, {"head", "linear"}, {"num_classes", 1000}};
+    model = models::build_classifier(spec);
+  }
+  model->eval();
+  models::InferenceOptions inference;
+  inference.dtype = models::parse_inference_dtype(options.dtype);
+  inference.channels_last = options.channels_last;
+  inference.fold_batchnorm = options.optimize;
+  models::Classifier runner =
+      options.optimize || inference.dtype != torch::kFloat || options.channels_last
+          ? models::optimize_for_inference(spec, model, inference)
+          : model;
+  if (runner.ptr() != model.ptr()) model = nullptr;  // peak RSS: only the copy stays
+  const torch::Tensor images = torch::randn({options.batch, 3, options.size, options.size});
+  const torch::Tensor input = models::prepare_inference_input(images, inference);
+  const double macs = count_macs_per_image(runner, input);
+
+  std::vector<double> latencies_ms;
+  {
+    c10::InferenceMode guard;
+    for (int64_t i = 0; i < options.warmup; ++i) runner->forward(input);
+    for (int64_t i = 0; i < options.iters; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      torch::Tensor logits = runner->forward(input).logits;
+      (void)logits.sum().item<float>();  // make sure the work is done
+      latencies_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+  }
+  double total_ms = 0;
+  for (double ms : latencies_ms) total_ms += ms;
+  const double img_per_s = 1000.0 * static_cast<double>(options.batch * options.iters) / total_ms;
+  return {
+      {"bench", "infer"},
+      {"model", options.model},
+      {"batch", options.batch},
+      {"size", options.size},
+      {"threads", torch::get_num_threads()},
+      {"dtype", options.dtype},
+      {"optimized", options.optimize},
+      {"channels_last", options.channels_last},
+      {"iters", options.iters},
+      {"warmup", options.warmup},
+      {"img_per_s", img_per_s},
+      {"latency_ms",
+       {{"p50", percentile(latencies_ms, 50)},
+        {"p90", percentile(latencies_ms, 90)},
+        {"p99", percentile(latencies_ms, 99)}}},
+      {"gmacs_per_image", macs / 1e9},
+      {"gflop_per_s", 2.0 * macs * img_per_s / 1e9},
+      {"peak_rss_mib", peak_rss_mib()},
+      {"load_avg_1min", load_average_1min()},
+  };
+}
+
+nlohmann::json bench_data(const DataBenchOptions& options) {
+  if (options.batch < 1 || options.batches < 1 || options.workers < 1 || options.warmup < 0) {
+    throw Error("bench data: need batch >= 1, batches >= 1, workers >= 1, warmup >= 0");
+  }
+  data::DatasetPtr dataset = data::open_dataset(options.dataset, options.root, options.split);
+  YAML::Node ops = YAML::Load("[{type: random_resized_crop, size: " + std::to_string(options.size) +
+                              "}, {type: hflip}]");
+  data::Pipeline pipeline =
+      data::build_pipeline(ops, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f});
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = options.batch;
+  loader_options.shuffle = true;
+  loader_options.drop_last = true;
+  loader_options.workers = options.workers;
+  data::Loader loader(dataset, pipeline, loader_options);
+  const int64_t per_epoch = loader.num_batches();
+  if (per_epoch < 1) throw Error("bench data: the dataset has fewer images than one batch");
+  int64_t epoch = 0, images = 0, timed = 0;
+  loader.start_epoch(epoch);
+  auto next = [&] {
+    auto batch = loader.next();
+    if (!batch) {
+      loader.start_epoch(++epoch);
+      batch = loader.next();
+    }
+    return batch->images.size(0);
+  };
+  for (int64_t i = 0; i < options.warmup; ++i) next();
+  const auto start = std::chrono::steady_clock::now();
+  for (; timed < options.batches; ++timed) images += next();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return {
+      {"bench", "data"},
+      {"dataset", options.dataset},
+      {"root", options.root},
+      {"size", options.size},
+      {"workers", options.workers},
+      {"batch", options.batch},
+      {"batches", timed},
+      {"warmup", options.warmup},
+      {"img_per_s", static_cast<double>(images) / seconds},
+      {"peak_rss_mib", peak_rss_mib()},
+      {"load_avg_1min", load_average_1min()},
+  };
+}
+
+}  // namespace finch::bench

@@ -1,0 +1,76 @@
+#include "finch/models/inference.h"
+
+#include <torch/torch.h>
+
+#include "finch/core/error.h"
+
+namespace finch::models {
+
+torch::Dtype parse_inference_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return torch::kFloat;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  throw Error("unknown dtype '" + name + "' (expected fp32 or bf16)");
+}
+
+torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+  TORCH_CHECK(bn->running_mean.defined() && bn->running_var.defined(),
+              "BatchNorm folding needs running statistics");
+  torch::NoGradGuard no_grad;
+  // Fold in float64 so the folded weights are rounded once.
+  const auto& bn_options = bn->options;
+  torch::Tensor mean = bn->running_mean.to(torch::kDouble);
+  torch::Tensor var = bn->running_var.to(torch::kDouble);
+  torch::Tensor gamma =
+      bn_options.affine() ? bn->weight.to(torch::kDouble) : torch::ones_like(mean);
+  torch::Tensor beta = bn_options.affine() ? bn->bias.to(torch::kDouble) : torch::zeros_like(mean);
+  torch::Tensor scale = gamma / (var + bn_options.eps()).sqrt();
+  const auto dtype = conv->weight.scalar_type();
+  torch::Tensor old_bias =
+      conv->bias.defined() ? conv->bias.to(torch::kDouble) : torch::zeros_like(mean);
+  // A fresh conv with a bias (LibTorch registers "bias" even when it is disabled, so it
+  // cannot be added to the old module).
+  const auto& c = conv->options;
+  torch::nn::Conv2dOptions options(c.in_channels(), c.out_channels(), c.kernel_size());
+  options.stride(c.stride())
+      .padding(c.padding())
+      .dilation(c.dilation())
+      .groups(c.groups())
+      .padding_mode(c.padding_mode())
+      .bias(true);
+  torch::nn::Conv2d folded(options);
+  folded->weight.set_data(
+      (conv->weight.to(torch::kDouble) * scale.reshape({-1, 1, 1, 1})).to(dtype).contiguous());
+  folded->bias.set_data(((old_bias - mean) * scale + beta).to(dtype));
+  folded->train(false);
+  return folded;
+}
+
+Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model,
+                                  const InferenceOptions& options) {
+  Classifier copy = build_classifier(spec);
+  load_state_dict(*copy, state_dict(*model), "inference copy");
+  copy->eval();
+  for (auto& parameter : copy->parameters()) parameter.set_requires_grad(false);
+  if (options.fold_batchnorm) copy->backbone()->fold_batchnorm();
+  torch::NoGradGuard no_grad;
+  if (options.dtype != torch::kFloat) copy->to(options.dtype);
+  if (options.channels_last) {
+    for (auto& parameter : copy->parameters()) {
+      if (parameter.dim() == 4) {
+        parameter.set_data(parameter.contiguous(torch::MemoryFormat::ChannelsLast));
+      }
+    }
+  }
+  return copy;
+}
+
+torch::Tensor prepare_inference_input(const torch::Tensor& images,
+                                      const InferenceOptions& options) {
+  torch::Tensor x = images.to(options.dtype);
+  if (options.channels_last && x.dim() == 4) {
+    x = x.contiguous(torch::MemoryFormat::ChannelsLast);
+  }
+  return x;
+}
+
+}  // namespace finch::models
