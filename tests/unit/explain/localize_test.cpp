@@ -73,3 +73,17 @@ TEST(Localize, GeometryOfResizeAndCenterCrop) {
                   }),
                   "rotation");
 }
+
+// Pointing game: the peak of the upsampled map, at pixel centres, tested against a box.
+TEST(Localize, PeakOfTheUpsampledMap) {
+  torch::Tensor cam = torch::zeros({4, 4});
+  cam[1][2] = 1.0;  // cell (row 1, column 2) of 4 x 4 = pixels x in [4, 6), y in [2, 4) at 8 x 8
+  const auto [x, y] = finch::explain::cam_peak(cam, 8, 8);
+  EXPECT_GE(x, 4.0);
+  EXPECT_LE(x, 6.0);
+  EXPECT_GE(y, 2.0);
+  EXPECT_LE(y, 4.0);
+  EXPECT_TRUE(finch::explain::inside({4, 2, 2, 2}, x, y));
+  EXPECT_FALSE(finch::explain::inside({0, 0, 2, 2}, x, y));
+  EXPECT_TRUE(finch::explain::inside({0, 0, 2, 2}, 2.0, 2.0));  // edges count as inside
+}
