@@ -64,6 +64,7 @@ void run(const EvalArgs& args) {
                       options);
   // An inference copy: BatchNorm folded into the convolutions, channels-last weights.
   models::Classifier model = models::optimize_for_inference(loaded.info.arch, loaded.model);
+  loaded.model = nullptr;  // the copy is all eval needs: do not hold the weights twice
   eval::Metrics metrics =
       eval::evaluate(model, loader, torch::kCPU,
                      args.json ? ProgressStyle::kNone : ProgressStyle::kAuto, "eval", eval_options);
