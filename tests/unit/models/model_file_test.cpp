@@ -93,8 +93,8 @@ TEST(ModelFile, RejectsTruncatedAndWrongWeights) {
 
 // The documented few lines (docs/model-files.md) load finch model files into torchvision.
 TEST(ModelFile, LoadsInPyTorch) {
-  for (const auto& [arch, size] : std::vector<std::pair<std::string, int>>{
-           {"resnet18", 32}, {"inception_v3", 80}}) {
+  for (const auto& [arch, size] :
+       std::vector<std::pair<std::string, int>>{{"resnet18", 32}, {"inception_v3", 80}}) {
     finch::test::TempDir dir;
     auto info = tiny_info();
     info.arch = {{"backbone", arch}, {"head", "linear"}, {"num_classes", 3}};
