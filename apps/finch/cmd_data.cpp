@@ -42,16 +42,7 @@ void add_data_command(CLI::App& app) {
       "info",
       "Classes, images per split and class, image sizes, missing files and boxes of a "
       "dataset, checked against the official counts of the benchmarks");
-  info->add_option(
-          "--dataset,-d", args->format,
-          "Dataset format: " +
-              [] {
-                std::string names;
-                for (const auto& n : data::dataset_format_names())
-                  names += (names.empty() ? "" : ", ") + n;
-                return names;
-              }())
-      ->required();
+  info->add_option("--dataset,-d", args->format, dataset_format_help())->required();
   info->add_option("--root,-r", args->root, "Dataset root folder")
       ->required()
       ->check(CLI::ExistingDirectory);

@@ -127,16 +127,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option(
-         "--dataset,-d", args->format,
-         "Dataset format: " +
-             [] {
-               std::string names;
-               for (const auto& n : data::dataset_format_names())
-                 names += (names.empty() ? "" : ", ") + n;
-               return names;
-             }())
-      ->required();
+  cmd->add_option("--dataset,-d", args->format, dataset_format_help())->required();
   cmd->add_option("--root,-r", args->root, "Dataset root folder")->required();
   cmd->add_option("--split", args->split, "Split to evaluate")->capture_default_str();
   cmd->add_option("--option", args->options,

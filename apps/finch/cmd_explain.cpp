@@ -27,23 +27,6 @@ struct ExplainArgs {
   int threads = 0;
 };
 
-std::vector<fs::path> expand(const std::vector<std::string>& inputs) {
-  std::vector<fs::path> paths;
-  for (const auto& input : inputs) {
-    if (fs::is_directory(input)) {
-      std::vector<fs::path> found;
-      for (const auto& entry : fs::recursive_directory_iterator(input))
-        if (entry.is_regular_file() && io::has_image_extension(entry.path()))
-          found.push_back(entry.path());
-      std::sort(found.begin(), found.end());
-      paths.insert(paths.end(), found.begin(), found.end());
-    } else {
-      paths.emplace_back(input);
-    }
-  }
-  return paths;
-}
-
 void run(const ExplainArgs& args) {
   torch::set_num_threads(train::choose_threads(args.threads));
   models::LoadedModel loaded = models::load_model_file(args.model);
@@ -52,7 +35,7 @@ void run(const ExplainArgs& args) {
   options.method = explain::parse_cam_method(args.method);
   options.layer = args.layer;
   if (!args.target.empty()) options.target = explainer.class_index(args.target);
-  const auto paths = expand(args.inputs);
+  const auto paths = expand_image_inputs(args.inputs);
   if (paths.empty()) throw Error("no images found in the given paths");
   fs::create_directories(args.out);
   // gradcam++ -> gradcampp in file names.

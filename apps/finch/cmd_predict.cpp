@@ -25,25 +25,6 @@ struct PredictArgs {
   int threads = 0;
 };
 
-// Files as given; folders expanded recursively to their image files, sorted.
-std::vector<fs::path> expand_inputs(const std::vector<std::string>& inputs) {
-  std::vector<fs::path> paths;
-  for (const auto& input : inputs) {
-    if (fs::is_directory(input)) {
-      std::vector<fs::path> found;
-      for (const auto& entry : fs::recursive_directory_iterator(input)) {
-        if (entry.is_regular_file() && io::has_image_extension(entry.path()))
-          found.push_back(entry.path());
-      }
-      std::sort(found.begin(), found.end());
-      paths.insert(paths.end(), found.begin(), found.end());
-    } else {
-      paths.emplace_back(input);
-    }
-  }
-  return paths;
-}
-
 void print_result(const fs::path& path, const std::vector<eval::ClassScore>& top, bool json) {
   if (json) {
     nlohmann::json items = nlohmann::json::array();
@@ -68,7 +49,7 @@ void print_error(const fs::path& path, const std::string& message, bool json) {
 void run(const PredictArgs& args) {
   torch::set_num_threads(train::choose_threads(args.threads));
   eval::Predictor predictor(models::load_model_file(args.model));
-  auto paths = expand_inputs(args.inputs);
+  auto paths = expand_image_inputs(args.inputs);
   int failures = 0;
   for (size_t begin = 0; begin < paths.size(); begin += args.batch_size) {
     const size_t end = std::min(paths.size(), begin + static_cast<size_t>(args.batch_size));

@@ -11,16 +11,25 @@
 
 namespace finch::explain {
 
+namespace {
+
+// `cam` [h, w] bilinearly resized (half-pixel centres) to height x width, float32, contiguous.
+torch::Tensor upsample(const torch::Tensor& cam, int width, int height) {
+  return torch::nn::functional::interpolate(
+             cam.to(torch::kFloat).contiguous().view({1, 1, cam.size(0), cam.size(1)}),
+             torch::nn::functional::InterpolateFuncOptions()
+                 .size(std::vector<int64_t>{height, width})
+                 .mode(torch::kBilinear)
+                 .align_corners(false))
+      .view({height, width})
+      .contiguous();
+}
+
+}  // namespace
+
 data::Box cam_to_box(const torch::Tensor& cam, double threshold, int width, int height) {
   TORCH_CHECK(cam.dim() == 2, "cam_to_box: expected a [h, w] map, got ", cam.sizes());
-  torch::Tensor up = torch::nn::functional::interpolate(
-                         cam.to(torch::kFloat).contiguous().view({1, 1, cam.size(0), cam.size(1)}),
-                         torch::nn::functional::InterpolateFuncOptions()
-                             .size(std::vector<int64_t>{height, width})
-                             .mode(torch::kBilinear)
-                             .align_corners(false))
-                         .view({height, width})
-                         .contiguous();
+  torch::Tensor up = upsample(cam, width, height);
   const float peak = up.max().item<float>();
   if (!(peak > 0)) return {0, 0, static_cast<float>(width), static_cast<float>(height)};
   torch::Tensor mask_t =
@@ -104,13 +113,7 @@ InputGeometry input_geometry(const nlohmann::json& eval_transforms, int width, i
 
 std::pair<double, double> cam_peak(const torch::Tensor& cam, int width, int height) {
   TORCH_CHECK(cam.dim() == 2, "cam_peak: expected a [h, w] map, got ", cam.sizes());
-  torch::Tensor up = torch::nn::functional::interpolate(
-                         cam.to(torch::kFloat).contiguous().view({1, 1, cam.size(0), cam.size(1)}),
-                         torch::nn::functional::InterpolateFuncOptions()
-                             .size(std::vector<int64_t>{height, width})
-                             .mode(torch::kBilinear)
-                             .align_corners(false))
-                         .view({height * width});
+  torch::Tensor up = upsample(cam, width, height).view({height * width});
   const int64_t at = up.argmax().item<int64_t>();
   return {static_cast<double>(at % width) + 0.5, static_cast<double>(at / width) + 0.5};
 }

@@ -11,7 +11,7 @@ import sys
 import torch
 import torchvision
 
-from finch_ref import save_safetensors
+from finch_ref import perturb_batchnorm, save_safetensors
 
 # Modules whose outputs are finch's stages. VGG's stages are the ReLUs before each max-pool.
 STAGES = {
@@ -33,13 +33,7 @@ def main():
     torch.manual_seed(0)
     kwargs = {"aux_logits": True, "init_weights": True} if arch == "inception_v3" else {}
     model = getattr(torchvision.models, arch)(weights=None, **kwargs)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    perturb_batchnorm(model)
     model.eval()
     captured = []
     for module in stage_modules(arch, model):

@@ -29,3 +29,15 @@ def load_safetensors(path):
         begin, end = info["data_offsets"]
         out[name] = torch.frombuffer(bytearray(data[begin:end]), dtype=inverse[info["dtype"]]).reshape(info["shape"])
     return out, meta
+
+
+def perturb_batchnorm(model):
+    """Random BatchNorm statistics and affine parameters (from torch's current seed), so that
+    eval-mode BN is not the identity and a wrong BN computation shows in the outputs."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)

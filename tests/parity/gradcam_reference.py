@@ -14,7 +14,7 @@ import sys
 import torch
 import torchvision
 
-from finch_ref import save_safetensors
+from finch_ref import perturb_batchnorm, save_safetensors
 
 
 def normalize(cam):
@@ -28,13 +28,7 @@ def main():
     size, target, out_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    perturb_batchnorm(model)
     model.eval()
     store = {}
     model.layer4.register_forward_hook(lambda m, i, o: store.__setitem__("act", o))
