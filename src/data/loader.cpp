@@ -5,7 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <cstring>
+#include <cstdlib>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -30,6 +30,57 @@ struct BatchResult {
 };
 
 }  // namespace
+
+// Batch tensors are large (32 x 3 x 448 x 448 floats are 77 MB), above glibc's largest mmap
+// threshold (32 MiB), so every fresh one is mapped anew and page-faulted in as the worker
+// writes it: on a VM that cost more than decoding the JPEGs. A batch's memory comes back here
+// when the last tensor using it is dropped and goes to a later batch of the same size.
+class Loader::BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  explicit BufferPool(size_t keep) : keep_(keep) {}
+  ~BufferPool() {
+    for (const auto& [bytes, data] : free_) std::free(data);
+  }
+
+  torch::Tensor float_tensor(const std::vector<int64_t>& shape) {
+    size_t bytes = sizeof(float);
+    for (int64_t d : shape) bytes *= static_cast<size_t>(d);
+    void* data = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->first == bytes) {
+          data = it->second;
+          free_.erase(it);
+          break;
+        }
+      }
+    }
+    if (data == nullptr) data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (data == nullptr) throw std::bad_alloc();
+    // The deleter holds the pool, so a batch may outlive the Loader.
+    auto self = shared_from_this();
+    return torch::from_blob(
+        data, shape, [self, bytes](void* p) { self->give_back(p, bytes); },
+        torch::TensorOptions().dtype(torch::kFloat32));
+  }
+
+ private:
+  void give_back(void* data, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (free_.size() < keep_) {
+        free_.emplace_back(bytes, data);
+        return;
+      }
+    }
+    std::free(data);
+  }
+
+  std::mutex mutex_;
+  size_t keep_;
+  std::vector<std::pair<size_t, void*>> free_;
+};
 
 std::vector<size_t> epoch_order(size_t size, bool shuffle, uint64_t seed, int64_t epoch) {
   std::vector<size_t> order(size);
@@ -62,6 +113,8 @@ Loader::Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options)
   if (options_.batch_size < 1) throw Error("batch size must be >= 1");
   options_.workers = std::max(1, options_.workers);
   options_.prefetch = std::max(1, options_.prefetch);
+  // Enough for every batch in flight: queued, being built, and held by the consumer.
+  buffers_ = std::make_shared<BufferPool>(options_.prefetch + options_.workers + 2);
 }
 
 Loader::~Loader() { stop_workers(); }
@@ -99,41 +152,46 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
     try {
       const int64_t begin = b * options_.batch_size;
       const int64_t end = std::min<int64_t>(begin + options_.batch_size, s.order.size());
-      std::vector<torch::Tensor> images;
+      // Image ops per sample (uint8, small); then each sample is normalised straight into
+      // its row of the batch tensor and the tensor ops run on that row in place.
+      std::vector<cv::Mat> images;
+      std::vector<Rng> rngs;
       std::vector<int64_t> labels;
       std::vector<size_t> indices;
       for (int64_t k = begin; k < end; ++k) {
         const size_t index = s.order[k];
         Rng rng(derive_seed(options_.seed, kAugmentStream, static_cast<uint64_t>(s.epoch), index));
-        torch::Tensor image;
+        cv::Mat image;
         try {
-          image = pipeline_(dataset_->load_rgb(index), rng);
+          image = pipeline_.apply_image(dataset_->load_rgb(index), rng);
         } catch (const Error& e) {
           if (options_.strict) throw;
           result.skipped.push_back({index, e.what()});
           continue;
         }
-        if (!images.empty() && image.sizes() != images.front().sizes()) {
+        if (!images.empty() && image.size() != images.front().size()) {
           throw Error("sample " + dataset_->describe(index) + " becomes a " +
-                      std::to_string(image.size(1)) + "x" + std::to_string(image.size(2)) +
-                      " tensor but the batch is " + std::to_string(images.front().size(1)) + "x" +
-                      std::to_string(images.front().size(2)) +
+                      std::to_string(image.rows) + "x" + std::to_string(image.cols) +
+                      " tensor but the batch is " + std::to_string(images.front().rows) + "x" +
+                      std::to_string(images.front().cols) +
                       "; add a resize/center_crop transform so every image has the same size");
         }
-        images.push_back(image);
+        images.push_back(std::move(image));
+        rngs.push_back(rng);
         labels.push_back(dataset_->label(index));
         indices.push_back(index);
       }
       if (!images.empty()) {
-        // Copy rows straight into the batch: torch::stack would run an intra-op parallel
-        // region from this worker thread.
-        std::vector<int64_t> shape{static_cast<int64_t>(images.size())};
-        for (int64_t d : images.front().sizes()) shape.push_back(d);
-        torch::Tensor stacked = torch::empty(shape, torch::kFloat32);
-        const size_t row_bytes = images.front().numel() * sizeof(float);
-        auto* out = static_cast<char*>(stacked.data_ptr());
+        const int64_t rows = images.front().rows, cols = images.front().cols;
+        torch::Tensor stacked =
+            buffers_->float_tensor({static_cast<int64_t>(images.size()), 3, rows, cols});
+        float* out = stacked.data_ptr<float>();
         for (size_t i = 0; i < images.size(); ++i) {
-          std::memcpy(out + i * row_bytes, images[i].contiguous().data_ptr(), row_bytes);
+          pipeline_.normalize_into(images[i], out + i * 3 * rows * cols);
+          if (pipeline_.has_tensor_ops()) {
+            torch::Tensor row = stacked[static_cast<int64_t>(i)];
+            pipeline_.apply_tensor_ops(row, rngs[i]);
+          }
         }
         result.batch = Batch{stacked, torch::tensor(labels, torch::kInt64), indices};
       }

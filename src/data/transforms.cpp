@@ -706,8 +706,16 @@ cv::Mat Pipeline::apply_image(const cv::Mat& rgb, Rng& rng) const {
 
 torch::Tensor Pipeline::operator()(const cv::Mat& rgb, Rng& rng) const {
   torch::Tensor chw = to_normalized_tensor(apply_image(rgb, rng), mean_, std_);
-  for (const auto& op : tensor_ops_) op->apply(chw, rng);
+  apply_tensor_ops(chw, rng);
   return chw;
+}
+
+void Pipeline::normalize_into(const cv::Mat& rgb, float* chw) const {
+  write_normalized(rgb, mean_, std_, chw);
+}
+
+void Pipeline::apply_tensor_ops(torch::Tensor& chw, Rng& rng) const {
+  for (const auto& op : tensor_ops_) op->apply(chw, rng);
 }
 
 Pipeline build_pipeline(const YAML::Node& ops, const std::vector<float>& mean,
@@ -745,17 +753,37 @@ Pipeline build_pipeline(const YAML::Node& ops, const std::vector<float>& mean,
 torch::Tensor to_normalized_tensor(const cv::Mat& rgb, const std::vector<float>& mean,
                                    const std::vector<float>& std) {
   TORCH_CHECK(!rgb.empty() && rgb.type() == CV_8UC3, "expected an 8-bit RGB image");
-  check_mean_std(mean, std);
-  cv::Mat contiguous = rgb.isContinuous() ? rgb : rgb.clone();
-  // Same float32 operations in the same order as torchvision's ToTensor + Normalize
-  // (x.float().div(255), then sub_(mean).div_(std)), so results agree bit for bit.
-  torch::Tensor chw = torch::from_blob(contiguous.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8)
-                          .permute({2, 0, 1})
-                          .to(torch::kFloat32)
-                          .contiguous()
-                          .div_(255);
-  chw.sub_(torch::tensor(mean).view({3, 1, 1})).div_(torch::tensor(std).view({3, 1, 1}));
+  torch::Tensor chw = torch::empty({3, rgb.rows, rgb.cols}, torch::kFloat32);
+  write_normalized(rgb, mean, std, chw.data_ptr<float>());
   return chw;
+}
+
+void write_normalized(const cv::Mat& rgb, const std::vector<float>& mean,
+                      const std::vector<float>& std, float* chw) {
+  TORCH_CHECK(!rgb.empty() && rgb.type() == CV_8UC3, "expected an 8-bit RGB image");
+  check_mean_std(mean, std);
+  // A uint8 channel has 256 values, so a table of torchvision's ToTensor + Normalize results
+  // (the float32 operations x / 255, - mean, / std in that order) is bit-identical to
+  // computing them per pixel, and the pass is one load and one store per value.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      table[c][v] = (static_cast<float>(v) / 255.0f - mean[c]) / std[c];
+    }
+  }
+  const size_t plane = static_cast<size_t>(rgb.rows) * rgb.cols;
+  float* red = chw;
+  float* green = chw + plane;
+  float* blue = chw + 2 * plane;
+  for (int y = 0; y < rgb.rows; ++y) {
+    const uint8_t* in = rgb.ptr<uint8_t>(y);
+    const size_t row = static_cast<size_t>(y) * rgb.cols;
+    for (int x = 0; x < rgb.cols; ++x, in += 3) {
+      red[row + x] = table[0][in[0]];
+      green[row + x] = table[1][in[1]];
+      blue[row + x] = table[2][in[2]];
+    }
+  }
 }
 
 std::vector<std::string> transform_names() {

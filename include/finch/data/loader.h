@@ -61,11 +61,13 @@ class Loader {
 
  private:
   struct State;
+  class BufferPool;
   void stop_workers();
   DatasetPtr dataset_;
   Pipeline pipeline_;
   LoaderOptions options_;
   std::unique_ptr<State> state_;
+  std::shared_ptr<BufferPool> buffers_;  // batch memory reused across batches
 };
 
 /// The sample order of an epoch (a permutation when shuffling, identity otherwise).

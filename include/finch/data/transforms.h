@@ -42,6 +42,13 @@ class Pipeline {
   cv::Mat apply_image(const cv::Mat& rgb, Rng& rng) const;
   /// Full pipeline: uint8 RGB HxWx3 in, float32 3xH'xW' normalised tensor out.
   torch::Tensor operator()(const cv::Mat& rgb, Rng& rng) const;
+  /// The last two stages separately, so a loader can write each sample straight into its
+  /// batch: normalise the image ops' output into `chw` (3 x rows x cols floats), then run
+  /// the tensor ops in place (a row of a batch tensor works). `rng` continues from
+  /// apply_image's, as in operator().
+  void normalize_into(const cv::Mat& rgb, float* chw) const;
+  void apply_tensor_ops(torch::Tensor& chw, Rng& rng) const;
+  bool has_tensor_ops() const { return !tensor_ops_.empty(); }
 
   const std::vector<float>& mean() const { return mean_; }
   const std::vector<float>& std() const { return std_; }
@@ -62,6 +69,9 @@ Pipeline build_pipeline(const YAML::Node& ops, const std::vector<float>& mean,
 /// uint8 HxWx3 RGB -> float32 3xHxW in [0,1], then (x - mean) / std per channel.
 torch::Tensor to_normalized_tensor(const cv::Mat& rgb, const std::vector<float>& mean,
                                    const std::vector<float>& std);
+/// The same into `chw` (3 x rows x cols floats, planar): one pass, no temporaries.
+void write_normalized(const cv::Mat& rgb, const std::vector<float>& mean,
+                      const std::vector<float>& std, float* chw);
 
 /// Names of the supported transform types (for docs and errors).
 std::vector<std::string> transform_names();

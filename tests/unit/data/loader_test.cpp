@@ -103,6 +103,29 @@ TEST(Loader, SameBatchesWhateverTheWorkerCount) {
   EXPECT_NE(one_epoch(one, 0)[0].indices, one_epoch(one, 1)[0].indices);  // reshuffled
 }
 
+// Batch memory is recycled once the consumer drops a batch, never while it holds one, and a
+// recycled batch holds exactly what a fresh one would.
+TEST(Loader, BatchMemoryIsReusedOnlyAfterTheConsumerDropsIt) {
+  auto data = std::make_shared<SyntheticDataset>(40);
+  fd::Loader held(data, flip_pipeline(), options(2, true));
+  auto kept = one_epoch(held, 0);  // all 10 batches alive at once
+  std::set<const void*> distinct;
+  for (const auto& b : kept) distinct.insert(b.images.data_ptr());
+  EXPECT_EQ(distinct.size(), kept.size());
+
+  fd::Loader streaming(data, flip_pipeline(), options(1, true));
+  std::set<const void*> used;
+  streaming.start_epoch(0);
+  size_t i = 0;
+  while (auto b = streaming.next()) {  // each batch dropped before the next is taken
+    used.insert(b->images.data_ptr());
+    EXPECT_TRUE(b->images.equal(kept[i].images)) << "batch " << i;
+    ++i;
+  }
+  EXPECT_EQ(i, kept.size());
+  EXPECT_LT(used.size(), kept.size());  // some buffer served more than one batch
+}
+
 TEST(Loader, MidEpochStartGivesTheRemainingBatches) {
   auto data = std::make_shared<SyntheticDataset>(20);
   fd::Loader loader(data, flip_pipeline(), options(2, true));
