@@ -54,6 +54,10 @@ Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model
   if (options.fold_batchnorm) copy->backbone()->fold_batchnorm();
   torch::NoGradGuard no_grad;
   if (options.dtype != torch::kFloat) copy->to(options.dtype);
+  if (options.onednn_layout && options.fold_batchnorm && options.dtype == torch::kFloat &&
+      copy->backbone()->use_onednn_layout()) {
+    return copy;  // its own layout: channels-last does not apply
+  }
   if (options.channels_last) {
     for (auto& parameter : copy->parameters()) {
       if (parameter.dim() == 4) {

@@ -16,6 +16,7 @@ struct InferenceOptions {
   bool fold_batchnorm = true;          // y = conv(x) * s + t folded into the conv's weight and bias
   bool channels_last = true;           // NHWC activations: oneDNN's native layout, no reorders
   torch::Dtype dtype = torch::kFloat;  // kFloat or kBFloat16 (AVX512_BF16 CPUs)
+  bool onednn_layout = true;           // fp32, BN folded: weights prepacked for oneDNN (ResNets)
 };
 
 /// "fp32" | "bf16" -> dtype; throws finch::Error otherwise.

@@ -63,6 +63,11 @@ class BackboneImpl : public torch::nn::Module {
   /// it from the forward pass. Only for inference copies (models::optimize_for_inference);
   /// returns false when the backbone has no folding rule and keeps its BatchNorms.
   virtual bool fold_batchnorm() { return false; }
+  /// After fold_batchnorm, in an fp32 inference copy: convolution weights reordered once
+  /// into oneDNN's blocked layout and activations kept in it from layer to layer, so no call
+  /// reorders weights again; the stage maps come back as ordinary tensors. Returns false
+  /// when the backbone has no such path (then nothing changes).
+  virtual bool use_onednn_layout() { return false; }
 
   /// Inserts `block` after stage `stage` (1-based); its output feeds the next stage. Its
   /// parameters are named backbone.attention.<stage>.*.
@@ -71,6 +76,7 @@ class BackboneImpl : public torch::nn::Module {
  protected:
   /// Every backbone passes each stage's output through this (the inserted block, if any).
   torch::Tensor after_stage(size_t stage, torch::Tensor x);
+  bool has_stage_blocks() const { return !blocks_.empty(); }
 
  private:
   std::shared_ptr<torch::nn::Module> blocks_holder_;

@@ -1,5 +1,6 @@
 #include "finch/models/backbones/resnet.h"
 
+#include <ATen/ops/mkldnn_reorder_conv2d_weight.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/init.h>
 
@@ -152,13 +153,14 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
 }
 
 Features ResNetImpl::forward_features(const torch::Tensor& images) {
-  torch::Tensor x = bn_or_identity(bn1, conv1(images)).relu_();
+  torch::Tensor x = onednn_ ? images.contiguous().to_mkldnn() : images;
+  x = bn_or_identity(bn1, conv1(x)).relu_();
   if (maxpool) x = maxpool(x);
   Features out;
   out.stages.reserve(stages_.size());
   for (size_t s = 0; s < stages_.size(); ++s) {
     x = after_stage(s + 1, stages_[s]->forward(x));
-    out.stages.push_back(x);
+    out.stages.push_back(onednn_ ? x.to_dense() : x);
   }
   return out;
 }
@@ -171,6 +173,32 @@ bool ResNetImpl::fold_batchnorm() {
       if (auto* bottleneck = stage->ptr(i)->as<BottleneckImpl>()) bottleneck->fold_batchnorm();
     }
   }
+  folded_ = true;
+  return true;
+}
+
+bool ResNetImpl::use_onednn_layout() {
+  // Every layer between the convolutions (ReLU, in-place residual add, max-pool) has a oneDNN
+  // kernel; BatchNorm must be folded away and inserted attention blocks are plain ops.
+  if (!folded_ || has_stage_blocks() || onednn_) return onednn_;
+  torch::NoGradGuard no_grad;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    auto* conv = module->as<nn::Conv2dImpl>();
+    if (conv != nullptr && conv->weight.scalar_type() != torch::kFloat) return false;
+  }
+  for (const auto& module : modules(/*include_self=*/false)) {
+    auto* conv = module->as<nn::Conv2dImpl>();
+    if (conv == nullptr || conv->options.groups() != 1) continue;  // grouped: dense weights
+    const auto& o = conv->options;
+    torch::Tensor packed = at::mkldnn_reorder_conv2d_weight(
+        conv->weight.contiguous().to_mkldnn(), *c10::get<torch::ExpandingArray<2>>(o.padding()),
+        *o.stride(), *o.dilation(), o.groups());
+    // The registered parameter keeps its name but drops its dense copy; forward uses the
+    // member, which now holds the packed weight.
+    conv->weight.set_data(torch::empty({0}));
+    conv->weight = packed;
+  }
+  onednn_ = true;
   return true;
 }
 

@@ -41,38 +41,46 @@ int64_t count_batchnorms(fm::Classifier& model) {
 
 }  // namespace
 
+// Every ResNet flavour, with and without oneDNN-prepacked weights; ResNeXt's grouped
+// convolutions keep dense weights and SE blocks rule the oneDNN path out altogether.
 TEST(Inference, FoldedResNetLogitsEqualPlainEvalLogits) {
-  for (const std::string backbone : {"resnet20", "resnet18", "resnet50"}) {
-    torch::manual_seed(1);
-    const auto spec = spec_of(backbone, 10);
-    auto model = fm::build_classifier(spec);
-    randomise_batchnorms(model);
-    model->train();  // the source may still be training: the copy must not care
-    const auto before = fm::state_dict(*model);
-    const auto images = torch::randn({3, 3, 64, 64});
+  for (const std::string backbone :
+       {"resnet20", "resnet18", "resnet50", "resnext50_32x4d", "resnet18+se"})
+    for (const bool onednn : {true, false}) {
+      SCOPED_TRACE(backbone + (onednn ? " onednn" : " channels-last"));
+      torch::manual_seed(1);
+      auto spec = spec_of(backbone.substr(0, backbone.find('+')), 10);
+      if (backbone.find("+se") != std::string::npos)
+        spec["attention"] = {{"type", "se"}, {"stages", {2, 4}}};
+      auto model = fm::build_classifier(spec);
+      randomise_batchnorms(model);
+      model->train();  // the source may still be training: the copy must not care
+      const auto before = fm::state_dict(*model);
+      const auto images = torch::randn({3, 3, 64, 64});
 
-    fm::InferenceOptions options;  // fold + channels-last, fp32
-    auto fast = fm::optimize_for_inference(spec, model, options);
-    EXPECT_EQ(count_batchnorms(fast), 0) << backbone;
+      fm::InferenceOptions options;  // fold + channels-last or oneDNN layout, fp32
+      options.onednn_layout = onednn;
+      auto fast = fm::optimize_for_inference(spec, model, options);
+      EXPECT_EQ(count_batchnorms(fast), 0) << backbone;
 
-    model->eval();
-    torch::Tensor expected, got;
-    {
-      c10::InferenceMode guard;
-      expected = model->forward(images).logits;
-      got = fast->forward(fm::prepare_inference_input(images, options)).logits;
+      model->eval();
+      torch::Tensor expected, got;
+      {
+        c10::InferenceMode guard;
+        expected = model->forward(images).logits;
+        got = fast->forward(fm::prepare_inference_input(images, options)).logits;
+      }
+      EXPECT_LT(max_relative_difference(got, expected), 1e-4) << backbone;
+
+      // The source model keeps its names, values and BatchNorms.
+      const auto after = fm::state_dict(*model);
+      ASSERT_EQ(after.size(), before.size());
+      for (size_t i = 0; i < after.size(); ++i) {
+        EXPECT_EQ(after[i].first, before[i].first);
+        EXPECT_TRUE(after[i].second.equal(before[i].second)) << after[i].first;
+      }
+      EXPECT_GT(count_batchnorms(model), 0);
     }
-    EXPECT_LT(max_relative_difference(got, expected), 1e-4) << backbone;
-
-    // The source model keeps its names, values and BatchNorms.
-    const auto after = fm::state_dict(*model);
-    ASSERT_EQ(after.size(), before.size());
-    for (size_t i = 0; i < after.size(); ++i) {
-      EXPECT_EQ(after[i].first, before[i].first);
-      EXPECT_TRUE(after[i].second.equal(before[i].second)) << after[i].first;
-    }
-    EXPECT_GT(count_batchnorms(model), 0);
-  }
 }
 
 TEST(Inference, Bf16CopyIsCloseToFp32) {

@@ -64,9 +64,12 @@ class ResNetImpl : public BackboneImpl {
   int64_t output_stride() const override;
   std::vector<int64_t> stage_channels() const override;
   bool fold_batchnorm() override;
+  bool use_onednn_layout() override;
 
  private:
   ResNetOptions options_;
+  bool folded_ = false;
+  bool onednn_ = false;  // weights prepacked; forward_features runs on oneDNN tensors
   int64_t num_features_ = 0;
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
