@@ -2,9 +2,11 @@
 # Inference throughput, finch vs the PyTorch peer: ResNet-50 (random weights, 1000
 # classes), 2 threads, for each (size, batch) in 224x1 224x8 448x1 448x8. Runs finch
 # (`finch bench infer`, optimised copy: BN folded, channels-last, inference mode), PyTorch
-# NCHW and PyTorch channels_last alternately (A B C A B C ...) so machine noise hits all
-# alike; prints every run with the 1-minute load average, then medians and finch / best
-# PyTorch ratios.
+# NCHW, PyTorch channels_last, and PyTorch channels_last with finch's allocator settings
+# (glibc MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_, the env-var form of the mallopt calls
+# in apps/finch/main.cpp) alternately (A B C D A B C D ...) so machine noise hits all alike;
+# prints every run with the 1-minute load average, then medians and ratios against PyTorch
+# as shipped (best of NCHW and channels_last) and against the allocator-tuned run.
 #
 # usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32]
 set -euo pipefail
@@ -30,9 +32,13 @@ for c in $CASES; do
     q=$(/usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
           --iters "$ITERS" --warmup 2 --channels-last $peer_dtype)
     echo "{\"side\": \"pytorch_cl\", \"case\": \"$c\", \"r\": $q}" >>"$OUT"
+    t=$(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+          /usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
+          --iters "$ITERS" --warmup 2 --channels-last $peer_dtype)
+    echo "{\"side\": \"pytorch_tuned\", \"case\": \"$c\", \"r\": $t}" >>"$OUT"
     /usr/bin/python3 -c "
 import json,sys
-rs=[json.loads(l) for l in open(sys.argv[1])][-3:]
+rs=[json.loads(l) for l in open(sys.argv[1])][-4:]
 print(' '.join(f\"{x['side']} {x['r']['img_per_s']:.2f} img/s (p50 {x['r']['latency_ms']['p50']:.0f} ms, load {x['r']['load_avg_1min']:.2f})\" for x in rs), '[$c round $r]')" "$OUT"
   done
 done
@@ -40,15 +46,15 @@ done
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 cases = list(dict.fromkeys(r["case"] for r in runs))
-print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s (roofline ~126) | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs best peer | load (1 min, median) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | load (1 min, median) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for c in cases:
     def med(side, key=lambda r: r["img_per_s"]):
         return statistics.median(key(x["r"]) for x in runs if x["case"] == c and x["side"] == side)
-    f, p, q = med("finch"), med("pytorch"), med("pytorch_cl")
+    f, p, q, t = med("finch"), med("pytorch"), med("pytorch_cl"), med("pytorch_tuned")
     lat = [med("finch", lambda r, k=k: r["latency_ms"][k]) for k in ("p50", "p90", "p99")]
     gf = med("finch", lambda r: r["gflop_per_s"])
     rss = med("finch", lambda r: r["peak_rss_mib"])
     load = statistics.median(x["r"]["load_avg_1min"] for x in runs if x["case"] == c)
-    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {load:.2f} |")
+    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {t:.2f} | **{f / t:.2f}x** | {load:.2f} |")
 PY

@@ -1,5 +1,5 @@
-// `finch bench infer|data`: throughput, latency percentiles, peak RSS and GFLOP/s of the
-// inference path (library: finch/bench/bench.h).
+// `finch bench infer|data|train`: throughput, latency percentiles, peak RSS and GFLOP/s of
+// finch's real inference, data and training paths (library: finch/bench/bench.h).
 #include <fmt/format.h>
 
 #include <iostream>
@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "finch/bench/bench.h"
+#include "finch/core/config.h"
 
 namespace finch::cli {
 
@@ -56,6 +57,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("!--no-optimize", infer->optimize,
                 "Run the plain eager model (no BatchNorm folding) for comparison");
   cmd->add_flag("!--no-channels-last", infer->channels_last, "Keep NCHW activations");
+  cmd->add_flag("!--no-onednn", infer->onednn_layout,
+                "Keep dense weights (no oneDNN prepacking; channels-last instead)");
   cmd->add_flag("--json", *infer_json, "One JSON object instead of text");
   cmd->callback([infer, infer_json] { print_infer(bench::bench_infer(*infer), *infer_json); });
 
@@ -82,6 +85,73 @@ void add_bench_command(CLI::App& app) {
           data->root, data->size, data->workers, data->batch, r["img_per_s"].get<double>(),
           r["peak_rss_mib"].get<double>(), r["load_avg_1min"].get<double>());
     }
+  });
+
+  auto agree = std::make_shared<bench::AgreementOptions>();
+  auto* acmd = bench->add_subcommand(
+      "agree", "Top-1 agreement of a bf16 inference copy with fp32 on a real eval set");
+  acmd->add_option("--model", agree->model, "finch model file (or a backbone name: random weights)")
+      ->required();
+  acmd->add_option("--dataset", agree->dataset, "Dataset format")->capture_default_str();
+  acmd->add_option("--root", agree->root, "Dataset root")->required();
+  acmd->add_option("--split", agree->split, "Split")->capture_default_str();
+  acmd->add_option("--dtype", agree->dtype, "Compared with fp32")
+      ->check(CLI::IsMember({"bf16"}))
+      ->capture_default_str();
+  acmd->add_option("--batch", agree->batch, "Images per forward")->capture_default_str();
+  acmd->add_option("--limit", agree->limit, "First N images only (0: all)")->capture_default_str();
+  acmd->add_option("--threads", agree->threads, "Intra-op threads")->capture_default_str();
+  auto agree_json = std::make_shared<bool>(false);
+  acmd->add_flag("--json", *agree_json, "One JSON object instead of text");
+  acmd->callback([agree, agree_json] {
+    nlohmann::json r = bench::bench_agreement(*agree);
+    if (*agree_json) {
+      std::cout << r.dump() << "\n";
+      return;
+    }
+    const std::string d = agree->dtype;
+    std::cout << fmt::format(
+        "{} images: top-1 agreement {} vs fp32 {:.4f}; top-1 fp32 {:.4f}, {} {:.4f}; max |prob "
+        "diff| {:.2e}; fp32 {:.1f} img/s, {} {:.1f} img/s{}\n",
+        r["images"].get<int64_t>(), d, r["agreement"].get<double>(), r["top1_fp32"].get<double>(),
+        d, r["top1_" + d].get<double>(), r["max_abs_prob_diff"].get<double>(),
+        r["img_per_s_fp32"].get<double>(), d, r["img_per_s_" + d].get<double>(),
+        r["agreement"].get<double>() >= 0.995 ? "" : " (below the 99.5% needed to use it)");
+  });
+
+  struct TrainArgs {
+    std::string config_file;
+    std::vector<std::string> overrides;
+    bench::TrainBenchOptions options;
+    bool json = false;
+  };
+  auto train = std::make_shared<TrainArgs>();
+  auto* tcmd = bench->add_subcommand(
+      "train", "Training img/s and step time of the real trainer on a recipe (no validation)");
+  tcmd->add_option("--config,-c", train->config_file, "YAML recipe")
+      ->required()
+      ->check(CLI::ExistingFile);
+  tcmd->add_option("--set", train->overrides, "Override a config key (repeatable)")
+      ->allow_extra_args(false);
+  tcmd->add_option("--steps", train->options.steps, "Timed optimizer steps")->capture_default_str();
+  tcmd->add_option("--warmup", train->options.warmup, "Untimed steps first (>= 1)")
+      ->capture_default_str();
+  tcmd->add_flag("--json", train->json, "One JSON object instead of text");
+  tcmd->callback([train] {
+    nlohmann::json r =
+        bench::bench_train(Config::load(train->config_file, train->overrides), train->options);
+    if (train->json) {
+      std::cout << r.dump() << "\n";
+      return;
+    }
+    std::cout << fmt::format(
+        "{} + {} batch {} threads {} workers {}: {:.2f} img/s, step p50 {:.0f} ms p90 {:.0f} ms "
+        "p99 {:.0f} ms, peak RSS {:.0f} MiB, load {:.2f}\n",
+        r["backbone"].get<std::string>(), r["head"].get<std::string>(), r["batch"].get<int64_t>(),
+        r["threads"].get<int>(), r["workers"].get<int>(), r["img_per_s"].get<double>(),
+        r["step_ms"]["p50"].get<double>(), r["step_ms"]["p90"].get<double>(),
+        r["step_ms"]["p99"].get<double>(), r["peak_rss_mib"].get<double>(),
+        r["load_avg_1min"].get<double>());
   });
 }
 

@@ -106,8 +106,11 @@ def main():
             if step >= total:
                 break
     seconds = time.perf_counter() - start
+    with open("/proc/loadavg") as f:
+        load = float(f.read().split()[0])
     print(json.dumps({"peer": "pytorch", "torch": torch.__version__, "threads": a.threads, "workers": a.workers,
-                      "batch": a.batch, "steps": a.steps, "img_per_s": a.steps * a.batch / seconds}))
+                      "batch": a.batch, "steps": a.steps, "img_per_s": a.steps * a.batch / seconds,
+                      "load_avg_1min": load}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #include "finch/bench/bench.h"
 
 #include <ATen/record_function.h>
+#include <fmt/format.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +18,7 @@
 #include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 #include "finch/models/registry.h"
+#include "finch/train/trainer.h"
 
 namespace finch::bench {
 
@@ -129,6 +132,7 @@ nlohmann::json bench_infer(const InferBenchOptions& options) {
   inference.dtype = models::parse_inference_dtype(options.dtype);
   inference.channels_last = options.channels_last;
   inference.fold_batchnorm = options.optimize;
+  inference.onednn_layout = options.onednn_layout;
   models::Classifier runner =
       options.optimize || inference.dtype != torch::kFloat || options.channels_last
           ? models::optimize_for_inference(spec, model, inference)
@@ -163,6 +167,7 @@ nlohmann::json bench_infer(const InferBenchOptions& options) {
       {"dtype", options.dtype},
       {"optimized", options.optimize},
       {"channels_last", options.channels_last},
+      {"onednn_layout", options.onednn_layout},
       {"iters", options.iters},
       {"warmup", options.warmup},
       {"img_per_s", img_per_s},
@@ -219,6 +224,144 @@ nlohmann::json bench_data(const DataBenchOptions& options) {
       {"batches", timed},
       {"warmup", options.warmup},
       {"img_per_s", static_cast<double>(images) / seconds},
+      {"peak_rss_mib", peak_rss_mib()},
+      {"load_avg_1min", load_average_1min()},
+  };
+}
+
+nlohmann::json bench_agreement(const AgreementOptions& options) {
+  if (options.batch < 1 || options.limit < 0)
+    throw Error("bench agree: need batch >= 1, limit >= 0");
+  if (options.threads > 0) torch::set_num_threads(static_cast<int>(options.threads));
+  models::LoadedModel loaded;
+  if (std::filesystem::is_regular_file(options.model)) {
+    loaded = models::load_model_file(options.model);
+  } else {
+    torch::manual_seed(0);
+    loaded.info.arch = {{"backbone", options.model}, {"head", "linear"}, {"num_classes", 1000}};
+    loaded.model = models::build_classifier(loaded.info.arch);
+  }
+  loaded.model->eval();
+  data::DatasetPtr dataset = data::open_dataset(options.dataset, options.root, options.split);
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = options.batch;
+  loader_options.workers = 1;
+  data::Loader loader(dataset, models::eval_pipeline(loaded.info.preprocess), loader_options);
+
+  models::InferenceOptions fp32, other;
+  other.dtype = models::parse_inference_dtype(options.dtype);
+  models::Classifier reference =
+      models::optimize_for_inference(loaded.info.arch, loaded.model, fp32);
+  models::Classifier candidate =
+      models::optimize_for_inference(loaded.info.arch, loaded.model, other);
+  int64_t images = 0, same = 0, correct_reference = 0, correct_candidate = 0;
+  double max_prob_diff = 0, seconds_reference = 0, seconds_candidate = 0;
+  auto timed = [](models::Classifier& m, const torch::Tensor& x, double& seconds) {
+    const auto start = std::chrono::steady_clock::now();
+    torch::Tensor logits = m->forward(x).logits.to(torch::kFloat);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return logits;
+  };
+  c10::InferenceMode guard;
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    torch::Tensor x = batch->images, labels = batch->labels;
+    if (options.limit > 0 && images + x.size(0) > options.limit) {
+      const int64_t keep = options.limit - images;
+      x = x.slice(0, 0, keep);
+      labels = labels.slice(0, 0, keep);
+    }
+    if (x.size(0) == 0) break;
+    torch::Tensor a = timed(reference, models::prepare_inference_input(x, fp32), seconds_reference);
+    torch::Tensor b =
+        timed(candidate, models::prepare_inference_input(x, other), seconds_candidate);
+    const torch::Tensor top_a = a.argmax(1), top_b = b.argmax(1);
+    same += top_a.eq(top_b).sum().item<int64_t>();
+    correct_reference += top_a.eq(labels).sum().item<int64_t>();
+    correct_candidate += top_b.eq(labels).sum().item<int64_t>();
+    max_prob_diff =
+        std::max(max_prob_diff, (a.softmax(1) - b.softmax(1)).abs().max().item<double>());
+    images += x.size(0);
+    if (options.limit > 0 && images >= options.limit) break;
+  }
+  if (images == 0) throw Error("bench agree: the split has no readable images");
+  const auto share = [images](int64_t n) { return static_cast<double>(n) / images; };
+  return {
+      {"bench", "agree"},
+      {"model", options.model},
+      {"dataset", options.dataset},
+      {"split", options.split},
+      {"dtype", options.dtype},
+      {"images", images},
+      {"agreement", share(same)},
+      {"top1_fp32", share(correct_reference)},
+      {"top1_" + options.dtype, share(correct_candidate)},
+      {"max_abs_prob_diff", max_prob_diff},
+      {"img_per_s_fp32", images / seconds_reference},
+      {"img_per_s_" + options.dtype, images / seconds_candidate},
+      {"threads", torch::get_num_threads()},
+      {"load_avg_1min", load_average_1min()},
+  };
+}
+
+nlohmann::json bench_train(Config config, const TrainBenchOptions& options) {
+  if (options.steps < 1 || options.warmup < 1) {
+    // The first step also pays for opening the data and building the model: never timed.
+    throw Error("bench train: need steps >= 1 and warmup >= 1");
+  }
+  const int64_t total = options.warmup + options.steps;
+  config.set("train.epochs", "1");
+  config.set("train.max_steps_per_epoch", std::to_string(total));
+  config.set("train.progress", "none");
+  config.set("train.checkpoint_every", "0");
+  config.set("data.val_fraction", "0");
+
+  const auto run_dir =
+      std::filesystem::temp_directory_path() / ("finch-bench-train-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(run_dir);
+  // Step i ends at ends[i] having seen seen[i] images; step warmup - 1's end opens the window.
+  std::vector<std::chrono::steady_clock::time_point> ends;
+  std::vector<int64_t> seen;
+  train::TrainHooks hooks;
+  hooks.on_step = [&](const train::TrainState& state, models::Classifier&) {
+    ends.push_back(std::chrono::steady_clock::now());
+    seen.push_back(state.seen);
+  };
+  try {
+    train::run_training(config, run_dir, /*resume=*/false, hooks);
+  } catch (...) {
+    std::filesystem::remove_all(run_dir);
+    throw;
+  }
+  std::filesystem::remove_all(run_dir);
+  if (static_cast<int64_t>(ends.size()) < total) {
+    throw Error(fmt::format(
+        "bench train: the training split gave only {} steps; need warmup + steps = {} in one "
+        "epoch (lower --steps or use more data)",
+        ends.size(), total));
+  }
+  std::vector<double> step_ms;
+  for (int64_t i = options.warmup; i < total; ++i) {
+    const auto k = static_cast<size_t>(i);
+    step_ms.push_back(std::chrono::duration<double, std::milli>(ends[k] - ends[k - 1]).count());
+  }
+  const auto first = static_cast<size_t>(options.warmup - 1), last = ends.size() - 1;
+  const double images = static_cast<double>(seen[last] - seen[first]);
+  const double seconds = std::chrono::duration<double>(ends[last] - ends[first]).count();
+  return {
+      {"bench", "train"},
+      {"backbone", config.get<std::string>("model.backbone")},
+      {"head", config.get<std::string>("model.head")},
+      {"batch", config.get<int64_t>("train.batch_size")},
+      {"threads", torch::get_num_threads()},
+      {"workers", config.get<int>("data.workers")},
+      {"steps", options.steps},
+      {"warmup", options.warmup},
+      {"img_per_s", images / seconds},
+      {"step_ms",
+       {{"p50", percentile(step_ms, 50)},
+        {"p90", percentile(step_ms, 90)},
+        {"p99", percentile(step_ms, 99)}}},
       {"peak_rss_mib", peak_rss_mib()},
       {"load_avg_1min", load_average_1min()},
   };

@@ -51,3 +51,68 @@ TEST(BenchCli, BadModelNameFails) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("no_such_net"), std::string::npos) << r.output;
 }
+
+namespace {
+
+// A tiny recipe over a generated folder: 24 training images, batch 4 -> 6 steps per epoch.
+void write_tiny_train_recipe(const std::filesystem::path& dir) {
+  ft::make_pattern_imagefolder(dir / "data" / "train", 2, 12, 16, 1);
+  ft::write_text(dir / "recipe.yaml",
+                 "threads: 1\n"
+                 "data: {format: imagefolder, root: " +
+                     (dir / "data").string() +
+                     ", workers: 1, train_transforms: [{type: hflip}],"
+                     " eval_transforms: []}\n"
+                     "model: {backbone: resnet20, width: 8, input_size: 16}\n"
+                     "train: {batch_size: 4, drop_last: true}\n");
+}
+
+}  // namespace
+
+TEST(BenchCli, TrainJsonTimesOnlyTheStepsAfterWarmup) {
+  ft::TempDir dir;
+  write_tiny_train_recipe(dir.path());
+  auto r = ft::run_command(ft::cli_path().string() + " bench train --config " +
+                           (dir.path() / "recipe.yaml").string() + " --steps 3 --warmup 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = last_json_line(r.output);
+  EXPECT_EQ(j["steps"].get<int64_t>(), 3);
+  EXPECT_EQ(j["batch"].get<int64_t>(), 4);
+  EXPECT_EQ(j["backbone"].get<std::string>(), "resnet20");
+  EXPECT_GT(j["img_per_s"].get<double>(), 0);
+  EXPECT_GE(j["step_ms"]["p99"].get<double>(), j["step_ms"]["p50"].get<double>());
+  EXPECT_GT(j["peak_rss_mib"].get<double>(), 0);
+  // The temporary run folder is gone.
+  EXPECT_EQ(r.output.find("finch-bench-train"), std::string::npos) << r.output;
+}
+
+TEST(BenchCli, TrainNeedsEnoughStepsInOneEpoch) {
+  ft::TempDir dir;
+  write_tiny_train_recipe(dir.path());
+  auto r = ft::run_command(ft::cli_path().string() + " bench train --config " +
+                           (dir.path() / "recipe.yaml").string() + " --steps 10 --warmup 1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("only 6 steps"), std::string::npos) << r.output;
+  auto zero = ft::run_command(ft::cli_path().string() + " bench train --config " +
+                              (dir.path() / "recipe.yaml").string() + " --warmup 0");
+  EXPECT_NE(zero.exit_code, 0);
+  EXPECT_NE(zero.output.find("warmup >= 1"), std::string::npos) << zero.output;
+}
+
+TEST(BenchCli, AgreeComparesBf16WithFp32OnEveryImage) {
+  ft::TempDir dir;
+  ft::make_pattern_imagefolder(dir.path(), 2, 5, 32, 3);  // writes the train split
+  auto r = ft::run_command(ft::cli_path().string() + " bench agree --model resnet20 --dataset " +
+                           "imagefolder --root " + dir.path().string() +
+                           " --split train --batch 4 --threads 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = last_json_line(r.output);
+  EXPECT_EQ(j["images"].get<int64_t>(), 10);
+  const double agreement = j["agreement"].get<double>();
+  EXPECT_GE(agreement, 0.0);
+  EXPECT_LE(agreement, 1.0);
+  // bf16 rounds: the probabilities differ, but not wildly.
+  EXPECT_GT(j["max_abs_prob_diff"].get<double>(), 0.0);
+  EXPECT_LT(j["max_abs_prob_diff"].get<double>(), 0.5);
+  EXPECT_GT(j["img_per_s_bf16"].get<double>(), 0.0);
+}

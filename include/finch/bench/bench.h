@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "finch/core/config.h"
 #include "finch/models/model.h"
 
 namespace finch::bench {
@@ -38,6 +39,7 @@ struct InferBenchOptions {
   std::string dtype = "fp32";  // fp32 | bf16
   bool optimize = true;        // models::optimize_for_inference (BN folding, channels-last)
   bool channels_last = true;
+  bool onednn_layout = true;  // models::InferenceOptions::onednn_layout
 };
 
 /// Times `iters` forwards of a batch of random images after `warmup` ones. JSON: img_per_s,
@@ -59,5 +61,33 @@ struct DataBenchOptions {
 /// The training data path through the real Loader: decode + random_resized_crop(size) +
 /// hflip + normalize + batch, shuffled. JSON: img_per_s, batches, peak_rss_mib, settings.
 nlohmann::json bench_data(const DataBenchOptions& options);
+
+struct AgreementOptions {
+  std::string model;  // a finch model file, or a registered backbone name (random weights)
+  std::string dataset = "idx";
+  std::string root;
+  std::string split = "test";
+  std::string dtype = "bf16";  // the dtype compared with fp32
+  int64_t batch = 64;
+  int64_t limit = 0;  // first N images only (0: all)
+  int64_t threads = 2;
+};
+
+/// Runs the same model as an fp32 and as a `dtype` inference copy over a real eval set (the
+/// model file's eval transforms) and compares them. JSON: images, agreement (share of
+/// images with the same top-1 class), top1 of each dtype against the labels, max_abs_prob_diff
+/// (softmax), img_per_s of each. Only an agreement >= 99.5% justifies offering the dtype.
+nlohmann::json bench_agreement(const AgreementOptions& options);
+
+struct TrainBenchOptions {
+  int64_t steps = 20;  // timed optimizer steps
+  int64_t warmup = 3;  // untimed steps first (oneDNN set-up, loader start)
+};
+
+/// The real trainer (`train::run_training`) on `config` for warmup + steps optimizer steps in
+/// a temporary run folder: one epoch capped at that many steps, no validation. Every step is
+/// timed from the end of the previous one, so data waiting counts. JSON: img_per_s over the
+/// timed steps, step_ms {p50, p90, p99}, batch, peak_rss_mib, the model and settings.
+nlohmann::json bench_train(Config config, const TrainBenchOptions& options);
 
 }  // namespace finch::bench
