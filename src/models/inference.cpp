@@ -58,14 +58,18 @@ Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model
       copy->backbone()->use_onednn_layout()) {
     return copy;  // its own layout: channels-last does not apply
   }
-  if (options.channels_last) {
-    for (auto& parameter : copy->parameters()) {
-      if (parameter.dim() == 4) {
-        parameter.set_data(parameter.contiguous(torch::MemoryFormat::ChannelsLast));
-      }
-    }
-  }
+  if (options.channels_last) convert_to_channels_last(*copy);
   return copy;
+}
+
+void convert_to_channels_last(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& tensor : module.parameters()) {
+    if (tensor.dim() == 4) tensor.set_data(tensor.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
+  for (auto& tensor : module.buffers()) {
+    if (tensor.dim() == 4) tensor.set_data(tensor.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
 }
 
 torch::Tensor prepare_inference_input(const torch::Tensor& images,

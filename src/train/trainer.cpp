@@ -17,6 +17,7 @@
 #include "finch/core/yaml_json.h"
 #include "finch/data/from_config.h"
 #include "finch/eval/evaluate.h"
+#include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 #include "finch/models/pretrained.h"
 #include "finch/train/checkpoint.h"
@@ -171,6 +172,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   }
   freeze_parameters(model, freeze);
   model->to(device);
+  // NHWC weights and batches: oneDNN's convolutions (forward and backward) then run without
+  // reordering either on every call.
+  const bool channels_last = config.get<bool>("train.channels_last") && device.is_cpu();
+  if (channels_last) models::convert_to_channels_last(*model);
   OptimizerBundle optim = build_optimizer(config, model);
   Objective objective(config, static_cast<int64_t>(classes.size()), model->head()->embedding_dim());
   objective->to(device);
@@ -270,6 +275,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         labels = batch->labels;
       }
       inputs = inputs.to(device);
+      if (channels_last && inputs.dim() == 4)
+        inputs = inputs.contiguous(torch::MemoryFormat::ChannelsLast);
       labels = labels.to(device);
       torch::manual_seed(derive_seed(seed, kStepStream, state.global_step));  // dropout etc.
       set_lr_factor(optim, schedule.factor(state.global_step));

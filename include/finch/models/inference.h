@@ -33,6 +33,12 @@ torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn:
 Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model,
                                   const InferenceOptions& options = {});
 
+/// Puts every 4-d parameter and buffer of `module` in channels-last (NHWC) memory order, the
+/// layout oneDNN's convolutions use natively (no reorders per call). Values and names are
+/// unchanged; saving writes them in the usual order. Used by inference copies and by
+/// training with `train.channels_last`.
+void convert_to_channels_last(torch::nn::Module& module);
+
 /// Converts a [B, 3, H, W] float batch to what an optimised model expects (memory format,
 /// dtype).
 torch::Tensor prepare_inference_input(const torch::Tensor& images, const InferenceOptions& options);
