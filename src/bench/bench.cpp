@@ -240,6 +240,9 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
     torch::manual_seed(0);
     loaded.info.arch = {{"backbone", options.model}, {"head", "linear"}, {"num_classes", 1000}};
     loaded.model = models::build_classifier(loaded.info.arch);
+    // torchvision's ImageNet evaluation transforms.
+    loaded.info.preprocess.eval_transforms = nlohmann::json::array(
+        {{{"type", "resize"}, {"size", 256}}, {{"type", "center_crop"}, {"size", 224}}});
   }
   loaded.model->eval();
   data::DatasetPtr dataset = data::open_dataset(options.dataset, options.root, options.split);

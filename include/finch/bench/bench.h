@@ -63,7 +63,8 @@ struct DataBenchOptions {
 nlohmann::json bench_data(const DataBenchOptions& options);
 
 struct AgreementOptions {
-  std::string model;  // a finch model file, or a registered backbone name (random weights)
+  std::string
+      model;  // a finch model file, or a backbone name (random weights, resize 256 + crop 224)
   std::string dataset = "idx";
   std::string root;
   std::string split = "test";
