@@ -3,7 +3,7 @@
 # classes), 2 threads, for each (size, batch) in 224x1 224x8 448x1 448x8. Runs finch
 # (`finch bench infer`, optimised copy: BN folded, channels-last, inference mode), PyTorch
 # NCHW, PyTorch channels_last, and PyTorch channels_last with finch's allocator settings
-# (glibc MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_, the env-var form of the mallopt calls
+# (glibc MALLOC_MMAP_THRESHOLD_/MMAP_MAX_/TRIM_THRESHOLD_, the env-var form of the mallopt calls
 # in apps/finch/main.cpp) alternately (A B C D A B C D ...) so machine noise hits all alike;
 # prints every run with the 1-minute load average, then medians and ratios against PyTorch
 # as shipped (best of NCHW and channels_last) and against the allocator-tuned run.
@@ -32,7 +32,7 @@ for c in $CASES; do
     q=$(/usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
           --iters "$ITERS" --warmup 2 --channels-last $peer_dtype)
     echo "{\"side\": \"pytorch_cl\", \"case\": \"$c\", \"r\": $q}" >>"$OUT"
-    t=$(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+    t=$(MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 \
           /usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
           --iters "$ITERS" --warmup 2 --channels-last $peer_dtype)
     echo "{\"side\": \"pytorch_tuned\", \"case\": \"$c\", \"r\": $t}" >>"$OUT"

@@ -21,7 +21,7 @@ FINCH=build/finch
 PY=/usr/bin/python3
 # finch's allocator settings (apps/finch/main.cpp's mallopt calls) as glibc env vars, for
 # the third ResNet-50 peer run.
-TUNED="MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824"
+TUNED="MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824"
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 
