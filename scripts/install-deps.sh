@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
-  libmatio-dev
+  libmatio-dev libfaiss-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   python3 python3-torch python3-torchvision python3-numpy python3-pil

@@ -53,15 +53,15 @@ void add_bench_command(CLI::App& app) {
                   "Registered backbone name (random weights, linear head, 1000 classes) or a "
                   "finch model file")
       ->capture_default_str();
-  cmd->add_option("--batch", infer->batch, "Images per forward")->capture_default_str();
-  cmd->add_option("--size", infer->size, "Input side in pixels")->capture_default_str();
-  cmd->add_option("--threads", infer->threads, "Intra-op threads (0: LibTorch's default)")
-      ->capture_default_str();
+  add_count_option(*cmd, "--batch", infer->batch, "Images per forward", 1, 65536);
+  add_count_option(*cmd, "--size", infer->size, "Input side in pixels", 8, 8192);
+  add_count_option(*cmd, "--threads", infer->threads, "Intra-op threads (0: LibTorch's default)",
+                   0, 1024);
   cmd->add_option("--dtype", infer->dtype, "fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
-  cmd->add_option("--iters", infer->iters, "Timed forwards")->capture_default_str();
-  cmd->add_option("--warmup", infer->warmup, "Untimed forwards first")->capture_default_str();
+  add_count_option(*cmd, "--iters", infer->iters, "Timed forwards", 1, 1000000);
+  add_count_option(*cmd, "--warmup", infer->warmup, "Untimed forwards first", 0, 1000000);
   cmd->add_flag("!--no-optimize", infer->optimize,
                 "Run the plain eager model (no BatchNorm folding) for comparison");
   cmd->add_flag("!--no-channels-last", infer->channels_last, "Keep NCHW activations");
@@ -76,11 +76,11 @@ void add_bench_command(CLI::App& app) {
   dcmd->add_option("--dataset", data->dataset, "Dataset format")->capture_default_str();
   dcmd->add_option("--root", data->root, "Dataset root")->required();
   dcmd->add_option("--split", data->split, "Split")->capture_default_str();
-  dcmd->add_option("--size", data->size, "random_resized_crop output side")->capture_default_str();
-  dcmd->add_option("--workers", data->workers, "Loader threads")->capture_default_str();
-  dcmd->add_option("--batch", data->batch, "Images per batch")->capture_default_str();
-  dcmd->add_option("--batches", data->batches, "Timed batches")->capture_default_str();
-  dcmd->add_option("--warmup", data->warmup, "Untimed batches first")->capture_default_str();
+  add_count_option(*dcmd, "--size", data->size, "random_resized_crop output side", 8, 8192);
+  add_count_option(*dcmd, "--workers", data->workers, "Loader threads", 1, 256);
+  add_count_option(*dcmd, "--batch", data->batch, "Images per batch", 1, 65536);
+  add_count_option(*dcmd, "--batches", data->batches, "Timed batches", 1, 1000000);
+  add_count_option(*dcmd, "--warmup", data->warmup, "Untimed batches first", 0, 1000000);
   add_output(
       dcmd, [data] { return bench::bench_data(*data); },
       [data](const nlohmann::json& r) {
@@ -102,9 +102,10 @@ void add_bench_command(CLI::App& app) {
   acmd->add_option("--dtype", agree->dtype, "Compared with fp32")
       ->check(CLI::IsMember({"bf16"}))
       ->capture_default_str();
-  acmd->add_option("--batch", agree->batch, "Images per forward")->capture_default_str();
-  acmd->add_option("--limit", agree->limit, "First N images only (0: all)")->capture_default_str();
-  acmd->add_option("--threads", agree->threads, "Intra-op threads")->capture_default_str();
+  add_count_option(*acmd, "--batch", agree->batch, "Images per forward", 1, 65536);
+  add_count_option(*acmd, "--limit", agree->limit, "First N images only (0: all)", 0,
+                   int64_t{1} << 40);
+  add_count_option(*acmd, "--threads", agree->threads, "Intra-op threads", 0, 1024);
   add_output(
       acmd, [agree] { return bench::bench_agreement(*agree); },
       [agree](const nlohmann::json& r) {
@@ -132,9 +133,9 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::ExistingFile);
   tcmd->add_option("--set", train->overrides, "Override a config key (repeatable)")
       ->allow_extra_args(false);
-  tcmd->add_option("--steps", train->options.steps, "Timed optimizer steps")->capture_default_str();
-  tcmd->add_option("--warmup", train->options.warmup, "Untimed steps first (>= 1)")
-      ->capture_default_str();
+  add_count_option(*tcmd, "--steps", train->options.steps, "Timed optimizer steps", 1, 1000000);
+  add_count_option(*tcmd, "--warmup", train->options.warmup, "Untimed steps first (>= 1)", 1,
+                   1000000);
   add_output(
       tcmd,
       [train] {
@@ -151,6 +152,39 @@ void add_bench_command(CLI::App& app) {
             r["img_per_s"].get<double>(), r["step_ms"]["p50"].get<double>(),
             r["step_ms"]["p90"].get<double>(), r["step_ms"]["p99"].get<double>(),
             r["peak_rss_mib"].get<double>(), r["load_avg_1min"].get<double>());
+      });
+
+  auto search = std::make_shared<bench::SearchBenchOptions>();
+  auto* scmd = bench->add_subcommand(
+      "search", "Gallery search latency (exact and FAISS hnsw / ivf) and FAISS recall@k on "
+                "synthetic clustered embeddings");
+  add_count_option(*scmd, "--items", search->items, "Gallery items", 1, int64_t{1} << 32);
+  add_count_option(*scmd, "--dim", search->dim, "Embedding size", 1, 65536);
+  add_count_option(*scmd, "--queries", search->queries, "Queries per batch", 1, 1 << 20);
+  add_count_option(*scmd, "--k", search->k, "Neighbours per query", 1, 100000);
+  add_count_option(*scmd, "--rounds", search->rounds, "Timed searches (median)", 1, 100000);
+  scmd->add_option("--index", search->index, "exact | hnsw | ivf")
+      ->check(CLI::IsMember({"exact", "hnsw", "ivf"}))
+      ->capture_default_str();
+  add_count_option(*scmd, "--nprobe", search->nprobe, "IVF cells scanned per query", 1, 1 << 20);
+  add_count_option(*scmd, "--threads", search->threads, "Compute threads (0: LibTorch's default)",
+                   0, 1024);
+  add_output(
+      scmd, [search] { return bench::bench_search(*search); },
+      [](const nlohmann::json& r) {
+        std::string line = fmt::format(
+            "{} items x {}-d ({:.0f} MiB), {} queries, k {}: exact {:.1f} ms per batch "
+            "({:.2f} ms per query)",
+            r["items"].get<int64_t>(), r["dim"].get<int64_t>(), r["gallery_mib"].get<double>(),
+            r["queries"].get<int64_t>(), r["k"].get<int64_t>(),
+            r["exact_ms_per_batch"].get<double>(), r["exact_ms_per_query"].get<double>());
+        if (r.contains("ann_ms_per_batch"))
+          line += fmt::format("; {} built in {:.1f} s, {:.1f} ms per batch, recall@{} {:.4f}",
+                              r["index_description"].get<std::string>(),
+                              r["index_build_s"].get<double>(), r["ann_ms_per_batch"].get<double>(),
+                              r["k"].get<int64_t>(), r["recall_at_k_vs_exact"].get<double>());
+        return line + fmt::format(", peak RSS {:.0f} MiB, load {:.2f}\n",
+                                  r["peak_rss_mib"].get<double>(), r["load_avg_1min"].get<double>());
       });
 }
 

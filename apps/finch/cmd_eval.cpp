@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -13,6 +14,9 @@
 #include "finch/data/from_config.h"
 #include "finch/data/loader.h"
 #include "finch/eval/evaluate.h"
+#include "finch/eval/retrieval.h"
+#include "finch/eval/session.h"
+#include "finch/gallery/gallery.h"
 #include "finch/explain/charts.h"
 #include "finch/explain/tsne.h"
 #include "finch/io/image.h"
@@ -25,50 +29,155 @@ namespace finch::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, format, root, split = "test", confusion_csv;
+  std::string model, confusion_csv, dtype = "fp32", protocol = "classification";
+  std::string class_split, gallery;
+  int64_t knn = 0;
+  std::vector<int64_t> shots{1, 5};
+  int64_t ways = 5, queries = 15, episodes = 600;
+  uint64_t seed = 0;
+  DatasetArgs data;
   std::string tta = "none", reliability, save_embeddings, tsne;
-  size_t confused_examples = 0;
-  std::vector<std::string> options;
+  int64_t confused_examples = 0;
   bool json = false;
   int64_t batch_size = 256;
   int workers = 2, threads = 0;
 };
 
-void run(const EvalArgs& args) {
-  // Format-specific options use the `data` keys of the config schema (e.g. csv_file).
-  Config config = Config::defaults();
-  config.set("data.format", args.format);
-  config.set("data.root", args.root);
-  for (const auto& option : args.options) config.apply_override("data." + option);
-  torch::set_num_threads(train::choose_threads(args.threads));
-
-  models::LoadedModel loaded = models::load_model_file(args.model);
-  // open_split honours --option crop_to_box=true (and box_margin) like training does.
-  data::DatasetPtr dataset = data::open_split(config, args.split);
-  if (dataset->class_names() != loaded.info.classes) {
-    throw Error(
-        fmt::format("the {} split has {} classes that differ from the model's {} classes "
-                    "(names or order); evaluate on data with the model's class list",
-                    args.split, dataset->num_classes(), loaded.info.classes.size()));
+// Retrieval and few-shot: the model as an embedding model on classes it may never have seen.
+void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
+  Config config = dataset_config(args.data);
+  if (!args.class_split.empty()) {
+    // Chen et al.'s split over the split's sorted class list.
+    const auto all = data::open_split(config, args.data.split)->class_names();
+    std::vector<std::string> names;
+    for (int64_t c : eval::chen_cub_split(args.class_split, static_cast<int64_t>(all.size())))
+      names.push_back(all[c]);
+    config.set("data.classes", nlohmann::json(names).dump());
   }
-  data::LoaderOptions options;
+  data::DatasetPtr dataset = data::open_split(config, args.data.split);
+  gallery::EmbedOptions embed_options;
+  embed_options.batch_size = args.batch_size;
+  embed_options.workers = args.workers;
+  embed_options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
+  const auto embedded = gallery::embed_dataset(session, dataset, embed_options);
+  if (!args.save_embeddings.empty())
+    gallery::save_embeddings_file(args.save_embeddings, embedded, session.content_hash());
+  const torch::Tensor labels = torch::tensor(embedded.labels, torch::kLong);
+  nlohmann::json out{{"model", args.model},
+                     {"dataset",
+                      {{"format", args.data.format},
+                       {"root", args.data.root},
+                       {"split", args.data.split},
+                       {"classes", dataset->num_classes()},
+                       {"class_split", args.class_split}}},
+                     {"protocol", args.protocol},
+                     {"images", embedded.embeddings.size(0)},
+                     {"skipped", embedded.errors.size()},
+                     {"dtype", args.dtype}};
+  std::string text;
+  if (args.protocol == "gallery") {
+    // Classification by the gallery's classes (matched by name), as `predict --gallery`.
+    const gallery::Gallery g = gallery::Gallery::load(args.gallery);
+    g.check_model(session);
+    const auto& names = dataset->class_names();
+    std::vector<int64_t> to_gallery;
+    for (const auto& name : names) {
+      auto it = std::find(g.classes().begin(), g.classes().end(), name);
+      if (it == g.classes().end())
+        throw Error("the gallery has no class '" + name + "' of the evaluation data: add its "
+                    "images with `finch gallery add`, or select classes with --option "
+                    "class_range=[a,b]");
+      to_gallery.push_back(it - g.classes().begin());
+    }
+    gallery::GalleryClassifierOptions options;
+    options.knn = args.knn;
+    const auto answers = gallery::classify(g, embedded.embeddings, 5, options);
+    std::vector<int64_t> correct(names.size(), 0), total(names.size(), 0);
+    int64_t top1 = 0, top5 = 0;
+    for (size_t i = 0; i < answers.size(); ++i) {
+      const int64_t truth = to_gallery[embedded.labels[i]];
+      ++total[embedded.labels[i]];
+      if (answers[i][0].index == truth) ++top1, ++correct[embedded.labels[i]];
+      for (const auto& a : answers[i]) top5 += a.index == truth;
+    }
+    const double n = std::max<size_t>(1, answers.size());
+    double mean_class = 0;
+    nlohmann::json per_class = nlohmann::json::object();
+    for (size_t c = 0; c < names.size(); ++c) {
+      const double acc = total[c] ? double(correct[c]) / total[c] : 0.0;
+      per_class[names[c]] = {{"accuracy", acc}, {"support", total[c]}};
+      mean_class += acc / names.size();
+    }
+    out["gallery"] = {{"file", args.gallery},
+                      {"items", g.size()},
+                      {"classes", g.classes().size()},
+                      {"rule", args.knn > 0 ? fmt::format("{}-nn vote", args.knn) : "prototype"},
+                      {"top1", top1 / n},
+                      {"top5", top5 / n},
+                      {"mean_class_accuracy", mean_class},
+                      {"per_class", per_class}};
+    text = fmt::format("classified by {} ({} items of {} classes, {}):\n  top-1 {:6.2f}%  "
+                       "top-5 {:6.2f}%  mean per-class {:6.2f}%\n",
+                       args.gallery, g.size(), g.classes().size(),
+                       args.knn > 0 ? fmt::format("{}-NN vote", args.knn) : "nearest prototype",
+                       100 * top1 / n, 100 * top5 / n, 100 * mean_class);
+  } else if (args.protocol == "retrieval") {
+    const auto metrics = eval::retrieval_metrics(embedded.embeddings, labels);
+    out["retrieval"] = eval::to_json(metrics);
+    text = eval::format_retrieval(metrics);
+  } else {
+    eval::FewShotOptions options;
+    options.ways = args.ways;
+    options.shots = args.shots;
+    options.queries = args.queries;
+    options.episodes = args.episodes;
+    options.seed = args.seed;
+    const auto results =
+        eval::fewshot_evaluate(embedded.embeddings, labels, options, dataset->class_names());
+    out["fewshot"] = eval::to_json(results, options);
+    text = fmt::format("{}-way few-shot, {} queries per class, {} episodes (seed {}), nearest "
+                       "support mean\n",
+                       options.ways, options.queries, options.episodes, options.seed);
+    for (const auto& r : results)
+      text += fmt::format("  {}-shot  {:6.2f}% +- {:.2f}%\n", r.shots, 100 * r.accuracy,
+                          100 * r.ci95);
+  }
+  if (args.json) {
+    std::cout << out.dump() << std::endl;
+  } else {
+    fmt::print("{} on {} split '{}' ({}), {} classes, {} images\n{}", args.model,
+               args.data.format, args.data.split, args.data.root, dataset->num_classes(),
+               embedded.embeddings.size(0), text);
+    if (!embedded.errors.empty())
+      fmt::print("skipped {} unreadable images, e.g. {}\n", embedded.errors.size(),
+                 embedded.errors.front().second);
+  }
+}
+
+void run(const EvalArgs& args) {
+  torch::set_num_threads(train::choose_threads(args.threads));
+  eval::SessionOptions session_options;
+  session_options.dtype = models::parse_inference_dtype(args.dtype);
+  eval::InferenceSession session(args.model, session_options);
+  if (args.protocol == "gallery" && args.gallery.empty())
+    throw Error("--protocol gallery needs --gallery G");
+  if (args.protocol != "classification") return run_open_world(args, session);
+  if (!args.class_split.empty())
+    throw Error("--class-split applies to --protocol retrieval or fewshot");
+  eval::SplitEvalOptions options;
+  options.split = args.data.split;
   options.batch_size = args.batch_size;
   options.workers = args.workers;
-  eval::EvalOptions eval_options;
-  eval_options.tta = eval::parse_tta(args.tta);
-  eval::EvalRecords records;
-  const bool need_records =
+  options.tta = eval::parse_tta(args.tta);
+  options.records =
       args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty();
-  if (need_records) eval_options.records = &records;
-  data::Loader loader(dataset, eval::tta_pipeline(loaded.info.preprocess, eval_options.tta),
-                      options);
-  // An inference copy: BatchNorm folded into the convolutions, channels-last weights.
-  models::Classifier model = models::optimize_for_inference(loaded.info.arch, loaded.model);
-  loaded.model = nullptr;  // the copy is all eval needs: do not hold the weights twice
-  eval::Metrics metrics =
-      eval::evaluate(model, loader, torch::kCPU,
-                     args.json ? ProgressStyle::kNone : ProgressStyle::kAuto, "eval", eval_options);
-  const auto skipped = loader.skipped();
+  options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
+  // open_split honours --option crop_to_box=true (and box_margin) like training does.
+  eval::SplitEvaluation result = eval::evaluate_split(session, dataset_config(args.data), options);
+  const eval::Metrics& metrics = result.metrics;
+  const eval::EvalRecords& records = result.records;
+  const data::DatasetPtr& dataset = result.dataset;
+  const auto& skipped = result.skipped;
   if (!args.confusion_csv.empty())
     write_file_atomic(args.confusion_csv, eval::confusion_csv(metrics));
   if (!args.reliability.empty())
@@ -94,17 +203,20 @@ void run(const EvalArgs& args) {
   if (args.json) {
     nlohmann::json out = eval::to_json(metrics);
     out["model"] = args.model;
-    out["dataset"] = {{"format", args.format}, {"root", args.root}, {"split", args.split}};
+    out["dataset"] = {
+        {"format", args.data.format}, {"root", args.data.root}, {"split", args.data.split}};
+    out["dtype"] = args.dtype;
     out["skipped"] = skipped.size();
     out["tta"] = args.tta;
     if (!examples.is_null()) out["confused_examples"] = examples;
     std::cout << out.dump() << std::endl;
   } else {
-    fmt::print("{} on {} split '{}' ({})\n{}", args.model, args.format, args.split, args.root,
+    fmt::print("{} on {} split '{}' ({}){}\n{}", args.model, args.data.format, args.data.split,
+               args.data.root, args.dtype == "fp32" ? "" : ", " + args.dtype,
                eval::format_report(metrics));
-    if (eval_options.tta != eval::Tta::kNone)
+    if (options.tta != eval::Tta::kNone)
       fmt::print("test-time augmentation: {} ({} views)\n", args.tta,
-                 eval::tta_views(eval_options.tta));
+                 eval::tta_views(options.tta));
     fmt::print("\n{}", eval::format_per_class_worst_first(metrics));
     if (!examples.is_null()) {
       fmt::print("\nexamples of the most confused pairs\n");
@@ -124,14 +236,8 @@ void run(const EvalArgs& args) {
 void add_eval_command(CLI::App& app) {
   auto args = std::make_shared<EvalArgs>();
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a model file on a dataset split");
-  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--dataset,-d", args->format, dataset_format_help())->required();
-  cmd->add_option("--root,-r", args->root, "Dataset root folder")->required();
-  cmd->add_option("--split", args->split, "Split to evaluate")->capture_default_str();
-  cmd->add_option("--option", args->options,
-                  "Format option as key=value (a data.* config key, e.g. csv_file=a.csv)");
+  add_model_option(*cmd, args->model);
+  add_dataset_options(*cmd, args->data);
   cmd->add_flag("--json", args->json,
                 "Print one JSON object (top1, top5, mean_class_accuracy, per_class, "
                 "confusion_matrix, num_samples)");
@@ -143,16 +249,44 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--reliability", args->reliability,
                   "Write a reliability diagram (PNG) of the 15-bin calibration");
-  cmd->add_option("--confused-examples", args->confused_examples,
-                  "List up to N image paths of each most-confused pair");
+  add_count_option(*cmd, "--confused-examples", args->confused_examples,
+                   "List up to N image paths of each most-confused pair", 0, 1000000);
   cmd->add_option("--save-embeddings", args->save_embeddings,
                   "Write embeddings [N, D], labels, predictions and indices (.safetensors)");
   cmd->add_option("--tsne", args->tsne,
                   "Write a t-SNE map of the embeddings coloured by class (.png or .svg)");
-  cmd->add_option("--batch-size", args->batch_size, "Images per batch")->capture_default_str();
-  cmd->add_option("--workers", args->workers, "Decode threads")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
+  add_count_option(*cmd, "--batch-size", args->batch_size, "Images per batch", 1, 65536);
+  add_count_option(*cmd, "--workers", args->workers, "Decode threads", 0, 256);
+  add_threads_option(*cmd, args->threads);
+  add_dtype_option(*cmd, args->dtype);
+  cmd->add_option("--protocol", args->protocol,
+                  "classification (the model's classes) | retrieval (every image a query "
+                  "against the others: Recall@1/2/4/8, MAP@R, R-precision) | fewshot (N-way "
+                  "K-shot episodes, nearest support mean); retrieval and fewshot work on "
+                  "classes the model never saw) | gallery (classify by --gallery's classes)")
+      ->check(CLI::IsMember({"classification", "retrieval", "fewshot", "gallery"}))
       ->capture_default_str();
+  cmd->add_option("--gallery,-g", args->gallery,
+                  "gallery protocol: the gallery whose classes (matched by name) classify the "
+                  "split")
+      ->check(CLI::ExistingFile);
+  add_count_option(*cmd, "--knn", args->knn,
+                   "gallery protocol: vote of the K nearest items (0 = nearest prototype)", 0,
+                   100000);
+  cmd->add_option("--class-split", args->class_split,
+                  "base | val | novel: Chen et al. 2019's class split of the sorted classes "
+                  "(base: even indices, val: i % 4 == 1, novel: i % 4 == 3)")
+      ->check(CLI::IsMember({"base", "val", "novel"}));
+  add_count_option(*cmd, "--ways", args->ways, "fewshot: classes per episode", 2, 100000);
+  cmd->add_option("--shots", args->shots, "fewshot: support images per class, e.g. 1,5")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}))
+      ->capture_default_str();
+  add_count_option(*cmd, "--queries", args->queries, "fewshot: query images per class", 1,
+                   100000);
+  add_count_option(*cmd, "--episodes", args->episodes, "fewshot: episodes per shot count", 1,
+                   10000000);
+  cmd->add_option("--seed", args->seed, "fewshot: episode seed")->capture_default_str();
   cmd->callback([args] { run(*args); });
 }
 

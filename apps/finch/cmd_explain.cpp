@@ -29,8 +29,10 @@ struct ExplainArgs {
 
 void run(const ExplainArgs& args) {
   torch::set_num_threads(train::choose_threads(args.threads));
-  models::LoadedModel loaded = models::load_model_file(args.model);
-  explain::Explainer explainer(loaded);
+  eval::SessionOptions session_options;
+  session_options.keep_source_model = true;  // Grad-CAM needs gradients
+  eval::InferenceSession session(args.model, session_options);
+  explain::Explainer explainer(session);
   explain::CamOptions options;
   options.method = explain::parse_cam_method(args.method);
   options.layer = args.layer;
@@ -75,24 +77,21 @@ void add_explain_command(CLI::App& app) {
   auto args = std::make_shared<ExplainArgs>();
   CLI::App* cmd = app.add_subcommand(
       "explain", "Heatmaps of where a model looks (Grad-CAM, Grad-CAM++, attention maps)");
-  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  add_model_option(*cmd, args->model);
   cmd->add_option("--method", args->method,
                   "gradcam | gradcam++ | attention (attention and "
                   "wsdan heads)")
       ->capture_default_str();
   cmd->add_option("--target", args->target,
                   "Class to explain, by name or index (default: each image's predicted class)");
-  cmd->add_option("--layer", args->layer,
-                  "Backbone stage for Grad-CAM, 1-based (default: the last stage)");
+  add_count_option(*cmd, "--layer", args->layer,
+                   "Backbone stage for Grad-CAM, 1-based (0 = the last stage)", 0, 64);
   cmd->add_flag("--raw", args->raw,
                 "Also write each map as float32 .npy at feature-map resolution");
   cmd->add_option("--out,-o", args->out, "Output folder")->required();
   cmd->add_flag("--json", args->json,
                 "JSON lines: {path, method, target, predicted, prob, heatmap[, raw]}");
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
-      ->capture_default_str();
+  add_threads_option(*cmd, args->threads);
   cmd->add_option("inputs", args->inputs, "Image files and/or folders")->required();
   cmd->callback([args] { run(*args); });
 }

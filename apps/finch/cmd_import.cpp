@@ -40,7 +40,8 @@ void add_import_command(CLI::App& app) {
   cmd->add_option("--classes", args->classes, "Class names, one per line, in output order")
       ->check(CLI::ExistingFile);
   cmd->add_option("--input-size", args->options.input_size,
-                  "Crop side in pixels (default 224; 299 for inception_v3)");
+                  "Crop side in pixels (default 224; 299 for inception_v3)")
+      ->check(CLI::Range(int64_t{0}, int64_t{8192}));
   cmd->add_option("--mean", args->options.mean, "Normalisation mean R G B (default ImageNet's)")
       ->expected(3)
       ->delimiter(',');

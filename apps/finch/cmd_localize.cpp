@@ -16,8 +16,8 @@ namespace finch::cli {
 namespace {
 
 struct LocalizeArgs {
-  std::string model, format, root, split = "test", method = "gradcam";
-  std::vector<std::string> options;
+  std::string model, method = "gradcam";
+  DatasetArgs data;
   double threshold = 0.2;
   int64_t layer = 0;
   bool json = false, predicted = false;
@@ -25,17 +25,16 @@ struct LocalizeArgs {
 };
 
 void run(const LocalizeArgs& args) {
-  Config config = Config::defaults();
-  config.set("data.format", args.format);
-  config.set("data.root", args.root);
-  for (const auto& option : args.options) config.apply_override("data." + option);
+  const Config config = dataset_config(args.data);
   torch::set_num_threads(train::choose_threads(args.threads));
   if (!(args.threshold > 0 && args.threshold <= 1))
     throw Error(fmt::format("--threshold {} must be in (0, 1]", args.threshold));
-  models::LoadedModel loaded = models::load_model_file(args.model);
-  data::DatasetPtr dataset = data::open_split(config, args.split);
-  const bool same_classes = dataset->class_names() == loaded.info.classes;
-  explain::Explainer explainer(loaded);
+  eval::SessionOptions session_options;
+  session_options.keep_source_model = true;  // Grad-CAM needs gradients
+  eval::InferenceSession session(args.model, session_options);
+  data::DatasetPtr dataset = data::open_split(config, args.data.split);
+  const bool same_classes = dataset->class_names() == session.classes();
+  explain::Explainer explainer(session);
   explain::CamOptions options;
   options.method = explain::parse_cam_method(args.method);
   options.layer = args.layer;
@@ -49,7 +48,9 @@ void run(const LocalizeArgs& args) {
     std::cout
         << nlohmann::json{{"model", args.model},
                           {"dataset",
-                           {{"format", args.format}, {"root", args.root}, {"split", args.split}}},
+                           {{"format", args.data.format},
+                            {"root", args.data.root},
+                            {"split", args.data.split}}},
                           {"method", explain::cam_method_name(options.method)},
                           {"threshold", args.threshold},
                           {"explained_class", explain_label ? "label" : "predicted"},
@@ -65,7 +66,7 @@ void run(const LocalizeArgs& args) {
         "{} on {} split '{}': {} of the {} class, threshold {} of the max\n"
         "CorLoc (IoU >= 0.5) {:.2f}%  mean IoU {:.4f}  peak inside the box {:.2f}%  over {} "
         "images{}\n",
-        args.model, args.format, args.split, explain::cam_method_name(options.method),
+        args.model, args.data.format, args.data.split, explain::cam_method_name(options.method),
         explain_label ? "annotated" : "predicted", args.threshold, 100 * result.summary.corloc,
         result.summary.mean_iou, 100 * result.summary.pointing, result.summary.images,
         result.without_box ? fmt::format(" ({} without a box skipped)", result.without_box) : "");
@@ -78,25 +79,20 @@ void add_localize_command(CLI::App& app) {
   auto args = std::make_shared<LocalizeArgs>();
   CLI::App* cmd = app.add_subcommand(
       "localize", "Weakly supervised localization: CAM/attention map -> box, CorLoc and mean IoU");
-  cmd->add_option("--model,-m", args->model, "finch model file (.safetensors)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  cmd->add_option("--dataset,-d", args->format, "Dataset format (one with boxes)")->required();
-  cmd->add_option("--root,-r", args->root, "Dataset root folder")->required();
-  cmd->add_option("--split", args->split, "Split to score")->capture_default_str();
-  cmd->add_option("--option", args->options, "Format option as key=value (a data.* config key)");
+  add_model_option(*cmd, args->model);
+  add_dataset_options(*cmd, args->data);
   cmd->add_option("--method", args->method, "gradcam | gradcam++ | attention")
       ->capture_default_str();
   cmd->add_option("--threshold", args->threshold,
                   "Keep map values >= this fraction of the max (CAM's 20% rule)")
       ->capture_default_str();
-  cmd->add_option("--layer", args->layer, "Backbone stage for Grad-CAM (default: last)");
+  add_count_option(*cmd, "--layer", args->layer, "Backbone stage for Grad-CAM (0 = the last)", 0,
+                   64);
   cmd->add_flag("--predicted", args->predicted,
                 "Explain the predicted class instead of the annotated one");
   cmd->add_flag("--json", args->json,
                 "Print one JSON object {corloc, mean_iou, pointing, images, without_box, ...}");
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
-      ->capture_default_str();
+  add_threads_option(*cmd, args->threads);
   cmd->callback([args] { run(*args); });
 }
 

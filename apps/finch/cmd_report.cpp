@@ -47,14 +47,11 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--split", args->options.split, "Split to evaluate")->capture_default_str();
   cmd->add_option("--option", args->options.data_options, "Format option as key=value");
   cmd->add_option("--out,-o", args->out, "Output HTML (default: RUN_DIR/report.html)");
-  cmd->add_option("--gallery", args->options.gallery,
-                  "Grad-CAM examples of correct and of wrong predictions")
-      ->capture_default_str();
-  cmd->add_option("--tsne-points", args->options.tsne_points,
-                  "Images in the t-SNE map (a seeded subsample above this)")
-      ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = all cores)")
-      ->capture_default_str();
+  add_count_option(*cmd, "--gallery", args->options.gallery,
+                   "Grad-CAM examples of correct and of wrong predictions", 0, 10000);
+  add_count_option(*cmd, "--tsne-points", args->options.tsne_points,
+                   "Images in the t-SNE map (a seeded subsample above this)", 3, 100000);
+  add_threads_option(*cmd, args->threads);
   cmd->callback([args] { run(*args); });
 }
 

@@ -56,13 +56,60 @@ class ClassSubsetDataset final : public Dataset {
   std::vector<int64_t> labels_;
 };
 
+// Every split of a format one after the other (split "all"): the class-disjoint retrieval
+// protocols train on all images of the first classes and test on all images of the rest.
+class ConcatDataset final : public Dataset {
+ public:
+  explicit ConcatDataset(std::vector<DatasetPtr> parts) : parts_(std::move(parts)) {
+    for (size_t p = 0; p < parts_.size(); ++p) {
+      if (parts_[p]->class_names() != parts_[0]->class_names())
+        throw Error("split 'all': the format's splits list different classes");
+      for (size_t i = 0; i < parts_[p]->size(); ++i) where_.emplace_back(p, i);
+    }
+  }
+  size_t size() const override { return where_.size(); }
+  int64_t label(size_t i) const override { return part(i).label(where_.at(i).second); }
+  cv::Mat load_rgb(size_t i) const override { return part(i).load_rgb(where_.at(i).second); }
+  std::string describe(size_t i) const override { return part(i).describe(where_.at(i).second); }
+  std::optional<Box> box(size_t i) const override { return part(i).box(where_.at(i).second); }
+  const std::vector<std::string>& class_names() const override {
+    return parts_.front()->class_names();
+  }
+
+ private:
+  const Dataset& part(size_t i) const { return *parts_.at(where_.at(i).first); }
+  std::vector<DatasetPtr> parts_;
+  std::vector<std::pair<size_t, size_t>> where_;
+};
+
 }  // namespace
 
 DatasetPtr open_split(const Config& config, const std::string& split) {
   const std::string format = config.get<std::string>("data.format");
   const std::string root = config.get<std::string>("data.root");
-  DatasetPtr dataset = open_dataset(format, root, split, config.node("data"));
-  const auto classes = config.get<std::vector<std::string>>("data.classes");
+  DatasetPtr dataset;
+  const auto splits = split == "all" ? dataset_format(format).splits(root, config.node("data"))
+                                     : std::vector<std::string>{};
+  if (split == "all" && std::find(splits.begin(), splits.end(), "all") == splits.end()) {
+    std::vector<DatasetPtr> parts;
+    for (const auto& s : splits) parts.push_back(open_dataset(format, root, s, config.node("data")));
+    if (parts.empty()) throw Error(format + " at " + root + " has no splits");
+    dataset = std::make_shared<ConcatDataset>(std::move(parts));
+  } else {
+    dataset = open_dataset(format, root, split, config.node("data"));
+  }
+  auto classes = config.get<std::vector<std::string>>("data.classes");
+  const auto range = config.get<std::vector<int64_t>>("data.class_range");
+  if (!range.empty()) {
+    if (classes.empty()) classes = dataset->class_names();
+    const auto total = static_cast<int64_t>(classes.size());
+    if (range.size() != 2 || range[0] < 0 || range[0] >= range[1] || range[1] > total)
+      throw Error(fmt::format(
+          "data.class_range must be [begin, end) with 0 <= begin < end <= {} (the classes of {} "
+          "split '{}'), got [{}]",
+          total, format, split, fmt::join(range, ", ")));
+    classes = std::vector<std::string>(classes.begin() + range[0], classes.begin() + range[1]);
+  }
   if (!classes.empty()) {
     dataset =
         std::make_shared<ClassSubsetDataset>(dataset, classes, format + " split '" + split + "'");

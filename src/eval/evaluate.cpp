@@ -5,6 +5,8 @@
 
 #include "finch/core/error.h"
 #include "finch/core/yaml_json.h"
+#include "finch/data/from_config.h"
+#include "finch/eval/session.h"
 #include "finch/io/safetensors.h"
 
 namespace finch::eval {
@@ -87,6 +89,15 @@ Metrics evaluate(models::Classifier& model, data::Loader& loader, const torch::D
                  const EvalOptions& options) {
   const bool was_training = model->is_training();
   model->eval();
+  Metrics result = evaluate([&model](const torch::Tensor& x) { return model->forward(x); },
+                            loader, device, progress_style, label, options);
+  if (was_training) model->train();
+  return result;
+}
+
+Metrics evaluate(const ForwardFn& forward, data::Loader& loader, const torch::Device& device,
+                 ProgressStyle progress_style, const std::string& label,
+                 const EvalOptions& options) {
   torch::NoGradGuard no_grad;
   MetricsAccumulator metrics(loader.dataset().class_names());
   Progress progress(label, loader.num_batches(), progress_style);
@@ -108,7 +119,7 @@ Metrics evaluate(models::Classifier& model, data::Loader& loader, const torch::D
     }
     torch::Tensor probs, embedding, plain_logits;
     for (const auto& view : views) {
-      auto output = model->forward(view);
+      auto output = forward(view);
       if (views.size() == 1) plain_logits = output.logits;
       auto p = torch::softmax(output.logits.to(torch::kFloat), 1);
       probs = probs.defined() ? probs + p : p;
@@ -135,7 +146,6 @@ Metrics evaluate(models::Classifier& model, data::Loader& loader, const torch::D
     }
     progress.update(++done, "");
   }
-  if (was_training) model->train();
   if (options.records && !labels.empty()) {
     if (!embeddings.empty()) options.records->embeddings = torch::cat(embeddings);
     options.records->labels = torch::cat(labels);
@@ -165,6 +175,32 @@ nlohmann::json confused_examples(const Metrics& metrics, const EvalRecords& reco
                    {"count", pair.count},
                    {"examples", examples}});
   }
+  return out;
+}
+
+SplitEvaluation evaluate_split(InferenceSession& session, const Config& config,
+                               const SplitEvalOptions& options) {
+  SplitEvaluation out;
+  out.dataset = data::open_split(config, options.split);
+  const auto& model_classes = session.classes();
+  if (out.dataset->class_names() != model_classes) {
+    throw Error(fmt::format(
+        "the {} split has {} classes that differ from the model's {} classes (names or "
+        "order); evaluate on data with the model's class list (data.classes selects and "
+        "orders classes)",
+        options.split, out.dataset->num_classes(), model_classes.size()));
+  }
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = options.batch_size;
+  loader_options.workers = options.workers;
+  data::Loader loader(out.dataset, tta_pipeline(session.info().preprocess, options.tta),
+                      loader_options);
+  EvalOptions eval_options;
+  eval_options.tta = options.tta;
+  if (options.records) eval_options.records = &out.records;
+  out.metrics = evaluate([&session](const torch::Tensor& x) { return session.forward_model(x); },
+                         loader, torch::kCPU, options.progress, "eval", eval_options);
+  out.skipped = loader.skipped();
   return out;
 }
 

@@ -10,8 +10,8 @@
 
 namespace finch::explain {
 
-Explainer::Explainer(models::LoadedModel& model)
-    : model_(model), pipeline_(models::eval_pipeline(model.info.preprocess)) {}
+Explainer::Explainer(eval::InferenceSession& session)
+    : model_(session.source_model()), pipeline_(session.pipeline()) {}
 
 int64_t Explainer::class_index(const std::string& name) const {
   const auto& classes = model_.info.classes;

@@ -18,6 +18,7 @@
 #include "finch/core/version.h"
 #include "finch/data/from_config.h"
 #include "finch/eval/evaluate.h"
+#include "finch/eval/session.h"
 #include "finch/explain/charts.h"
 #include "finch/explain/explainer.h"
 #include "finch/explain/tsne.h"
@@ -227,19 +228,19 @@ std::string build_report(const ReportOptions& options) {
   if (!options.format.empty()) config.set("data.format", options.format);
   if (!options.root.empty()) config.set("data.root", options.root);
   for (const auto& o : options.data_options) config.apply_override("data." + o);
-  models::LoadedModel loaded = models::load_model_file(model_path);
-  data::DatasetPtr dataset = data::open_split(config, options.split);
-  if (dataset->class_names() != loaded.info.classes)
-    throw Error(fmt::format("the {} split's classes differ from the model's", options.split));
-  data::LoaderOptions loader_options;
-  loader_options.batch_size = options.batch_size;
-  loader_options.workers = options.workers;
-  data::Loader loader(dataset, models::eval_pipeline(loaded.info.preprocess), loader_options);
-  eval::EvalRecords records;
-  eval::EvalOptions eval_options;
-  eval_options.records = &records;
-  const eval::Metrics m =
-      eval::evaluate(loaded.model, loader, torch::kCPU, options.progress, "eval", eval_options);
+  eval::SessionOptions session_options;
+  session_options.keep_source_model = true;  // the Grad-CAM gallery needs gradients
+  eval::InferenceSession session(model_path, session_options);
+  eval::SplitEvalOptions eval_options;
+  eval_options.split = options.split;
+  eval_options.batch_size = options.batch_size;
+  eval_options.workers = options.workers;
+  eval_options.records = true;
+  eval_options.progress = options.progress;
+  const eval::SplitEvaluation evaluation = eval::evaluate_split(session, config, eval_options);
+  const eval::Metrics& m = evaluation.metrics;
+  const eval::EvalRecords& records = evaluation.records;
+  const data::DatasetPtr& dataset = evaluation.dataset;
   const auto& classes = dataset->class_names();
   const std::string data_desc =
       fmt::format("{} split '{}' of {} ({})", config.get<std::string>("data.format"), options.split,
@@ -255,7 +256,7 @@ std::string build_report(const ReportOptions& options) {
            {"macro F1", fmt::format("{:.4f}", m.macro_f1)},
            {"cross-entropy", fmt::format("{:.4f}", m.loss)},
            {"expected calibration error (15 bins)", fmt::format("{:.4f}", m.calibration.ece)},
-           {"skipped images", std::to_string(loader.skipped().size())}})
+           {"skipped images", std::to_string(evaluation.skipped.size())}})
     body += fmt::format("<tr><td>{}</td><td>{}</td></tr>", name, value);
   body += "</table>";
 
@@ -327,7 +328,7 @@ std::string build_report(const ReportOptions& options) {
   body +=
       "<h2 id=\"gradcam\">Grad-CAM gallery</h2><p>Grad-CAM of the predicted class on the "
       "last backbone stage, over the image as the model sees it.</p>";
-  Explainer explainer(loaded);
+  Explainer explainer(session);
   CamOptions cam_options;
   auto predictions = records.predictions.accessor<int64_t, 1>();
   auto truths = records.labels.accessor<int64_t, 1>();

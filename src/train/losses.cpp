@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "finch/core/error.h"
 
 namespace finch::train {
@@ -44,6 +47,53 @@ void update_centres(torch::Tensor& centres, const torch::Tensor& embeddings,
   centres.add_(beta * (means - centres) * present.unsqueeze(1).to(centres.dtype()));
 }
 
+torch::Tensor multi_similarity_loss(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                    double alpha, double beta, double base, double epsilon) {
+  torch::Tensor x = F::normalize(embeddings, F::NormalizeFuncOptions().dim(1).eps(1e-12));
+  torch::Tensor sim = torch::matmul(x, x.t());
+  torch::Tensor same = labels.unsqueeze(0) == labels.unsqueeze(1);
+  torch::Tensor eye = torch::eye(labels.size(0), same.options());
+  torch::Tensor positive = same & ~eye, negative = ~same;
+  if (epsilon > 0) {
+    // Mining on detached similarities (the miner chooses pairs; gradients flow through S).
+    torch::NoGradGuard no_grad;
+    torch::Tensor s = sim.detach();
+    const double inf = std::numeric_limits<double>::infinity();
+    torch::Tensor hardest_negative = s.masked_fill(~negative, -inf).amax(1, true);
+    torch::Tensor hardest_positive = s.masked_fill(~positive, inf).amin(1, true);
+    torch::Tensor has_both = positive.any(1, true) & negative.any(1, true);
+    positive = positive & (s - epsilon < hardest_negative) & has_both;
+    negative = negative & (s + epsilon > hardest_positive) & has_both;
+  }
+  // log(1 + sum exp(z)) over the kept pairs = logsumexp of [z (masked), 0].
+  auto log1p_sum_exp = [](const torch::Tensor& z, const torch::Tensor& keep) {
+    torch::Tensor masked = z.masked_fill(~keep, -std::numeric_limits<double>::infinity());
+    torch::Tensor zero = torch::zeros({z.size(0), 1}, z.options());
+    return torch::logsumexp(torch::cat({masked, zero}, 1), 1);
+  };
+  torch::Tensor pos = log1p_sum_exp(-alpha * (sim - base), positive) / alpha;
+  torch::Tensor neg = log1p_sum_exp(beta * (sim - base), negative) / beta;
+  return (pos + neg).mean();
+}
+
+torch::Tensor margin_softmax_loss(const torch::Tensor& cosine_logits, const torch::Tensor& labels,
+                                  double scale, double margin, MarginKind kind) {
+  TORCH_CHECK(scale > 0, "margin_softmax_loss: scale must be > 0");
+  torch::Tensor cosine = cosine_logits / scale;
+  torch::Tensor target = cosine.gather(1, labels.unsqueeze(1));
+  torch::Tensor adjusted;
+  if (kind == MarginKind::kCosFace) {
+    adjusted = target - margin;
+  } else {
+    // acos's gradient is infinite at +-1: clamp the cosine just inside, as the references do.
+    const double eps = 1e-7;
+    torch::Tensor theta = torch::acos(target.clamp(-1 + eps, 1 - eps));
+    adjusted = torch::cos(torch::clamp(theta + margin, 0.0, M_PI));
+  }
+  torch::Tensor logits = cosine.scatter(1, labels.unsqueeze(1), adjusted) * scale;
+  return F::cross_entropy(logits, labels);
+}
+
 std::vector<LossTerm> parse_losses(const Config& config) {
   const YAML::Node list = config.node("train.losses");
   std::vector<LossTerm> terms;
@@ -59,6 +109,10 @@ std::vector<LossTerm> parse_losses(const Config& config) {
     LossTerm term;
     try {
       term.type = item["type"].as<std::string>();
+      // Each loss's published defaults.
+      if (term.type == "multi_similarity") term.beta = 50;
+      if (term.type == "cosface") term.margin = 0.35;
+      if (term.type == "arcface") term.margin = 0.5;
       for (const auto& kv : item) {
         const std::string key = kv.first.as<std::string>();
         if (key == "type") continue;
@@ -66,16 +120,29 @@ std::vector<LossTerm> parse_losses(const Config& config) {
           term.weight = kv.second.as<double>();
         else if (key == "margin" && term.type == "triplet")
           term.margin = kv.second.as<double>();
-        else if (key == "beta" && term.type == "centre")
+        else if (key == "margin" && (term.type == "cosface" || term.type == "arcface"))
+          term.margin = kv.second.as<double>();
+        else if (key == "beta" && (term.type == "centre" || term.type == "multi_similarity"))
           term.beta = kv.second.as<double>();
+        else if (key == "alpha" && term.type == "multi_similarity")
+          term.alpha = kv.second.as<double>();
+        else if (key == "base" && term.type == "multi_similarity")
+          term.base = kv.second.as<double>();
+        else if (key == "epsilon" && term.type == "multi_similarity")
+          term.epsilon = kv.second.as<double>();
         else
           throw Error(where + ": unknown option '" + key + "' for " + term.type);
       }
     } catch (const YAML::Exception&) {
       throw Error(where + ": options must be numbers");
     }
-    if (term.type != "cross_entropy" && term.type != "triplet" && term.type != "centre")
-      throw Error(where + ": unknown loss '" + term.type + "' (cross_entropy, triplet, centre)");
+    static const std::vector<std::string> kKnown{"cross_entropy", "triplet",  "centre",
+                                                 "multi_similarity", "cosface", "arcface"};
+    if (std::find(kKnown.begin(), kKnown.end(), term.type) == kKnown.end())
+      throw Error(where + ": unknown loss '" + term.type +
+                  "' (cross_entropy, triplet, centre, multi_similarity, cosface, arcface)");
+    if (term.type == "arcface" && !(term.margin >= 0 && term.margin < M_PI / 2))
+      throw Error(where + ": the arcface margin must be in [0, pi/2)");
     if (term.weight < 0) throw Error(where + ": weight must be >= 0");
     terms.push_back(term);
   }
@@ -89,12 +156,19 @@ ObjectiveImpl::ObjectiveImpl(const Config& config, int64_t num_classes, int64_t 
   for (const auto& t : terms_) {
     if (t.type == "centre" && !centres_.defined())
       centres_ = register_buffer("centres", torch::zeros({num_classes, embedding_dim}));
+    if (t.type == "cosface" || t.type == "arcface") {
+      if (config.get<std::string>("model.head") != "cosine")
+        throw Error("train.losses: " + t.type +
+                    " needs the cosine head (model.head: cosine), whose logits are "
+                    "scale x cosine");
+      cosine_scale_ = config.get<double>("model.cosine_scale");
+    }
   }
 }
 
 bool ObjectiveImpl::wants_class_balanced_batches() const {
   for (const auto& t : terms_)
-    if (t.type == "triplet") return true;
+    if (t.type == "triplet" || t.type == "multi_similarity") return true;
   return false;
 }
 
@@ -118,6 +192,17 @@ torch::Tensor ObjectiveImpl::forward(const models::ModelOutput& output, const to
       add("ce", t.weight, loss);
     } else if (t.type == "triplet") {
       add("triplet", t.weight, batch_hard_triplet_loss(output.embedding, labels, t.margin));
+    } else if (t.type == "multi_similarity") {
+      add("ms", t.weight,
+          multi_similarity_loss(output.embedding, labels, t.alpha, t.beta, t.base, t.epsilon));
+    } else if (t.type == "cosface" || t.type == "arcface") {
+      // Margins only shape training; validation reports the plain cosine cross-entropy.
+      torch::Tensor loss =
+          is_training() ? margin_softmax_loss(output.logits, labels, cosine_scale_, t.margin,
+                                              t.type == "cosface" ? MarginKind::kCosFace
+                                                                  : MarginKind::kArcFace)
+                        : F::cross_entropy(output.logits, labels);
+      add(t.type, t.weight, loss);
     } else {
       add("centre", t.weight, centre_loss(output.embedding, labels, centres_));
       if (is_training()) update_centres(centres_, output.embedding, labels, t.beta);

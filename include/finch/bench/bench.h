@@ -91,4 +91,21 @@ struct TrainBenchOptions {
 /// timed steps, step_ms {p50, p90, p99}, batch, peak_rss_mib, the model and settings.
 nlohmann::json bench_train(Config config, const TrainBenchOptions& options);
 
+struct SearchBenchOptions {
+  int64_t items = 100000;  // gallery size
+  int64_t dim = 2048;
+  int64_t queries = 64;    // one query batch
+  int64_t k = 10;
+  int64_t rounds = 5;      // timed searches of the query batch (median reported)
+  std::string index = "exact";  // exact | hnsw | ivf
+  int64_t nprobe = 16;
+  int64_t threads = 2;
+};
+
+/// Gallery search on synthetic clustered unit vectors (1000 clusters, as class embeddings
+/// are): the time of one query batch (median of rounds) by exact search and, for hnsw / ivf,
+/// the FAISS index's build time, its search time and recall@k against exact search; the
+/// gallery's memory and the process's peak RSS.
+nlohmann::json bench_search(const SearchBenchOptions& options);
+
 }  // namespace finch::bench

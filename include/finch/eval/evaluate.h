@@ -4,10 +4,12 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "finch/core/config.h"
 #include "finch/core/progress.h"
 #include "finch/data/loader.h"
 #include "finch/eval/metrics.h"
@@ -15,6 +17,8 @@
 #include "finch/models/model_file.h"
 
 namespace finch::eval {
+
+class InferenceSession;  // eval/session.h
 
 /// Test-time augmentation: the softmax is averaged over the views of each image.
 ///   flip       the image and its horizontal mirror (2 views)
@@ -49,8 +53,17 @@ struct EvalOptions {
   EvalRecords* records = nullptr;  // filled when set
 };
 
-/// Evaluates `model` on one pass of `loader` (started here as epoch 0). With TTA the loader
-/// must use tta_pipeline(); the metrics see log(mean softmax over views) as logits.
+/// A batch [B, 3, H, W] (already on the model's device) -> the model's output.
+using ForwardFn = std::function<models::ModelOutput(const torch::Tensor&)>;
+
+/// Evaluates `forward` on one pass of `loader` (started here as epoch 0), without gradients.
+/// With TTA the loader must use tta_pipeline(); the metrics see log(mean softmax over views)
+/// as logits.
+Metrics evaluate(const ForwardFn& forward, data::Loader& loader, const torch::Device& device,
+                 ProgressStyle progress, const std::string& label = "eval",
+                 const EvalOptions& options = {});
+
+/// The same for a model (put in eval mode for the pass, then restored).
 Metrics evaluate(models::Classifier& model, data::Loader& loader, const torch::Device& device,
                  ProgressStyle progress, const std::string& label = "eval",
                  const EvalOptions& options = {});
@@ -64,5 +77,29 @@ nlohmann::json confused_examples(const Metrics& metrics, const EvalRecords& reco
 /// as safetensors, with the class names (JSON) in the metadata under "classes".
 void save_embeddings(const std::filesystem::path& path, const EvalRecords& records,
                      const std::vector<std::string>& class_names);
+
+/// How to evaluate a model file on one split of a dataset.
+struct SplitEvalOptions {
+  std::string split = "test";
+  int64_t batch_size = 256;
+  int workers = 2;
+  Tta tta = Tta::kNone;
+  bool records = false;  // fill SplitEvaluation::records (embeddings, predictions)
+  ProgressStyle progress = ProgressStyle::kAuto;
+};
+
+struct SplitEvaluation {
+  data::DatasetPtr dataset;
+  Metrics metrics;
+  EvalRecords records;
+  std::vector<data::SkippedSample> skipped;  // unreadable images
+};
+
+/// The one "open the split, check its classes are the model's, evaluate" flow of `finch eval`
+/// and `finch report`: `config`'s data section names the dataset (data.format, data.root and
+/// the format's options; data.crop_to_box is honoured). Throws finch::Error when the split's
+/// classes differ from the model's (names or order).
+SplitEvaluation evaluate_split(InferenceSession& session, const Config& config,
+                               const SplitEvalOptions& options);
 
 }  // namespace finch::eval

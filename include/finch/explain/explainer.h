@@ -10,6 +10,7 @@
 #include "finch/data/dataset.h"
 #include "finch/explain/cam.h"
 #include "finch/explain/localize.h"
+#include "finch/eval/session.h"
 #include "finch/models/model_file.h"
 
 namespace finch::explain {
@@ -24,8 +25,9 @@ struct Explanation {
 
 class Explainer {
  public:
-  /// Keeps a reference to `model` (which must outlive the explainer).
-  explicit Explainer(models::LoadedModel& model);
+  /// Explains with the autograd-capable model of `session` (opened with keep_source_model;
+  /// it must outlive the explainer) and the session's eval preprocessing.
+  explicit Explainer(eval::InferenceSession& session);
   /// Maps for RGB8 images; `targets` (one per image, or empty) overrides options.target.
   std::vector<Explanation> explain(const std::vector<cv::Mat>& rgb_images,
                                    const CamOptions& options,

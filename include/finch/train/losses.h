@@ -6,7 +6,13 @@
 //   - {type: triplet, margin: 0.3, weight: 1}: batch-hard triplet loss on the embedding
 //     (Hermans et al., 2017), with class-balanced P x K batches (data.sampler: pk);
 //   - {type: centre, weight: 1, beta: 0.05}: centre loss on the embedding (Wen et al., 2016),
-//     centres moved towards each step's class means by beta (as WS-DAN does).
+//     centres moved towards each step's class means by beta (as WS-DAN does);
+//   - {type: multi_similarity, alpha: 2, beta: 50, base: 0.5, epsilon: 0.1, weight: 1}:
+//     multi-similarity loss on cosine similarities of the embedding (Wang et al., 2019), with
+//     its pair mining (epsilon; 0 keeps every pair), with data.sampler: pk;
+//   - {type: cosface, margin: 0.35} / {type: arcface, margin: 0.5}: normalised-softmax margin
+//     losses (Wang et al. 2018 / Deng et al. 2019) on the logits of the `cosine` head, which
+//     are scale x cos(embedding, class weight).
 // An empty list means [{type: cross_entropy}].
 #include <torch/nn/module.h>
 #include <torch/types.h>
@@ -33,11 +39,31 @@ torch::Tensor centre_loss(const torch::Tensor& embeddings, const torch::Tensor& 
 void update_centres(torch::Tensor& centres, const torch::Tensor& embeddings,
                     const torch::Tensor& labels, double beta);
 
+/// Multi-similarity loss with cosine similarities S of L2-normalised embeddings, as
+/// pytorch-metric-learning's MultiSimilarityLoss (+ MultiSimilarityMiner when epsilon > 0):
+/// mean over the batch's anchors i of
+///   1/alpha log(1 + sum_{p in P_i} exp(-alpha (S_ip - base)))
+/// + 1/beta  log(1 + sum_{n in N_i} exp( beta (S_in - base)))
+/// where, with mining, P_i keeps positives with S_ip - epsilon < max_n S_in and N_i negatives
+/// with S_in + epsilon > min_p S_ip (pairs of anchors lacking the other kind are dropped).
+torch::Tensor multi_similarity_loss(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                                    double alpha = 2, double beta = 50, double base = 0.5,
+                                    double epsilon = 0.1);
+
+enum class MarginKind { kCosFace, kArcFace };
+
+/// Cross-entropy of margin-adjusted cosine logits. `cosine_logits` [B, C] = scale x cos;
+/// the target class's cosine c becomes c - margin (CosFace) or cos(acos(c) + margin) (ArcFace,
+/// acos clamped to [0, pi - margin] as in the reference implementations), others unchanged.
+torch::Tensor margin_softmax_loss(const torch::Tensor& cosine_logits, const torch::Tensor& labels,
+                                  double scale, double margin, MarginKind kind);
+
 struct LossTerm {
-  std::string type;  // cross_entropy | triplet | centre
+  std::string type;  // cross_entropy | triplet | centre | multi_similarity | cosface | arcface
   double weight = 1.0;
-  double margin = 0.3;  // triplet
-  double beta = 0.05;   // centre
+  double margin = 0.3;  // triplet (0.3), cosface (0.35), arcface (0.5)
+  double beta = 0.05;   // centre; multi_similarity: 50
+  double alpha = 2, base = 0.5, epsilon = 0.1;  // multi_similarity
 };
 
 /// Parses train.losses; throws finch::Error naming the bad entry.
@@ -59,6 +85,7 @@ class ObjectiveImpl : public torch::nn::Module {
   std::vector<LossTerm> terms_;
   double label_smoothing_ = 0, aux_weight_ = 0;
   torch::Tensor centres_;
+  double cosine_scale_ = 0;  // the cosine head's scale, for margin losses
   std::vector<std::pair<std::string, double>> last_;
 };
 TORCH_MODULE(Objective);

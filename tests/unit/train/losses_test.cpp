@@ -84,6 +84,120 @@ TEST(CentreLoss, HandComputedValueUpdateAndGradient) {
   EXPECT_TRUE(centres[0].allclose(torch::tensor({2.0, 2.0}, torch::kDouble)));
 }
 
+// Multi-similarity loss computed another way: loops over anchors and pairs in double.
+double multi_similarity_by_loops(const torch::Tensor& f, const torch::Tensor& y, double alpha,
+                                 double beta, double base, double epsilon) {
+  torch::Tensor x = torch::nn::functional::normalize(
+      f.to(torch::kDouble), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  torch::Tensor s = torch::matmul(x, x.t());
+  const int64_t n = f.size(0);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double max_neg = -1e9, min_pos = 1e9;
+    bool has_pos = false, has_neg = false;
+    for (int64_t j = 0; j < n; ++j) {
+      if (j == i) continue;
+      const double v = s[i][j].item<double>();
+      if (y[j].item<int64_t>() == y[i].item<int64_t>())
+        has_pos = true, min_pos = std::min(min_pos, v);
+      else
+        has_neg = true, max_neg = std::max(max_neg, v);
+    }
+    double pos_sum = 0, neg_sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      if (j == i) continue;
+      const double v = s[i][j].item<double>();
+      const bool same = y[j].item<int64_t>() == y[i].item<int64_t>();
+      const bool mined = epsilon <= 0 || (has_pos && has_neg &&
+                                          (same ? v - epsilon < max_neg : v + epsilon > min_pos));
+      if (!mined) continue;
+      if (same)
+        pos_sum += std::exp(-alpha * (v - base));
+      else
+        neg_sum += std::exp(beta * (v - base));
+    }
+    total += std::log1p(pos_sum) / alpha + std::log1p(neg_sum) / beta;
+  }
+  return total / n;
+}
+
+TEST(MultiSimilarityLoss, EqualsLoopsAndGradientMatchesFiniteDifferences) {
+  torch::manual_seed(4);
+  torch::Tensor f = torch::randn({8, 4}, torch::kDouble);
+  torch::Tensor y = torch::tensor({0, 0, 1, 1, 2, 2, 0, 1});
+  for (double epsilon : {0.0, 0.1, 0.5}) {
+    SCOPED_TRACE(epsilon);
+    EXPECT_NEAR(ft::multi_similarity_loss(f, y, 2, 50, 0.5, epsilon).item<double>(),
+                multi_similarity_by_loops(f, y, 2, 50, 0.5, epsilon), 1e-9);
+  }
+  // Smaller beta keeps exp() moderate for the finite differences.
+  torch::Tensor g = f.clone().requires_grad_(true);
+  ft::multi_similarity_loss(g, y, 2, 10, 0.5, 0.1).backward();
+  torch::NoGradGuard no_grad;
+  torch::Tensor x = f.clone();
+  auto numeric = numeric_grad(
+      [&](const torch::Tensor& t) {
+        return ft::multi_similarity_loss(t, y, 2, 10, 0.5, 0.1).item<double>();
+      },
+      x);
+  EXPECT_TRUE(torch::allclose(g.grad(), numeric, 1e-5, 1e-6)) << g.grad() << numeric;
+}
+
+TEST(MarginSoftmaxLoss, CosFaceArcFaceValuesAndGradients) {
+  torch::manual_seed(6);
+  const double s = 8;
+  torch::Tensor cosine = torch::rand({5, 4}, torch::kDouble) * 1.6 - 0.8;
+  torch::Tensor y = torch::tensor({0, 3, 1, 1, 2});
+  // Margin 0: plain cross-entropy of the scaled cosines.
+  const double ce = torch::nn::functional::cross_entropy(s * cosine, y).item<double>();
+  EXPECT_NEAR(ft::margin_softmax_loss(s * cosine, y, s, 0, ft::MarginKind::kCosFace).item<double>(),
+              ce, 1e-12);
+  EXPECT_NEAR(ft::margin_softmax_loss(s * cosine, y, s, 0, ft::MarginKind::kArcFace).item<double>(),
+              ce, 1e-6);
+  // By hand for row 0 (class 0): CosFace lowers the target cosine by m; ArcFace uses
+  // cos(theta + m).
+  torch::Tensor cos_face = cosine.clone(), arc_face = cosine.clone();
+  for (int64_t i = 0; i < 5; ++i) {
+    const int64_t c = y[i].item<int64_t>();
+    const double v = cosine[i][c].item<double>();
+    cos_face[i][c] = v - 0.3;
+    arc_face[i][c] = std::cos(std::acos(v) + 0.3);
+  }
+  EXPECT_NEAR(ft::margin_softmax_loss(s * cosine, y, s, 0.3, ft::MarginKind::kCosFace).item<double>(),
+              torch::nn::functional::cross_entropy(s * cos_face, y).item<double>(), 1e-12);
+  EXPECT_NEAR(ft::margin_softmax_loss(s * cosine, y, s, 0.3, ft::MarginKind::kArcFace).item<double>(),
+              torch::nn::functional::cross_entropy(s * arc_face, y).item<double>(), 1e-9);
+  for (auto kind : {ft::MarginKind::kCosFace, ft::MarginKind::kArcFace}) {
+    torch::Tensor g = (s * cosine).clone().requires_grad_(true);
+    ft::margin_softmax_loss(g, y, s, 0.3, kind).backward();
+    torch::NoGradGuard no_grad;
+    torch::Tensor x = (s * cosine).clone();
+    auto numeric = numeric_grad(
+        [&](const torch::Tensor& t) { return ft::margin_softmax_loss(t, y, s, 0.3, kind).item<double>(); },
+        x);
+    EXPECT_TRUE(torch::allclose(g.grad(), numeric, 1e-5, 1e-7));
+  }
+}
+
+TEST(CosineHead, LogitsAreScaledCosines) {
+  torch::manual_seed(8);
+  auto model = finch::models::build_classifier({{"backbone", "resnet20"},
+                                                {"head", "cosine"},
+                                                {"num_classes", 3},
+                                                {"width", 4},
+                                                {"cosine_scale", 10.0}});
+  model->eval();
+  torch::NoGradGuard no_grad;
+  auto out = model->forward(torch::randn({2, 3, 16, 16}));
+  torch::Tensor w = model->head()->named_parameters()["fc.weight"];
+  ASSERT_EQ(w.sizes(), (std::vector<int64_t>{3, out.embedding.size(1)}));
+  namespace F = torch::nn::functional;
+  torch::Tensor expected = 10.0 * torch::matmul(F::normalize(out.embedding, F::NormalizeFuncOptions().dim(1)),
+                                                F::normalize(w, F::NormalizeFuncOptions().dim(1)).t());
+  EXPECT_TRUE(torch::allclose(out.logits, expected, 1e-5, 1e-6));
+  EXPECT_LE(out.logits.abs().max().item<double>(), 10.0 + 1e-5);
+}
+
 TEST(Losses, ParsesTheListAndRejectsMistakes) {
   finch::Config c = finch::Config::defaults();
   EXPECT_EQ(ft::parse_losses(c).size(), 1u);  // [] = cross-entropy
@@ -92,8 +206,18 @@ TEST(Losses, ParsesTheListAndRejectsMistakes) {
   ASSERT_EQ(terms.size(), 2u);
   EXPECT_EQ(terms[1].margin, 0.5);
   EXPECT_EQ(terms[1].weight, 0.2);
-  c.set("train.losses", "[{type: arcface}]");
-  EXPECT_CONTAINS(finch::test::error_of([&] { ft::parse_losses(c); }), "unknown loss 'arcface'");
+  c.set("train.losses", "[{type: arcface_v2}]");
+  EXPECT_CONTAINS(finch::test::error_of([&] { ft::parse_losses(c); }),
+                  "unknown loss 'arcface_v2'");
+  c.set("train.losses", "[{type: multi_similarity}, {type: cosface}, {type: arcface, margin: 0.2}]");
+  terms = ft::parse_losses(c);
+  EXPECT_EQ(terms[0].beta, 50);  // each loss's published defaults
+  EXPECT_EQ(terms[0].alpha, 2);
+  EXPECT_EQ(terms[1].margin, 0.35);
+  EXPECT_EQ(terms[2].margin, 0.2);
+  // Margin losses need logits that are scaled cosines.
+  c.set("train.losses", "[{type: cosface}]");
+  EXPECT_CONTAINS(finch::test::error_of([&] { ft::Objective(c, 3, 8); }), "needs the cosine head");
   c.set("train.losses", "[{type: centre, margin: 1}]");
   EXPECT_CONTAINS(finch::test::error_of([&] { ft::parse_losses(c); }),
                   "unknown option 'margin' for centre");
@@ -124,6 +248,12 @@ optim: {name: adam, lr: 0.001}
        "train: {losses: [{type: cross_entropy}, {type: centre, weight: 1.0}]}\n"},
       {"self_attention", "model: {head: self_attention, self_attention: {dim: 8, heads: 2}}\n"},
       {"bilinear", "model: {head: bilinear, bilinear: {type: compact, dim: 64}}\n"},
+      {"cosine_arcface",
+       "model: {head: cosine, cosine_scale: 16}\n"
+       "train: {losses: [{type: arcface, margin: 0.3}]}\n"},
+      {"multi_similarity",
+       "data: {sampler: pk, samples_per_class: 2}\n"
+       "train: {losses: [{type: cross_entropy}, {type: multi_similarity}]}\n"},
       {"cbam_triplet",
        "model: {attention: {type: cbam, stages: [2, 3], reduction: 2}}\n"
        "data: {sampler: pk, samples_per_class: 2}\n"

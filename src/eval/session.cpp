@@ -1,0 +1,106 @@
+#include "finch/eval/session.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "finch/core/error.h"
+#include "finch/core/sha256.h"
+
+namespace finch::eval {
+
+InferenceSession::InferenceSession(const std::filesystem::path& model_file,
+                                   SessionOptions options)
+    : options_(options) {
+  build(models::load_model_file(model_file));
+  hash_ = sha256_file(model_file);
+}
+
+InferenceSession::InferenceSession(models::LoadedModel model, SessionOptions options)
+    : options_(options) {
+  build(std::move(model));
+}
+
+void InferenceSession::build(models::LoadedModel loaded) {
+  if (!loaded.model) throw Error("inference session: no model");
+  info_ = loaded.info;
+  pipeline_ = models::eval_pipeline(info_.preprocess);
+  inference_.dtype = options_.dtype;
+  if (!options_.optimize) {
+    inference_.fold_batchnorm = false;
+    inference_.channels_last = false;
+    inference_.onednn_layout = false;
+  }
+  model_ = models::optimize_for_inference(info_.arch, loaded.model, inference_);
+  // Without keep_source_model the copy is all a session needs: the loaded weights go.
+  if (options_.keep_source_model) source_ = std::move(loaded);
+}
+
+torch::Tensor InferenceSession::preprocess(const cv::Mat& rgb) const {
+  Rng unused(0);  // eval pipelines are deterministic
+  return pipeline_(rgb, unused);
+}
+
+torch::Tensor InferenceSession::preprocess(const std::vector<cv::Mat>& rgb_images) const {
+  if (rgb_images.empty()) throw Error("inference session: no images to preprocess");
+  std::vector<torch::Tensor> rows;
+  rows.reserve(rgb_images.size());
+  for (const auto& image : rgb_images) rows.push_back(preprocess(image));
+  return torch::stack(rows);
+}
+
+models::ModelOutput InferenceSession::forward_model(const torch::Tensor& batch) {
+  TORCH_CHECK(batch.dim() == 4 && batch.size(1) == 3, "expected a [B, 3, H, W] batch, got ",
+              batch.sizes());
+  std::lock_guard<std::mutex> lock(forward_mutex_);
+  c10::InferenceMode inference;
+  return model_->forward(models::prepare_inference_input(batch, inference_));
+}
+
+InferenceOutput InferenceSession::forward(const torch::Tensor& batch, bool normalize_embedding) {
+  models::ModelOutput output = forward_model(batch);
+  c10::InferenceMode inference;
+  InferenceOutput out;
+  out.logits = output.logits.to(torch::kFloat).contiguous();
+  out.probabilities = torch::softmax(out.logits, 1);
+  if (output.embedding.defined()) {
+    out.embedding = output.embedding.to(torch::kFloat).contiguous();
+    if (normalize_embedding)
+      out.embedding = torch::nn::functional::normalize(
+          out.embedding, torch::nn::functional::NormalizeFuncOptions().dim(1).eps(1e-12));
+  }
+  return out;
+}
+
+InferenceOutput InferenceSession::run(const std::vector<cv::Mat>& rgb_images,
+                                      bool normalize_embedding) {
+  return forward(preprocess(rgb_images), normalize_embedding);
+}
+
+models::LoadedModel& InferenceSession::source_model() {
+  if (!source_.model)
+    throw Error("inference session: opened without keep_source_model, so no gradients");
+  return source_;
+}
+
+std::vector<std::vector<ClassScore>> top_k(const torch::Tensor& probabilities,
+                                           const std::vector<std::string>& classes, int64_t k) {
+  TORCH_CHECK(probabilities.dim() == 2 &&
+                  probabilities.size(1) == static_cast<int64_t>(classes.size()),
+              "top_k: probabilities ", probabilities.sizes(), " for ", classes.size(), " classes");
+  std::vector<std::vector<ClassScore>> results;
+  if (probabilities.size(0) == 0) return results;
+  k = std::clamp<int64_t>(k, 1, probabilities.size(1));
+  auto [values, indices] = probabilities.to(torch::kFloat).topk(k, 1);
+  auto v = values.accessor<float, 2>();
+  auto idx = indices.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < values.size(0); ++i) {
+    std::vector<ClassScore> top;
+    for (int64_t j = 0; j < k; ++j) top.push_back({classes.at(idx[i][j]), idx[i][j], v[i][j]});
+    results.push_back(std::move(top));
+  }
+  return results;
+}
+
+}  // namespace finch::eval

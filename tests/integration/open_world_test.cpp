@@ -1,0 +1,229 @@
+// Open world through the `finch` executable: a model trained on 4 of 6 generated classes
+// embeds, builds and grows a gallery, searches it, classifies the unseen classes by it, and
+// is scored on retrieval (checked by a python3-torch recomputation) and few-shot episodes.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "finch/core/sha256.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using finch::test::run_command;
+
+namespace {
+
+std::string cli() { return finch::test::cli_path().string(); }
+
+const char* kRecipe = R"(seed: 1
+threads: 1
+data:
+  format: imagefolder
+  workers: 2
+  val_fraction: 0.2
+  class_range: [0, 4]
+  mean: [0.5, 0.5, 0.5]
+  std: [0.25, 0.25, 0.25]
+  train_transforms: [{type: hflip, p: 0.5}]
+  eval_transforms: [{type: resize, size: [16, 16]}]
+model: {backbone: resnet20, width: 8, input_size: 16}
+train: {epochs: 4, batch_size: 8, progress: none}
+optim: {name: adam, lr: 0.003, weight_decay: 0.0}
+schedule: {name: cosine}
+)";
+
+std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line))
+    if (!line.empty() && line[0] == '{') out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+class OpenWorldTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new finch::test::TempDir("finch-open-world");
+    finch::test::make_pattern_imagefolder(path("data") / "train", 6, 16, 16, 1);
+    finch::test::make_pattern_imagefolder(path("data") / "test", 6, 10, 16, 2);
+    finch::test::write_text(path("recipe.yaml"), kRecipe);
+    auto result = run_command(cli() + " train --config " + path("recipe.yaml").string() +
+                              " --out " + path("run").string() + " --set data.root=" +
+                              path("data").string());
+    train_output_ = new std::string(result.output);
+    train_exit_ = result.exit_code;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete train_output_;
+  }
+  static fs::path path(const std::string& name) { return dir_->path() / name; }
+  static std::string model() { return (dir_->path() / "run" / "best.safetensors").string(); }
+  static std::string data() { return (dir_->path() / "data").string(); }
+  void SetUp() override { ASSERT_EQ(train_exit_, 0) << *train_output_; }
+  static finch::test::TempDir* dir_;
+  static std::string* train_output_;
+  static int train_exit_;
+};
+
+finch::test::TempDir* OpenWorldTest::dir_ = nullptr;
+std::string* OpenWorldTest::train_output_ = nullptr;
+int OpenWorldTest::train_exit_ = -1;
+
+}  // namespace
+
+TEST_F(OpenWorldTest, EmbedWritesEmbeddingsLabelsAndPaths) {
+  auto result = run_command(cli() + " embed --json --model " + model() +
+                            " --dataset imagefolder --root " + data() + " --split test --out " +
+                            path("test_emb.safetensors").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["images"], 60);
+  EXPECT_EQ(j["dim"], 32);  // resnet20 width 8: 4 x 8 channels in the last stage
+  EXPECT_EQ(j["model_sha256"], finch::sha256_file(model()));
+  // Unlabelled image files, one of them corrupt: an error line, not a crash.
+  finch::test::write_text(path("loose") / "broken.png", "not a png");
+  fs::copy_file(path("data") / "test" / "class4" / "img0.png", path("loose") / "ok.png");
+  result = run_command(cli() + " embed --model " + model() + " --out " +
+                       path("loose.safetensors").string() + " " + path("loose").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_CONTAINS(result.output, "embedded 1 images");
+  EXPECT_CONTAINS(result.output, "skipped " + (path("loose") / "broken.png").string());
+  // Exactly one source.
+  result = run_command(cli() + " embed --model " + model() + " --out x.safetensors");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "give exactly one image source");
+}
+
+TEST_F(OpenWorldTest, RetrievalMetricsMatchAPythonRecomputation) {
+  const std::string emb = path("retrieval_emb.safetensors").string();
+  auto result = run_command(cli() + " eval --protocol retrieval --json --model " + model() +
+                            " --dataset imagefolder --root " + data() +
+                            " --split test --save-embeddings " + emb);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["retrieval"]["queries"], 60);
+  // Better than a random ranking of 6 balanced classes (Recall@1 ~ 1/6).
+  EXPECT_GT(j["retrieval"]["recall_at_k"]["1"].get<double>(), 0.4);
+  finch::test::write_text(path("retrieval.json"), j.dump());
+  auto check = finch::test::run_python_reference("retrieval_reference.py",
+                                                 emb + " " + path("retrieval.json").string());
+  EXPECT_CONTAINS(check, "retrieval reference: match");
+}
+
+TEST_F(OpenWorldTest, FewShotOnUnseenClassesAndItsErrors) {
+  const std::string base = cli() + " eval --protocol fewshot --json --model " + model() +
+                           " --dataset imagefolder --root " + data() + " --split test";
+  auto result = run_command(base + " --ways 2 --shots 1,3 --queries 5 --episodes 40 " +
+                            "--option class_range=[3,6]");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = json_lines(result.output).back();
+  ASSERT_EQ(j["fewshot"]["results"].size(), 2u);
+  EXPECT_EQ(j["fewshot"]["results"][1]["shots"], 3);
+  EXPECT_GT(j["fewshot"]["results"][1]["accuracy"].get<double>(), 0.5);  // 2-way chance
+  // The same seed gives the same episodes.
+  EXPECT_EQ(json_lines(run_command(base + " --ways 2 --shots 1,3 --queries 5 --episodes 40 " +
+                                   "--option class_range=[3,6]")
+                           .output)
+                .back()["fewshot"],
+            j["fewshot"]);
+  result = run_command(base + " --ways 7 --shots 1 --queries 2 --episodes 5");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "--ways 7 is larger than the 6 classes");
+  result = run_command(base + " --ways 2 --shots 8 --queries 5 --episodes 5");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "fewer than --shots 8 + --queries 5");
+}
+
+TEST_F(OpenWorldTest, GalleryBuildAddSearchAndPredictUnseenClasses) {
+  const std::string g = path("g.safetensors").string();
+  // Known classes from a dataset split, then the two unseen ones from class folders.
+  auto result = run_command(cli() + " gallery build --json --model " + model() +
+                            " --dataset imagefolder --root " + data() +
+                            " --split train --option class_range=[0,4] --out " + g);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(json_lines(result.output).back()["items"], 64);
+  fs::create_directories(path("new"));
+  for (const char* c : {"class4", "class5"})
+    fs::copy(path("data") / "train" / c, path("new") / c);
+  result = run_command(cli() + " gallery add " + g + " --json --model " + model() +
+                       " --images " + path("new").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto info = json_lines(result.output).back();
+  EXPECT_EQ(info["items"], 96);
+  EXPECT_EQ(info["classes"], 6);
+  EXPECT_EQ(info["per_class"]["class5"], 16);
+
+  // predict --gallery answers with the gallery's classes, also those the model never saw.
+  result = run_command(cli() + " predict --json --topk 2 --model " + model() + " --gallery " + g +
+                       " " + (path("data") / "test").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto records = json_lines(result.output);
+  ASSERT_EQ(records.size(), 60u);
+  int correct = 0, unseen_predicted = 0;
+  for (const auto& r : records) {
+    const std::string truth = fs::path(r["path"].get<std::string>()).parent_path().filename();
+    const std::string top = r["topk"][0]["class"];
+    correct += top == truth;
+    unseen_predicted += top == "class4" || top == "class5";
+    EXPECT_TRUE(r["topk"][0].contains("score"));
+    EXPECT_GE(r["topk"][0]["prob"].get<double>(), r["topk"][1]["prob"].get<double>());
+  }
+  EXPECT_GT(correct, 20);  // chance: 10 of 60
+  EXPECT_GT(unseen_predicted, 0);
+  result = run_command(cli() + " predict --json --knn 5 --model " + model() + " --gallery " + g +
+                       " " + (path("data") / "test" / "class1").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(json_lines(result.output).size(), 10u);
+
+  // search: k neighbours with path, class and score, best first; FAISS prints its recall.
+  const std::string query = (path("data") / "test" / "class2" / "img0.png").string();
+  result = run_command(cli() + " search --json --k 5 --gallery " + g + " --model " + model() +
+                       " " + query);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto hits = json_lines(result.output).front()["neighbours"];
+  ASSERT_EQ(hits.size(), 5u);
+  EXPECT_GE(hits[0]["score"].get<double>(), hits[4]["score"].get<double>());
+  EXPECT_TRUE(hits[0].contains("path"));
+  result = run_command(cli() + " search --index hnsw --k 5 --gallery " + g + " --model " +
+                       model() + " " + query);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_CONTAINS(result.output, "HNSW32,Flat: recall@5 against exact search");
+
+  // A gallery refuses a model it was not built with.
+  fs::copy_file(model(), path("other.safetensors"));
+  std::ofstream(path("other.safetensors"), std::ios::app) << " ";  // same weights, other bytes
+  result = run_command(cli() + " search --gallery " + g + " --model " +
+                       path("other.safetensors").string() + " " + query);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "built with another model");
+}
+
+TEST_F(OpenWorldTest, Bf16AndRangeCheckedCounts) {
+  auto result = run_command(cli() + " eval --json --dtype bf16 --model " + model() +
+                            " --dataset imagefolder --root " + data() +
+                            " --split test --option class_range=[0,4]");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["dtype"], "bf16");
+  EXPECT_GT(j["top1"].get<double>(), 0.5);  // 4 classes: chance 0.25
+  result = run_command(cli() + " predict --json --dtype bf16 --model " + model() + " " +
+                       (path("data") / "test" / "class0").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(json_lines(result.output).size(), 10u);
+  const std::string m = " --model " + model() + " ";
+  const std::string images = (path("data") / "test" / "class0").string();
+  for (const std::string bad :
+       {" predict --batch-size 0" + m + images, " predict --topk 0" + m + images,
+        " predict --threads -1" + m + images,
+        " eval --batch-size 0 --dataset imagefolder --root " + data() + m,
+        " search --k 0 --gallery " + model() + m + images,
+        " embed --batch-size 0 --out x.safetensors" + m + images}) {
+    SCOPED_TRACE(bad);
+    result = run_command(cli() + bad);
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_CONTAINS(result.output, "not in range");
+  }
+}
