@@ -8,11 +8,13 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
-  libmatio-dev libfaiss-dev
+  libmatio-dev libfaiss-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   python3 python3-torch python3-torchvision python3-numpy python3-pil
   python-matplotlib-data  # grace_hopper.jpg: a real photograph for the predict parity test
+  chromium chromium-driver python3-selenium  # the serve web page tested in a real browser
+  python3-fastapi python3-uvicorn python3-multipart wrk  # serving peer and load generator (bench/)
 )
 
 missing=()

@@ -80,5 +80,7 @@ void add_embed_command(CLI::App& app);
 void add_gallery_command(CLI::App& app);
 /// `finch search`.
 void add_search_command(CLI::App& app);
+/// `finch serve`.
+void add_serve_command(CLI::App& app);
 
 }  // namespace finch::cli

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   keep_freed_tensor_memory();
   CLI::App app{
       "finch: fine-grained image recognition (train, evaluate, predict, explain, report, import, "
-      "embed, galleries and search, inspect data, benchmark)"};
+      "embed, galleries and search, serve over HTTP, inspect data, benchmark)"};
   app.set_version_flag("--version", std::string("finch ") + finch::kVersion);
   app.require_subcommand(1);
   finch::cli::add_train_command(app);
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   finch::cli::add_embed_command(app);
   finch::cli::add_gallery_command(app);
   finch::cli::add_search_command(app);
+  finch::cli::add_serve_command(app);
   finch::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);

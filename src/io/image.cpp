@@ -1,5 +1,7 @@
 #include "finch/io/image.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -95,6 +97,69 @@ std::optional<cv::Size> read_image_size(const fs::path& path) {
     }
     in.seekg(length - 2, std::ios::cur);
   }
+}
+
+std::optional<cv::Size> declared_image_size(const std::string& bytes) {
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  auto be16 = [&](size_t i) { return static_cast<int64_t>(b[i] << 8 | b[i + 1]); };
+  auto be32 = [&](size_t i) { return be16(i) << 16 | be16(i + 2); };
+  auto le16 = [&](size_t i) { return static_cast<int64_t>(b[i] | b[i + 1] << 8); };
+  auto le32 = [&](size_t i) { return le16(i) | le16(i + 2) << 16; };
+  auto size_of = [](int64_t w, int64_t h) -> std::optional<cv::Size> {
+    if (w <= 0 || h <= 0 || w > (int64_t{1} << 31) - 1 || h > (int64_t{1} << 31) - 1)
+      return std::nullopt;
+    return cv::Size(static_cast<int>(w), static_cast<int>(h));
+  };
+  if (n >= 24 && b[0] == 0x89 && std::memcmp(b + 1, "PNG", 3) == 0 &&
+      std::memcmp(b + 12, "IHDR", 4) == 0)
+    return size_of(be32(16), be32(20));
+  if (n >= 10 && (std::memcmp(b, "GIF87a", 6) == 0 || std::memcmp(b, "GIF89a", 6) == 0))
+    return size_of(le16(6), le16(8));
+  if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
+    const int64_t h = static_cast<int32_t>(le32(22));  // negative: top-down rows
+    return size_of(static_cast<int32_t>(le32(18)), h < 0 ? -h : h);
+  }
+  if (n >= 30 && std::memcmp(b, "RIFF", 4) == 0 && std::memcmp(b + 8, "WEBP", 4) == 0) {
+    if (std::memcmp(b + 12, "VP8X", 4) == 0)
+      return size_of(1 + (b[24] | b[25] << 8 | b[26] << 16), 1 + (b[27] | b[28] << 8 | b[29] << 16));
+    if (std::memcmp(b + 12, "VP8L", 4) == 0 && n >= 25) {
+      const uint32_t bits = static_cast<uint32_t>(le32(21));
+      return size_of(1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF));
+    }
+    if (std::memcmp(b + 12, "VP8 ", 4) == 0) return size_of(le16(26) & 0x3FFF, le16(28) & 0x3FFF);
+    return std::nullopt;
+  }
+  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return std::nullopt;
+  // JPEG: walk the segments to the first start-of-frame (an Exif orientation may swap the
+  // sides, which does not change the pixel count).
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (b[i] != 0xFF) return std::nullopt;
+    while (i < n && b[i] == 0xFF) ++i;
+    if (i >= n) return std::nullopt;
+    const int marker = b[i++];
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;
+    if (i + 2 > n) return std::nullopt;
+    const int64_t length = be16(i);
+    if (length < 2) return std::nullopt;
+    if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+      if (i + 7 > n) return std::nullopt;
+      return size_of(be16(i + 5), be16(i + 3));
+    }
+    i += static_cast<size_t>(length);
+  }
+  return std::nullopt;
+}
+
+void check_pixel_limit(const std::string& bytes, const std::string& source, int64_t max_pixels) {
+  if (max_pixels <= 0) return;
+  const auto size = declared_image_size(bytes);
+  if (size && static_cast<int64_t>(size->width) * size->height > max_pixels)
+    throw Error(fmt::format("{}: the image declares {} x {} = {} pixels, more than the limit of "
+                            "{} (a decompression bomb, or raise --max-pixels)",
+                            source, size->width, size->height,
+                            static_cast<int64_t>(size->width) * size->height, max_pixels));
 }
 
 bool has_image_extension(const fs::path& path) {

@@ -20,6 +20,14 @@ cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source);
 /// (callers fall back to read_image_rgb).
 std::optional<cv::Size> read_image_size(const std::filesystem::path& path);
 
+/// Width and height that encoded image bytes declare in their header (PNG, JPEG, BMP, GIF,
+/// WebP), read without decoding; nullopt when the header is not one of these or is cut short.
+std::optional<cv::Size> declared_image_size(const std::string& bytes);
+
+/// Refuses a decompression bomb before it is decoded: throws finch::Error naming `source`
+/// when the header declares more than `max_pixels` pixels (0: no limit).
+void check_pixel_limit(const std::string& bytes, const std::string& source, int64_t max_pixels);
+
 /// True when the extension is one finch treats as an image (case-insensitive).
 bool has_image_extension(const std::filesystem::path& path);
 

@@ -1,0 +1,503 @@
+#include "finch/serve/server.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <map>
+#include <optional>
+
+#include "finch/core/error.h"
+#include "finch/eval/session.h"
+#include "finch/explain/charts.h"
+#include "finch/explain/explainer.h"
+#include "finch/explain/localize.h"
+#include "finch/gallery/gallery.h"
+#include "finch/io/image.h"
+#include "finch/models/inference.h"
+#include "finch/serve/http_util.h"
+#include "finch/serve/metrics.h"
+#include "finch/serve/page.h"
+
+namespace finch::serve {
+
+namespace {
+
+// A client's mistake: answered with `status` and {"error": message}, never a 500.
+struct ClientError : Error {
+  ClientError(int status_code, const std::string& message) : Error(message), status(status_code) {}
+  int status;
+};
+
+// Everything one loaded model file serves with; replaced whole on reload.
+struct ModelState {
+  std::shared_ptr<eval::InferenceSession> session;
+  std::shared_ptr<const ForwardFn> forward;
+  std::optional<gallery::Gallery> gallery;
+  std::unique_ptr<explain::Explainer> explainer;  // Grad-CAM through the source model
+  std::mutex explain_mutex;                        // one explanation at a time
+};
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1";
+}
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServeOptions options;
+  httplib::Server http;
+  Batcher batcher;
+  Metrics metrics;
+  std::mutex state_mutex;
+  std::shared_ptr<ModelState> state;
+  std::atomic<bool> running{false};
+
+  explicit Impl(ServeOptions o) : options(std::move(o)), batcher(options.batch) {}
+
+  std::shared_ptr<ModelState> current() {
+    std::lock_guard<std::mutex> lock(state_mutex);
+    return state;
+  }
+
+  std::shared_ptr<ModelState> load() {
+    const auto start = Clock::now();
+    auto s = std::make_shared<ModelState>();
+    eval::SessionOptions session_options;
+    session_options.dtype = models::parse_inference_dtype(options.dtype);
+    session_options.keep_source_model = true;  // /v1/explain
+    s->session = std::make_shared<eval::InferenceSession>(options.model, session_options);
+    if (!options.gallery.empty()) {
+      s->gallery = gallery::Gallery::load(options.gallery);
+      s->gallery->check_model(*s->session);
+    }
+    s->explainer = std::make_unique<explain::Explainer>(*s->session);
+    auto session = s->session;
+    s->forward = std::make_shared<const ForwardFn>([session](const torch::Tensor& batch) {
+      auto out = session->forward(batch, /*normalize_embedding=*/true);
+      return std::make_pair(out.probabilities, out.embedding);
+    });
+    metrics.set_model_load_seconds(std::chrono::duration<double>(Clock::now() - start).count());
+    return s;
+  }
+
+  // --- request parsing ----------------------------------------------------------------
+
+  // The images of a request, as (name, encoded bytes): a raw image/* body, multipart files,
+  // or JSON {"image": BASE64} / {"images": [BASE64, ...]}.
+  std::vector<std::pair<std::string, std::string>> request_images(const httplib::Request& req,
+                                                                  bool& single) {
+    std::vector<std::pair<std::string, std::string>> out;
+    const std::string type = req.get_header_value("Content-Type");
+    single = false;
+    if (req.is_multipart_form_data()) {
+      for (const auto& [field, file] : req.files)
+        out.emplace_back(file.filename.empty() ? field : file.filename, file.content);
+      if (out.empty()) throw ClientError(422, "the multipart body holds no file");
+    } else if (type.rfind("image/", 0) == 0 || type == "application/octet-stream") {
+      single = true;
+      out.emplace_back("upload", req.body);
+    } else if (type.rfind("application/json", 0) == 0) {
+      const auto j = nlohmann::json::parse(req.body, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        throw ClientError(400, "the body is not a JSON object");
+      auto decode = [](const nlohmann::json& v, const std::string& name) {
+        if (!v.is_string()) throw ClientError(400, name + " must be a base64 string");
+        auto bytes = base64_decode(v.get<std::string>());
+        if (!bytes) throw ClientError(400, name + " is not valid base64");
+        return *bytes;
+      };
+      if (j.contains("image")) {
+        single = true;
+        out.emplace_back("image", decode(j["image"], "image"));
+      } else if (j.contains("images") && j["images"].is_array()) {
+        for (size_t i = 0; i < j["images"].size(); ++i)
+          out.emplace_back(fmt::format("images[{}]", i),
+                           decode(j["images"][i], fmt::format("images[{}]", i)));
+        if (out.empty()) throw ClientError(422, "\"images\" is empty");
+      } else {
+        throw ClientError(400, "a JSON body needs \"image\" (base64) or \"images\" (a list)");
+      }
+    } else {
+      throw ClientError(415, "unsupported Content-Type '" + type +
+                                 "': send image/*, multipart/form-data or application/json");
+    }
+    return out;
+  }
+
+  // Decoded and preprocessed on this HTTP thread; a bad image is an error record.
+  struct Prepared {
+    std::vector<std::string> names;
+    std::vector<torch::Tensor> rows;      // preprocessed images that decoded
+    std::vector<int> row_of;              // per name: index into rows, or -1
+    std::vector<std::string> errors;      // per name: "" or why it failed
+    std::vector<cv::Mat> decoded;         // kept for explain
+  };
+  Prepared prepare(const eval::InferenceSession& session,
+                   const std::vector<std::pair<std::string, std::string>>& images,
+                   bool keep_decoded = false) {
+    Prepared p;
+    for (const auto& [name, bytes] : images) {
+      p.names.push_back(name);
+      try {
+        if (bytes.empty()) throw Error("empty upload (zero bytes)");
+        io::check_pixel_limit(bytes, name, options.max_pixels);
+        cv::Mat rgb = io::decode_image_rgb(bytes, name);
+        if (static_cast<int64_t>(rgb.total()) > options.max_pixels && options.max_pixels > 0)
+          throw Error(fmt::format("{}: {} x {} pixels is more than the limit of {}", name,
+                                  rgb.cols, rgb.rows, options.max_pixels));
+        p.rows.push_back(session.preprocess(rgb));
+        if (keep_decoded) p.decoded.push_back(rgb);
+        p.row_of.push_back(static_cast<int>(p.rows.size()) - 1);
+        p.errors.emplace_back();
+      } catch (const Error& e) {
+        p.row_of.push_back(-1);
+        p.errors.push_back(e.what());
+      }
+    }
+    return p;
+  }
+
+  // Runs the decoded rows through the batcher; returns probabilities and embeddings [N, .].
+  std::pair<torch::Tensor, torch::Tensor> infer(const ModelState& s, const Prepared& p) {
+    TaskPtr task = batcher.submit(torch::stack(p.rows), s.forward);
+    if (!task) throw ClientError(503, "the queue is full; retry shortly");
+    auto future = task->finished.get_future();
+    if (future.wait_for(std::chrono::milliseconds(options.timeout_ms)) !=
+        std::future_status::ready)
+      throw ClientError(503, "the model did not answer within the timeout; retry shortly");
+    if (task->error) std::rethrow_exception(task->error);
+    metrics.add_images(static_cast<int64_t>(p.rows.size()));
+    torch::Tensor embeddings;
+    if (task->embeddings.front().defined()) embeddings = torch::stack(task->embeddings);
+    return {torch::stack(task->logits), embeddings};
+  }
+
+  int64_t int_param(const httplib::Request& req, const std::string& name, int64_t fallback,
+                    int64_t min, int64_t max) {
+    if (!req.has_param(name)) return fallback;
+    const std::string text = req.get_param_value(name);
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size() || value < min || value > max)
+      throw ClientError(400, fmt::format("query parameter {}={} must be an integer in [{}, {}]",
+                                         name, text, min, max));
+    return value;
+  }
+
+  // --- endpoints ------------------------------------------------------------------------
+
+  void predict(const httplib::Request& req, httplib::Response& res) {
+    auto s = current();
+    const int64_t k = int_param(req, "topk", 5, 1, 100000);
+    bool single = false;
+    const auto images = request_images(req, single);
+    Prepared p = prepare(*s->session, images);
+    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    std::vector<std::vector<eval::ClassScore>> top;
+    if (!p.rows.empty()) top = eval::top_k(infer(*s, p).first, s->session->classes(), k);
+    nlohmann::json records = nlohmann::json::array();
+    for (size_t i = 0; i < p.names.size(); ++i) {
+      if (p.row_of[i] < 0) {
+        records.push_back({{"path", p.names[i]}, {"error", p.errors[i]}});
+        continue;
+      }
+      nlohmann::json items = nlohmann::json::array();
+      for (const auto& c : top[p.row_of[i]])
+        items.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
+      records.push_back({{"path", p.names[i]}, {"topk", items}});
+    }
+    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
+  }
+
+  void embed(const httplib::Request& req, httplib::Response& res) {
+    auto s = current();
+    bool single = false;
+    const auto images = request_images(req, single);
+    Prepared p = prepare(*s->session, images);
+    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    torch::Tensor embeddings;
+    if (!p.rows.empty()) embeddings = infer(*s, p).second;
+    if (!p.rows.empty() && !embeddings.defined())
+      throw Error("this model's head returns no embedding");
+    nlohmann::json records = nlohmann::json::array();
+    for (size_t i = 0; i < p.names.size(); ++i) {
+      if (p.row_of[i] < 0) {
+        records.push_back({{"path", p.names[i]}, {"error", p.errors[i]}});
+        continue;
+      }
+      torch::Tensor row = embeddings[p.row_of[i]].contiguous();
+      std::vector<float> values(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
+      records.push_back({{"path", p.names[i]}, {"dim", row.numel()}, {"embedding", values}});
+    }
+    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
+  }
+
+  void search(const httplib::Request& req, httplib::Response& res) {
+    auto s = current();
+    if (!s->gallery) throw ClientError(404, "no gallery is loaded (start with --gallery G)");
+    const int64_t k = int_param(req, "k", 10, 1, 100000);
+    bool single = false;
+    const auto images = request_images(req, single);
+    Prepared p = prepare(*s->session, images);
+    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    std::vector<std::vector<gallery::Neighbour>> hits;
+    if (!p.rows.empty()) hits = gallery::exact_search(infer(*s, p).second, s->gallery->embeddings(), k);
+    const auto& g = *s->gallery;
+    auto labels = g.labels().accessor<int64_t, 1>();
+    nlohmann::json records = nlohmann::json::array();
+    for (size_t i = 0; i < p.names.size(); ++i) {
+      if (p.row_of[i] < 0) {
+        records.push_back({{"path", p.names[i]}, {"error", p.errors[i]}});
+        continue;
+      }
+      nlohmann::json items = nlohmann::json::array();
+      for (const auto& h : hits[p.row_of[i]])
+        items.push_back({{"path", g.paths()[h.item]},
+                         {"class", g.classes()[labels[h.item]]},
+                         {"item", h.item},
+                         {"score", h.score}});
+      records.push_back({{"path", p.names[i]}, {"neighbours", items}});
+    }
+    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
+  }
+
+  void explain(const httplib::Request& req, httplib::Response& res) {
+    auto s = current();
+    bool single = false;
+    const auto images = request_images(req, single);
+    if (images.size() != 1) throw ClientError(400, "explain takes exactly one image");
+    Prepared p = prepare(*s->session, images, /*keep_decoded=*/true);
+    if (p.rows.empty()) throw ClientError(422, p.errors.front());
+    explain::CamOptions cam;
+    if (req.has_param("class")) {
+      try {
+        cam.target = s->explainer->class_index(req.get_param_value("class"));
+      } catch (const Error& e) {
+        throw ClientError(400, e.what());
+      }
+    }
+    const std::string format = req.has_param("format") ? req.get_param_value("format") : "png";
+    if (format != "png" && format != "json")
+      throw ClientError(400, "format must be png or json");
+    explain::Explanation e;
+    {
+      std::lock_guard<std::mutex> lock(s->explain_mutex);
+      e = s->explainer->explain({p.decoded.front()}, cam).front();
+    }
+    const cv::Mat overlay = explain::overlay_heatmap(e.input_rgb, e.cam);
+    metrics.add_images(1);
+    if (format == "png") {
+      res.status = 200;
+      res.set_content(explain::png_bytes(overlay), "image/png");
+      return;
+    }
+    const auto box = explain::cam_to_box(e.cam, 0.2, e.input_rgb.cols, e.input_rgb.rows);
+    const auto& classes = s->session->classes();
+    send_json(res, 200,
+              {{"class", classes.at(e.target)},
+               {"index", e.target},
+               {"prob", e.target_prob},
+               {"predicted", classes.at(e.predicted)},
+               {"predicted_prob", e.predicted_prob},
+               {"overlay_png", explain::base64(explain::png_bytes(overlay))},
+               {"box", {{"x", box.x}, {"y", box.y}, {"width", box.width}, {"height", box.height}}},
+               {"box_frame", "model input pixels (after the eval transforms)"},
+               {"input_size", {e.input_rgb.cols, e.input_rgb.rows}}});
+  }
+
+  nlohmann::json model_json() {
+    auto s = current();
+    const auto& info = s->session->info();
+    nlohmann::json out{{"arch", info.arch},
+                       {"classes", info.classes},
+                       {"input_size", info.preprocess.input_size},
+                       {"preprocess",
+                        {{"eval_transforms", info.preprocess.eval_transforms},
+                         {"mean", info.preprocess.mean},
+                         {"std", info.preprocess.std}}},
+                       {"sha256", s->session->content_hash()},
+                       {"dtype", options.dtype},
+                       {"max_batch", options.batch.max_batch},
+                       {"max_pixels", options.max_pixels}};
+    if (s->gallery)
+      out["gallery"] = {{"items", s->gallery->size()}, {"classes", s->gallery->classes()}};
+    return out;
+  }
+
+  // --- wiring -----------------------------------------------------------------------------
+
+  void route(const std::string& method, const std::string& path,
+             std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+    auto wrapped = [this, handler](const httplib::Request& req, httplib::Response& res) {
+      try {
+        handler(req, res);
+      } catch (const ClientError& e) {
+        if (e.status == 503) res.set_header("Retry-After", "1");
+        send_json(res, e.status, {{"error", e.what()}});
+      } catch (const Error& e) {
+        send_json(res, 422, {{"error", e.what()}});
+      } catch (const c10::Error& e) {
+        send_json(res, 500, {{"error", e.what_without_backtrace()}});
+      } catch (const std::exception& e) {
+        send_json(res, 500, {{"error", e.what()}});
+      }
+    };
+    if (method == "GET")
+      http.Get(path, wrapped);
+    else
+      http.Post(path, wrapped);
+  }
+
+  void wire() {
+    http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
+    const time_t seconds = options.timeout_ms / 1000;
+    const time_t micros = (options.timeout_ms % 1000) * 1000;
+    http.set_read_timeout(seconds, micros);
+    http.set_write_timeout(seconds, micros);
+    http.set_keep_alive_timeout(5);
+    const int threads = std::max(1, options.http_threads);
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      Metrics::start_request();
+      if (options.token.empty() || req.path == "/healthz" || req.path == "/readyz")
+        return httplib::Server::HandlerResponse::Unhandled;
+      if (req.get_header_value("Authorization") != "Bearer " + options.token) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        send_json(res, 401, {{"error", "missing or wrong bearer token"}});
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      metrics.finish_request(req.path, res.status);
+    });
+    // httplib's own answers (413 for a body above the limit, 404, 400) get a JSON body.
+    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      if (res.body.empty())
+        send_json(res, res.status,
+                  {{"error", res.status == 413 ? "the request body is larger than --max-body-mb"
+                             : res.status == 404 ? "no such endpoint (see /v1/openapi.json)"
+                                                 : "the request could not be read"}});
+    });
+    http.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+          send_json(res, 500, {{"error", "internal error"}});
+        });
+
+    route("GET", "/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kIndexHtml, "text/html; charset=utf-8");
+    });
+    route("GET", "/healthz", [](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, {{"status", "alive"}});
+    });
+    route("GET", "/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      const int64_t queued = batcher.queued_rows();
+      const bool ready = current() && queued < options.batch.max_queued_images;
+      send_json(res, ready ? 200 : 503, {{"ready", ready}, {"queued_images", queued}});
+    });
+    route("GET", "/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.prometheus_text(batcher.queued_rows()),
+                      "text/plain; version=0.0.4");
+    });
+    route("GET", "/v1/model",
+          [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, model_json()); });
+    route("GET", "/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(openapi_json(), "application/json");
+    });
+    route("POST", "/v1/predict", [this](const auto& req, auto& res) { predict(req, res); });
+    route("POST", "/v1/embed", [this](const auto& req, auto& res) { embed(req, res); });
+    route("POST", "/v1/search", [this](const auto& req, auto& res) { search(req, res); });
+    route("POST", "/v1/explain", [this](const auto& req, auto& res) { explain(req, res); });
+    route("POST", "/v1/admin/reload", [this](const httplib::Request&, httplib::Response& res) {
+      if (options.token.empty())
+        throw ClientError(403, "reload over HTTP needs a token: start with --token-file (or "
+                               "send SIGHUP)");
+      const std::string error = reload();
+      if (!error.empty()) throw ClientError(409, "reload refused, the old model keeps serving: " + error);
+      send_json(res, 200, {{"reloaded", true}, {"sha256", current()->session->content_hash()}});
+    });
+  }
+
+  std::string reload() {
+    try {
+      auto fresh = load();
+      std::lock_guard<std::mutex> lock(state_mutex);
+      state = std::move(fresh);
+      return "";
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  }
+};
+
+Server::Server(ServeOptions options) {
+  if (!is_loopback(options.host) && options.token.empty())
+    throw Error("binding " + options.host +
+                " exposes the model beyond this machine: give --token-file (a bearer token "
+                "required on every request but /healthz and /readyz)");
+  if (options.http_threads < 1) throw Error("--http-threads must be >= 1");
+  impl_ = std::make_unique<Impl>(std::move(options));
+  impl_->state = impl_->load();
+  impl_->batcher.set_observer([this](int64_t rows, double seconds) {
+    impl_->metrics.add_batch(rows, seconds);
+  });
+  impl_->wire();
+}
+
+Server::~Server() {
+  stop();
+  impl_->batcher.stop();
+}
+
+int Server::bind() {
+  const auto& o = impl_->options;
+  int port = o.port;
+  if (port == 0) {
+    port = impl_->http.bind_to_any_port(o.host.c_str());
+  } else if (!impl_->http.bind_to_port(o.host.c_str(), port)) {
+    port = -1;
+  }
+  if (port < 0)
+    throw Error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)",
+                            o.host, o.port));
+  return port;
+}
+
+void Server::run() {
+  impl_->running = true;
+  impl_->http.listen_after_bind();
+  impl_->running = false;
+}
+
+void Server::stop() {
+  if (impl_) impl_->http.stop();
+}
+
+std::string Server::reload() { return impl_->reload(); }
+
+std::string Server::summary() const {
+  auto s = impl_->current();
+  const auto& info = s->session->info();
+  std::string out = fmt::format(
+      "{} + {}, {} classes, {} px, {}, sha256 {}...", info.arch.value("backbone", "?"),
+      info.arch.value("head", "?"), info.classes.size(), info.preprocess.input_size,
+      impl_->options.dtype, s->session->content_hash().substr(0, 12));
+  if (s->gallery)
+    out += fmt::format("; gallery {} items of {} classes", s->gallery->size(),
+                       s->gallery->classes().size());
+  return out;
+}
+
+}  // namespace finch::serve
