@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 struct PredictArgs {
   std::string model, dtype = "fp32", gallery;
   std::vector<std::string> inputs;
-  int64_t topk = 5, batch_size = 32, knn = 0;
+  int64_t topk = 5, batch_size = 32, knn = 0, max_pixels = 40000000;
   double temperature = 0.05;
   bool json = false;
   int threads = 0;
@@ -89,7 +89,7 @@ void run(const PredictArgs& args) {
     std::vector<fs::path> decoded;
     for (size_t i = begin; i < end; ++i) {
       try {
-        inputs.push_back(session.preprocess(io::read_image_rgb(paths[i])));
+        inputs.push_back(session.preprocess(io::read_image_rgb(paths[i], args.max_pixels)));
         decoded.push_back(paths[i]);
       } catch (const Error& e) {
         print_error(paths[i], e.what(), args.json);
@@ -135,6 +135,9 @@ void add_predict_command(CLI::App& app) {
   add_count_option(*cmd, "--batch-size", args->batch_size, "Images per forward pass", 1, 65536);
   add_threads_option(*cmd, args->threads);
   add_dtype_option(*cmd, args->dtype);
+  add_count_option(*cmd, "--max-pixels", args->max_pixels,
+                   "Largest image (width x height), refused from its header before decoding", 1,
+                   int64_t{1} << 40);
   cmd->add_option("--gallery,-g", args->gallery,
                   "Classify by this gallery's classes instead of the model's (nearest class "
                   "prototype; see --knn): classes the model never saw, same output")

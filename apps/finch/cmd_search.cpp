@@ -102,7 +102,7 @@ void add_search_command(CLI::App& app) {
       ->check(CLI::IsMember({"exact", "hnsw", "ivf"}))
       ->capture_default_str();
   add_count_option(*cmd, "--nprobe", args->nprobe, "IVF cells scanned per query", 1, 1 << 20);
-  add_count_option(*cmd, "--nlist", args->nlist, "IVF cells (0 = about 4 sqrt(N))", 0, 1 << 24);
+  add_count_option(*cmd, "--nlist", args->nlist, "IVF cells (0 = about sqrt(N))", 0, 1 << 24);
   add_count_option(*cmd, "--ef-search", args->ef_search, "HNSW search breadth", 1, 1 << 20);
   add_count_option(*cmd, "--batch-size", args->batch_size, "Images per forward pass", 1, 65536);
   cmd->add_flag("--json", args->json,

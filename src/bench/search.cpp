@@ -16,13 +16,19 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-torch::Tensor clustered_unit_rows(int64_t n, int64_t dim, const torch::Tensor& centres) {
+// Embedding-like data: 1000 clusters in a 32-d latent space, projected to `dim` with a little
+// isotropic noise (real embeddings have a low intrinsic dimension; uniformly random
+// high-dimensional vectors have no meaningful nearest neighbours at all).
+torch::Tensor clustered_unit_rows(int64_t n, const torch::Tensor& centres,
+                                  const torch::Tensor& projection) {
+  const int64_t dim = projection.size(1);
   torch::Tensor rows = torch::empty({n, dim});
   constexpr int64_t kChunk = 65536;  // bounded temporaries at 1M x 2048
   for (int64_t begin = 0; begin < n; begin += kChunk) {
     const int64_t len = std::min(kChunk, n - begin);
     torch::Tensor pick = torch::randint(centres.size(0), {len}, torch::kLong);
-    torch::Tensor x = centres.index_select(0, pick) + 0.5 * torch::randn({len, dim});
+    torch::Tensor latent = centres.index_select(0, pick) + 0.25 * torch::randn({len, centres.size(1)});
+    torch::Tensor x = torch::matmul(latent, projection) + 0.02 * torch::randn({len, dim});
     rows.narrow(0, begin, len)
         .copy_(torch::nn::functional::normalize(
             x, torch::nn::functional::NormalizeFuncOptions().dim(1)));
@@ -39,9 +45,10 @@ nlohmann::json bench_search(const SearchBenchOptions& options) {
   if (options.threads > 0) torch::set_num_threads(static_cast<int>(options.threads));
   torch::manual_seed(0);
   c10::InferenceMode guard;
-  torch::Tensor centres = torch::randn({1000, options.dim}) / std::sqrt(double(options.dim)) * 2;
-  const torch::Tensor items = clustered_unit_rows(options.items, options.dim, centres);
-  const torch::Tensor queries = clustered_unit_rows(options.queries, options.dim, centres);
+  const torch::Tensor centres = torch::randn({1000, 32});
+  const torch::Tensor projection = torch::randn({32, options.dim}) / std::sqrt(32.0);
+  const torch::Tensor items = clustered_unit_rows(options.items, centres, projection);
+  const torch::Tensor queries = clustered_unit_rows(options.queries, centres, projection);
   auto timed = [&](const std::function<std::vector<std::vector<gallery::Neighbour>>()>& search,
                    std::vector<std::vector<gallery::Neighbour>>& hits) {
     std::vector<double> ms;

@@ -76,7 +76,7 @@ EmbeddedImages embed_files(eval::InferenceSession& session, const std::vector<fs
     std::vector<torch::Tensor> inputs;
     for (size_t i = begin; i < end; ++i) {
       try {
-        inputs.push_back(session.preprocess(io::read_image_rgb(paths[i])));
+        inputs.push_back(session.preprocess(io::read_image_rgb(paths[i], options.max_pixels)));
       } catch (const Error& e) {
         out.errors.emplace_back(paths[i].string(), e.what());
         continue;

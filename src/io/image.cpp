@@ -43,8 +43,9 @@ bool jpeg_is_truncated(const std::string& bytes) {
 
 }  // namespace
 
-cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source) {
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source, int64_t max_pixels) {
   if (bytes.empty()) throw Error("empty image file: " + source);
+  check_pixel_limit(bytes, source, max_pixels);
   if (jpeg_is_truncated(bytes)) throw Error("truncated JPEG image: " + source);
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
     throw Error("image file too large to decode: " + source);
@@ -64,8 +65,8 @@ cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source) {
   return rgb;
 }
 
-cv::Mat read_image_rgb(const fs::path& path) {
-  return decode_image_rgb(read_file(path), path.string());
+cv::Mat read_image_rgb(const fs::path& path, int64_t max_pixels) {
+  return decode_image_rgb(read_file(path), path.string(), max_pixels);
 }
 
 std::optional<cv::Size> read_image_size(const fs::path& path) {

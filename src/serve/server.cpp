@@ -147,11 +147,8 @@ struct Server::Impl {
       p.names.push_back(name);
       try {
         if (bytes.empty()) throw Error("empty upload (zero bytes)");
-        io::check_pixel_limit(bytes, name, options.max_pixels);
-        cv::Mat rgb = io::decode_image_rgb(bytes, name);
-        if (static_cast<int64_t>(rgb.total()) > options.max_pixels && options.max_pixels > 0)
-          throw Error(fmt::format("{}: {} x {} pixels is more than the limit of {}", name,
-                                  rgb.cols, rgb.rows, options.max_pixels));
+        // The header's declared size is checked before decoding (decompression bombs).
+        cv::Mat rgb = io::decode_image_rgb(bytes, name, options.max_pixels);
         p.rows.push_back(session.preprocess(rgb));
         if (keep_decoded) p.decoded.push_back(rgb);
         p.row_of.push_back(static_cast<int>(p.rows.size()) - 1);
@@ -159,6 +156,9 @@ struct Server::Impl {
       } catch (const Error& e) {
         p.row_of.push_back(-1);
         p.errors.push_back(e.what());
+      } catch (const c10::Error& e) {  // an image the transforms cannot take
+        p.row_of.push_back(-1);
+        p.errors.push_back(name + ": " + e.what_without_backtrace());
       }
     }
     return p;

@@ -237,6 +237,12 @@ TEST_F(ServeTest, ClientMistakesGetTheir4xxAndTheServerKeepsServing) {
   EXPECT_EQ(status(r), 422);
   EXPECT_CONTAINS(r->body, "more than the limit of 1000000");
   EXPECT_EQ(status(client.Post("/v1/predict", std::string(2 << 20, 'x'), "image/png")), 413);
+  // The same limit in `finch predict`: an error record, decided from the header alone.
+  finch::test::write_text(path("bomb") / "bomb.png", bomb);
+  auto local = run_command(cli() + " predict --json --max-pixels 1000000 --model " + model() +
+                           " " + (path("bomb") / "bomb.png").string());
+  EXPECT_EQ(local.exit_code, 0) << local.output;
+  EXPECT_CONTAINS(local.output, "30000 x 30000 = 900000000 pixels, more than the limit");
   EXPECT_EQ(status(client.Post("/v1/predict?topk=abc", png, "image/png")), 400);
   EXPECT_EQ(status(client.Post("/v1/predict?topk=0", png, "image/png")), 400);
   EXPECT_EQ(status(client.Post("/v1/predict", "{\"image\": 3}", "application/json")), 400);

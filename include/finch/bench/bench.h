@@ -102,8 +102,8 @@ struct SearchBenchOptions {
   int64_t threads = 2;
 };
 
-/// Gallery search on synthetic clustered unit vectors (1000 clusters, as class embeddings
-/// are): the time of one query batch (median of rounds) by exact search and, for hnsw / ivf,
+/// Gallery search on synthetic embedding-like unit vectors (1000 clusters in a 32-d latent
+/// space projected to `dim`): the time of one query batch (median of rounds) by exact search and, for hnsw / ivf,
 /// the FAISS index's build time, its search time and recall@k against exact search; the
 /// gallery's memory and the process's peak RSS.
 nlohmann::json bench_search(const SearchBenchOptions& options);

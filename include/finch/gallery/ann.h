@@ -16,7 +16,7 @@ struct AnnOptions {
   std::string kind = "hnsw";  // hnsw | ivf
   int hnsw_m = 32;            // graph degree
   int ef_search = 128;        // HNSW search breadth
-  int64_t nlist = 0;          // IVF cells (0: about 4 sqrt(N))
+  int64_t nlist = 0;          // IVF cells (0: about sqrt(N)); k-means on <= 64 points per cell
   int64_t nprobe = 16;        // IVF cells scanned per query
 };
 

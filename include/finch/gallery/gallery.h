@@ -36,6 +36,7 @@ struct EmbeddedImages {
 struct EmbedOptions {
   int64_t batch_size = 64;
   int workers = 2;  // decode threads for datasets
+  int64_t max_pixels = 40000000;  // image files declaring more are errors (not decoded)
   ProgressStyle progress = ProgressStyle::kNone;
 };
 

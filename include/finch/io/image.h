@@ -2,18 +2,25 @@
 // Image decoding at the boundary: every image enters finch as 8-bit RGB (in that order).
 #include <filesystem>
 #include <opencv2/core.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
 
 namespace finch::io {
 
+/// Images declaring more pixels than this are refused before decoding unless a caller passes
+/// another limit: PIL's decompression-bomb error threshold (2 x 89,478,485), ~13,400 px square.
+inline constexpr int64_t kDefaultMaxPixels = 178956970;
+
 /// Decodes an image file (JPEG, PNG, BMP, TIFF, WebP; grey, RGBA, 16-bit, CMYK; EXIF
 /// orientation applied) to an HxWx3 uint8 RGB matrix. Throws finch::Error naming the path
-/// when the file is missing, empty or cannot be decoded.
-cv::Mat read_image_rgb(const std::filesystem::path& path);
+/// when the file is missing, empty or cannot be decoded, or when its header declares more
+/// than `max_pixels` pixels (checked before decoding; 0 = no limit).
+cv::Mat read_image_rgb(const std::filesystem::path& path, int64_t max_pixels = kDefaultMaxPixels);
 
 /// Decodes encoded image bytes (same rules as read_image_rgb); `source` names them in errors.
-cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source);
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source,
+                         int64_t max_pixels = kDefaultMaxPixels);
 
 /// Width and height from a PNG or JPEG header without decoding; nullopt for other files, a
 /// JPEG with an Exif block (its orientation may swap the sides) or a file that cannot be read
