@@ -58,7 +58,7 @@ PY
 }
 peak_rss() { grep VmHWM /proc/$1/status | awk '{printf "%.0f", $2 / 1024}'; }
 
-for c in 1 8 64; do
+for c in ${CONCURRENCY:-1 8 64}; do
   $FINCH serve --model "$WORK/resnet50.safetensors" --port 18080 --threads 2 --max-batch 16 \
     --http-threads 64 --queue 1024 > "$WORK/finch_serve.log" 2>&1 &
   fpid=$!

@@ -101,7 +101,15 @@ def main():
                     if top != reference["top"]:
                         wrong["valid:different answer"] += 1
 
+    samples = []
+
+    def sampler():  # RSS every 10 s: growth that continues to the end would be a leak
+        while time.time() < deadline:
+            samples.append(round(rss_mib(server.pid), 1))
+            time.sleep(10)
+
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(a.threads)]
+    threads.append(threading.Thread(target=sampler))
     for t in threads:
         t.start()
     for t in threads:
@@ -113,7 +121,7 @@ def main():
     summary = {"duration_s": a.duration, "threads": a.threads, "alive_at_end": alive,
                "exit_code": code, "statuses": dict(statuses), "wrong": dict(wrong),
                "client_errors": dict(errors), "rss_mib_start": round(start_rss, 1),
-               "rss_mib_end": round(end_rss, 1) if end_rss else None}
+               "rss_mib_end": round(end_rss, 1) if end_rss else None, "rss_mib_every_10s": samples}
     print(json.dumps(summary, indent=1))
     five_xx = sum(n for k, n in statuses.items() if k.split(":")[-1].startswith("5"))
     if not alive or code != 0 or wrong or five_xx:

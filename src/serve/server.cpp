@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <map>
+#include <opencv2/core/utility.hpp>
 #include <optional>
 
 #include "finch/core/error.h"
@@ -448,6 +449,9 @@ Server::Server(ServeOptions options) {
                 " exposes the model beyond this machine: give --token-file (a bearer token "
                 "required on every request but /healthz and /readyz)");
   if (options.http_threads < 1) throw Error("--http-threads must be >= 1");
+  // Requests are decoded and resized on many HTTP threads at once: OpenCV's own thread pool
+  // would only add threads fighting the model's compute threads for the cores.
+  cv::setNumThreads(1);
   impl_ = std::make_unique<Impl>(std::move(options));
   impl_->state = impl_->load();
   impl_->batcher.set_observer([this](int64_t rows, double seconds) {
