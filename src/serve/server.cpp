@@ -165,6 +165,14 @@ struct Server::Impl {
     return p;
   }
 
+  // The request's images decoded and preprocessed; a lone image that fails is a 422.
+  Prepared read_images(const ModelState& s, const httplib::Request& req, bool& single,
+                       bool keep_decoded = false) {
+    Prepared p = prepare(*s.session, request_images(req, single), keep_decoded);
+    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    return p;
+  }
+
   // Runs the decoded rows through the batcher; returns probabilities and embeddings [N, .].
   std::pair<torch::Tensor, torch::Tensor> infer(const ModelState& s, const Prepared& p) {
     TaskPtr task = batcher.submit(torch::stack(p.rows), s.forward);
@@ -178,6 +186,22 @@ struct Server::Impl {
     torch::Tensor embeddings;
     if (task->embeddings.front().defined()) embeddings = torch::stack(task->embeddings);
     return {torch::stack(task->logits), embeddings};
+  }
+
+  // One record per image: `answer(row)` for those that decoded, {"path", "error"} for the
+  // others; one image gets its record, several get {"results": [...]}.
+  void send_records(httplib::Response& res, const Prepared& p, bool single,
+                    const std::function<nlohmann::json(int row)>& answer) {
+    nlohmann::json records = nlohmann::json::array();
+    for (size_t i = 0; i < p.names.size(); ++i) {
+      nlohmann::json record{{"path", p.names[i]}};
+      if (p.row_of[i] < 0)
+        record["error"] = p.errors[i];
+      else
+        record.update(answer(p.row_of[i]));
+      records.push_back(std::move(record));
+    }
+    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
   }
 
   int64_t int_param(const httplib::Request& req, const std::string& name, int64_t fallback,
@@ -203,46 +227,30 @@ struct Server::Impl {
     auto s = current();
     const int64_t k = int_param(req, "topk", 5, 1, 100000);
     bool single = false;
-    const auto images = request_images(req, single);
-    Prepared p = prepare(*s->session, images);
-    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    const Prepared p = read_images(*s, req, single);
     std::vector<std::vector<eval::ClassScore>> top;
     if (!p.rows.empty()) top = eval::top_k(infer(*s, p).first, s->session->classes(), k);
-    nlohmann::json records = nlohmann::json::array();
-    for (size_t i = 0; i < p.names.size(); ++i) {
-      if (p.row_of[i] < 0) {
-        records.push_back({{"path", p.names[i]}, {"error", p.errors[i]}});
-        continue;
-      }
+    send_records(res, p, single, [&](int row) {
       nlohmann::json items = nlohmann::json::array();
-      for (const auto& c : top[p.row_of[i]])
+      for (const auto& c : top[row])
         items.push_back({{"class", c.name}, {"index", c.index}, {"prob", c.prob}});
-      records.push_back({{"path", p.names[i]}, {"topk", items}});
-    }
-    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
+      return nlohmann::json{{"topk", items}};
+    });
   }
 
   void embed(const httplib::Request& req, httplib::Response& res) {
     auto s = current();
     bool single = false;
-    const auto images = request_images(req, single);
-    Prepared p = prepare(*s->session, images);
-    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    const Prepared p = read_images(*s, req, single);
     torch::Tensor embeddings;
     if (!p.rows.empty()) embeddings = infer(*s, p).second;
     if (!p.rows.empty() && !embeddings.defined())
       throw Error("this model's head returns no embedding");
-    nlohmann::json records = nlohmann::json::array();
-    for (size_t i = 0; i < p.names.size(); ++i) {
-      if (p.row_of[i] < 0) {
-        records.push_back({{"path", p.names[i]}, {"error", p.errors[i]}});
-        continue;
-      }
-      torch::Tensor row = embeddings[p.row_of[i]].contiguous();
+    send_records(res, p, single, [&](int r) {
+      torch::Tensor row = embeddings[r].contiguous();
       std::vector<float> values(row.data_ptr<float>(), row.data_ptr<float>() + row.numel());
-      records.push_back({{"path", p.names[i]}, {"dim", row.numel()}, {"embedding", values}});
-    }
-    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
+      return nlohmann::json{{"dim", row.numel()}, {"embedding", values}};
+    });
   }
 
   void search(const httplib::Request& req, httplib::Response& res) {
@@ -250,28 +258,20 @@ struct Server::Impl {
     if (!s->gallery) throw ClientError(404, "no gallery is loaded (start with --gallery G)");
     const int64_t k = int_param(req, "k", 10, 1, 100000);
     bool single = false;
-    const auto images = request_images(req, single);
-    Prepared p = prepare(*s->session, images);
-    if (single && p.rows.empty()) throw ClientError(422, p.errors.front());
+    const Prepared p = read_images(*s, req, single);
     std::vector<std::vector<gallery::Neighbour>> hits;
     if (!p.rows.empty()) hits = gallery::exact_search(infer(*s, p).second, s->gallery->embeddings(), k);
     const auto& g = *s->gallery;
     auto labels = g.labels().accessor<int64_t, 1>();
-    nlohmann::json records = nlohmann::json::array();
-    for (size_t i = 0; i < p.names.size(); ++i) {
-      if (p.row_of[i] < 0) {
-        records.push_back({{"path", p.names[i]}, {"error", p.errors[i]}});
-        continue;
-      }
+    send_records(res, p, single, [&](int row) {
       nlohmann::json items = nlohmann::json::array();
-      for (const auto& h : hits[p.row_of[i]])
+      for (const auto& h : hits[row])
         items.push_back({{"path", g.paths()[h.item]},
                          {"class", g.classes()[labels[h.item]]},
                          {"item", h.item},
                          {"score", h.score}});
-      records.push_back({{"path", p.names[i]}, {"neighbours", items}});
-    }
-    send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
+      return nlohmann::json{{"neighbours", items}};
+    });
   }
 
   void explain(const httplib::Request& req, httplib::Response& res) {
