@@ -93,10 +93,52 @@ void Config::apply_override(const std::string& assignment) {
   set(assignment.substr(0, eq), assignment.substr(eq + 1));
 }
 
+namespace {
+
+// True when the documented default of a key is a string: quoted, or a plain scalar that YAML
+// would not read as a number, a boolean or null. Such keys take command-line values
+// literally ("#weird", "[a]", "null" and "yes" stay the strings they are).
+bool is_string_key(const YAML::Node& default_value) {
+  if (!default_value.IsScalar()) return false;
+  if (default_value.Tag() == "!") return true;  // quoted in defaults.yaml
+  const std::string& text = default_value.Scalar();
+  if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL")
+    return false;
+  try {
+    default_value.as<bool>();
+    return false;
+  } catch (const YAML::Exception&) {
+  }
+  try {
+    default_value.as<double>();
+    return false;
+  } catch (const YAML::Exception&) {
+  }
+  return true;
+}
+
+}  // namespace
+
 void Config::set(const std::string& dotted_key, const std::string& yaml_value) {
+  // The schema is the documented default, not the current value (which may be anything).
+  static const Config kSchema = defaults();
+  YAML::Node documented;
+  try {
+    documented = kSchema.node(dotted_key);
+  } catch (const Error&) {
+    // Unknown key: the merge below names it with the known ones.
+  }
+  if (documented && is_string_key(documented)) return set_string(dotted_key, yaml_value);
+  set_node(dotted_key, parse_yaml(yaml_value.empty() ? "''" : yaml_value, "--set " + dotted_key));
+}
+
+void Config::set_string(const std::string& dotted_key, const std::string& value) {
+  set_node(dotted_key, YAML::Node(value));
+}
+
+void Config::set_node(const std::string& dotted_key, const YAML::Node& value) {
   // Build {a: {b: value}} and merge it, so overrides follow the same rules as files.
   auto parts = split_key(dotted_key);
-  YAML::Node value = parse_yaml(yaml_value.empty() ? "''" : yaml_value, "--set " + dotted_key);
   YAML::Node wrapped = value;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     YAML::Node outer(YAML::NodeType::Map);

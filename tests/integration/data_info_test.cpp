@@ -75,3 +75,14 @@ TEST(DataInfoCli, JsonReportsCountsSizesAndMissingFiles) {
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_CONTAINS(bad.output, "finch: error: cars: no Stanford Cars annotations");
 }
+
+// A dataset root whose name is YAML syntax stays a path (it used to be read as null).
+TEST(DataInfoCli, RootNamedLikeYamlStaysAPath) {
+  finch::test::TempDir dir;
+  const fs::path root = dir / "#weird";
+  finch::test::make_pattern_imagefolder(root, 2, 3, 8);
+  auto r = run_command("cd " + dir.path().string() + " && " + finch::test::cli_path().string() +
+                       " data info --json --dataset imagefolder --root '#weird'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "\"images\":6");
+}

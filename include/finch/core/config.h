@@ -19,8 +19,12 @@ class Config {
   /// Parses a YAML string merged onto the defaults (`source` names it in errors).
   static Config from_yaml(const std::string& yaml, const std::string& source);
 
-  /// Sets one dotted key from a YAML value string; throws finch::Error for unknown keys.
+  /// Sets one dotted key from a command-line value; throws finch::Error for unknown keys. The
+  /// value is parsed as YAML unless the key's documented default is a string, in which case
+  /// it is taken literally (a root named "#weird", "[a]" or "null" stays that string).
   void set(const std::string& dotted_key, const std::string& yaml_value);
+  /// Sets a key to this exact string (never parsed).
+  void set_string(const std::string& dotted_key, const std::string& value);
   /// Applies one "a.b=value" override.
   void apply_override(const std::string& assignment);
 
@@ -44,6 +48,7 @@ class Config {
  private:
   explicit Config(YAML::Node root) : root_(std::move(root)) {}
   [[noreturn]] static void throw_type_error(const std::string& key, const YAML::Node& n);
+  void set_node(const std::string& dotted_key, const YAML::Node& value);
   YAML::Node root_;
 };
 

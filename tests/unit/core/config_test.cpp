@@ -130,3 +130,31 @@ TEST(YamlJson, ScalarsGetTypes) {
   EXPECT_TRUE(j["f"].is_string());
   EXPECT_EQ(finch::yaml_to_json(finch::json_to_yaml(j)), j);
 }
+
+// Command-line values of string keys are taken literally: a root named like YAML syntax
+// must not turn into null, a list or a map (a defect found by trying it as a user would).
+TEST(Config, StringKeysTakeCommandLineValuesLiterally) {
+  Config c = Config::defaults();
+  for (const std::string weird : {"#weird", "[a]", "x: y", "null", "yes", "~", "{b: 1}", "3"}) {
+    SCOPED_TRACE(weird);
+    c.set("data.root", weird);
+    EXPECT_EQ(c.get<std::string>("data.root"), weird);
+    c.apply_override("data.csv_file=" + weird);  // --set goes the same way
+    EXPECT_EQ(c.get<std::string>("data.csv_file"), weird);
+  }
+  c.set_string("model.pretrained", "a: b");
+  EXPECT_EQ(c.get<std::string>("model.pretrained"), "a: b");
+  // Keys whose default is not a string still parse YAML.
+  c.set("train.epochs", "7");
+  EXPECT_EQ(c.get<int>("train.epochs"), 7);
+  c.set("data.strict", "yes");
+  EXPECT_TRUE(c.get<bool>("data.strict"));
+  c.set("data.classes", "[a, b]");
+  EXPECT_EQ(c.get<std::vector<std::string>>("data.classes"), (std::vector<std::string>{"a", "b"}));
+  c.set("data.class_range", "[1, 3]");
+  EXPECT_EQ(c.get<std::vector<int64_t>>("data.class_range"), (std::vector<int64_t>{1, 3}));
+  // train.freeze (default "none") still reads a number of stages.
+  c.set("train.freeze", "2");
+  EXPECT_EQ(c.get<int>("train.freeze"), 2);
+  EXPECT_THROW(c.set("data.rooot", "x"), finch::Error);
+}
