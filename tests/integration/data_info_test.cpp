@@ -16,7 +16,8 @@ namespace {
 void write_numbers(mat_t* mat, const char* name, std::vector<double> values) {
   size_t dims[2] = {1, values.size()};
   matvar_t* v = Mat_VarCreate(name, MAT_C_DOUBLE, MAT_T_DOUBLE, 2, dims, values.data(), 0);
-  ASSERT_EQ(Mat_VarWrite(mat, v, MAT_COMPRESSION_ZLIB), 0);
+  finch::test::require(Mat_VarWrite(mat, v, MAT_COMPRESSION_ZLIB) == 0,
+                       std::string("cannot write .mat variable ") + name);
   Mat_VarFree(v);
 }
 
@@ -24,18 +25,19 @@ void write_numbers(mat_t* mat, const char* name, std::vector<double> values) {
 void make_flowers(const fs::path& root) {
   fs::create_directories(root / "jpg");
   mat_t* labels = Mat_CreateVer((root / "imagelabels.mat").c_str(), nullptr, MAT_FT_MAT5);
-  ASSERT_NE(labels, nullptr);
+  finch::test::require(labels != nullptr, "cannot create imagelabels.mat");
   write_numbers(labels, "labels", {1, 2, 3, 3, 1, 2, 2, 1});
   Mat_Close(labels);
   mat_t* setid = Mat_CreateVer((root / "setid.mat").c_str(), nullptr, MAT_FT_MAT5);
-  ASSERT_NE(setid, nullptr);
+  finch::test::require(setid != nullptr, "cannot create setid.mat");
   write_numbers(setid, "trnid", {1, 2, 3});
   write_numbers(setid, "valid", {4, 5});
   write_numbers(setid, "tstid", {6, 7, 8});
   Mat_Close(setid);
   for (int id = 1; id <= 7; ++id)
-    ASSERT_TRUE(cv::imwrite((root / "jpg" / cv::format("image_%05d.jpg", id)).string(),
-                            cv::Mat(10 + id, 20, CV_8UC3, cv::Scalar::all(9 * id))));
+    finch::test::require(cv::imwrite((root / "jpg" / cv::format("image_%05d.jpg", id)).string(),
+                                     cv::Mat(10 + id, 20, CV_8UC3, cv::Scalar::all(9 * id))),
+                         "cannot write a Flowers image");
 }
 
 }  // namespace

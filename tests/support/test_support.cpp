@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <stdexcept>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -67,6 +68,10 @@ std::string error_of(const std::function<void()>& f) {
 
 fs::path cli_path() { return FINCH_CLI_PATH; }
 fs::path source_dir() { return FINCH_SOURCE_DIR; }
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error("test fixture failed: " + what);
+}
 
 void write_text(const fs::path& path, const std::string& text) {
   if (path.has_parent_path()) fs::create_directories(path.parent_path());

@@ -41,6 +41,11 @@ std::filesystem::path source_dir();
 /// throws none.
 std::string error_of(const std::function<void()>& f);
 
+/// Stops the current test when a fixture helper fails: throws (GoogleTest reports the
+/// exception and ends the test), where an ASSERT_* inside a void helper would only return
+/// from the helper and let the test go on with a broken fixture.
+void require(bool ok, const std::string& what);
+
 /// Writes a text file (creating parent folders).
 void write_text(const std::filesystem::path& path, const std::string& text);
 

@@ -21,11 +21,13 @@ namespace {
 // A width x height BGR image of one grey value (written as PNG or JPEG by extension).
 void write_image(const fs::path& path, int width, int height, int value) {
   fs::create_directories(path.parent_path());
-  ASSERT_TRUE(cv::imwrite(path.string(), cv::Mat(height, width, CV_8UC3, cv::Scalar::all(value))));
+  finch::test::require(
+      cv::imwrite(path.string(), cv::Mat(height, width, CV_8UC3, cv::Scalar::all(value))),
+      "cannot write " + path.string());
 }
 
 void expect_box(const std::optional<finch::data::Box>& box, float x, float y, float w, float h) {
-  ASSERT_TRUE(box.has_value());
+  finch::test::require(box.has_value(), "expected a box");
   EXPECT_FLOAT_EQ(box->x, x);
   EXPECT_FLOAT_EQ(box->y, y);
   EXPECT_FLOAT_EQ(box->width, w);

@@ -38,9 +38,9 @@ void write_idx(const fs::path& path, const std::vector<uint32_t>& shape,
   std::string bytes = idx_bytes(shape, data);
   if (!gz) return finch::write_file_atomic(path, bytes);
   gzFile f = gzopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr);
+  finch::test::require(f != nullptr, "gzopen " + path.string());
   gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
-  ASSERT_EQ(gzclose(f), Z_OK);
+  finch::test::require(gzclose(f) == Z_OK, "gzclose " + path.string());
 }
 
 // n images of 3x4 where image i has pixel (y, x) = 10 * i + 4 * y + x.

@@ -80,7 +80,8 @@ void write_mat(const fs::path& path, std::vector<VarPtr> vars, mat_ft version = 
                matio_compression compression = MAT_COMPRESSION_NONE) {
   fs::create_directories(path.parent_path());
   mat_t* mat = Mat_CreateVer(path.c_str(), nullptr, version);
-  ASSERT_NE(mat, nullptr) << "libmatio cannot create " << path << " (v7.3 needs HDF5 support)";
+  finch::test::require(mat != nullptr, "libmatio cannot create " + path.string() +
+                                           " (v7.3 needs HDF5 support)");
   for (VarPtr v : vars) {
     EXPECT_EQ(Mat_VarWrite(mat, v, compression), 0) << v->name;
     Mat_VarFree(v);
@@ -91,11 +92,13 @@ void write_mat(const fs::path& path, std::vector<VarPtr> vars, mat_ft version = 
 // A width x height BGR image of one grey value.
 void write_image(const fs::path& path, int width, int height, int value) {
   fs::create_directories(path.parent_path());
-  ASSERT_TRUE(cv::imwrite(path.string(), cv::Mat(height, width, CV_8UC3, cv::Scalar::all(value))));
+  finch::test::require(
+      cv::imwrite(path.string(), cv::Mat(height, width, CV_8UC3, cv::Scalar::all(value))),
+      "cannot write " + path.string());
 }
 
 void expect_box(const std::optional<finch::data::Box>& box, float x, float y, float w, float h) {
-  ASSERT_TRUE(box.has_value());
+  finch::test::require(box.has_value(), "expected a box");
   EXPECT_FLOAT_EQ(box->x, x);
   EXPECT_FLOAT_EQ(box->y, y);
   EXPECT_FLOAT_EQ(box->width, w);

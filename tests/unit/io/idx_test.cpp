@@ -23,10 +23,11 @@ std::string idx_bytes(const std::vector<uint32_t>& shape, const std::vector<uint
 
 void write_gzip(const fs::path& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
-            static_cast<int>(bytes.size()));
-  ASSERT_EQ(gzclose(f), Z_OK);
+  finch::test::require(f != nullptr, "gzopen " + path.string());
+  finch::test::require(
+      gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()),
+      "gzwrite " + path.string());
+  finch::test::require(gzclose(f) == Z_OK, "gzclose " + path.string());
 }
 
 std::vector<uint8_t> iota_bytes(size_t n) {
