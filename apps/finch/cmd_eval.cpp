@@ -33,7 +33,7 @@ struct EvalArgs {
   std::string class_split, gallery;
   int64_t knn = 0;
   std::vector<int64_t> shots{1, 5};
-  int64_t ways = 5, queries = 15, episodes = 600;
+  int64_t ways = 5, queries = 15, episodes = 600, max_pixels = 0;
   uint64_t seed = 0;
   DatasetArgs data;
   std::string tta = "none", reliability, save_embeddings, tsne;
@@ -44,8 +44,15 @@ struct EvalArgs {
 };
 
 // Retrieval and few-shot: the model as an embedding model on classes it may never have seen.
-void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
+// The dataset options with --max-pixels as data.max_pixels.
+Config eval_data_config(const EvalArgs& args) {
   Config config = dataset_config(args.data);
+  if (args.max_pixels > 0) config.set("data.max_pixels", std::to_string(args.max_pixels));
+  return config;
+}
+
+void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
+  Config config = eval_data_config(args);
   if (!args.class_split.empty()) {
     // Chen et al.'s split over the split's sorted class list.
     const auto all = data::open_split(config, args.data.split)->class_names();
@@ -173,7 +180,7 @@ void run(const EvalArgs& args) {
       args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty();
   options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
   // open_split honours --option crop_to_box=true (and box_margin) like training does.
-  eval::SplitEvaluation result = eval::evaluate_split(session, dataset_config(args.data), options);
+  eval::SplitEvaluation result = eval::evaluate_split(session, eval_data_config(args), options);
   const eval::Metrics& metrics = result.metrics;
   const eval::EvalRecords& records = result.records;
   const data::DatasetPtr& dataset = result.dataset;
@@ -259,6 +266,10 @@ void add_eval_command(CLI::App& app) {
   add_count_option(*cmd, "--workers", args->workers, "Decode threads", 0, 256);
   add_threads_option(*cmd, args->threads);
   add_dtype_option(*cmd, args->dtype);
+  add_count_option(*cmd, "--max-pixels", args->max_pixels,
+                   "Images declaring more pixels are skipped and reported, from their header "
+                   "(data.max_pixels; 0 = its default)",
+                   0, io::kDefaultMaxPixels);
   cmd->add_option("--protocol", args->protocol,
                   "classification (the model's classes) | retrieval (every image a query "
                   "against the others: Recall@1/2/4/8, MAP@R, R-precision) | fewshot (N-way "

@@ -3,11 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "finch/core/error.h"
 #include "finch/data/box_crop.h"
 #include "finch/data/formats.h"
 #include "finch/data/sampler.h"
+#include "finch/io/image.h"
 
 namespace finch::data {
 
@@ -82,6 +84,37 @@ class ConcatDataset final : public Dataset {
   std::vector<std::pair<size_t, size_t>> where_;
 };
 
+// data.max_pixels below io::kDefaultMaxPixels (which every image read enforces): images
+// whose header declares more are refused before decoding, so the loader skips and reports
+// them like any unreadable image. File-based formats describe a sample by its path; for
+// the others (IDX arrays) there is no header to read and nothing to check.
+class PixelLimitDataset final : public Dataset {
+ public:
+  PixelLimitDataset(DatasetPtr base, int64_t max_pixels)
+      : base_(std::move(base)), max_pixels_(max_pixels) {}
+  size_t size() const override { return base_->size(); }
+  int64_t label(size_t i) const override { return base_->label(i); }
+  cv::Mat load_rgb(size_t i) const override {
+    const std::filesystem::path file = base_->describe(i);
+    std::error_code error;
+    if (std::filesystem::is_regular_file(file, error)) {
+      std::ifstream in(file, std::ios::binary);
+      std::string head(1 << 20, '\0');  // JPEG frame headers follow EXIF blocks of <= 64 KiB
+      in.read(head.data(), static_cast<std::streamsize>(head.size()));
+      head.resize(static_cast<size_t>(in.gcount()));
+      io::check_pixel_limit(head, file.string(), max_pixels_);
+    }
+    return base_->load_rgb(i);
+  }
+  std::string describe(size_t i) const override { return base_->describe(i); }
+  std::optional<Box> box(size_t i) const override { return base_->box(i); }
+  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
+
+ private:
+  DatasetPtr base_;
+  int64_t max_pixels_;
+};
+
 }  // namespace
 
 DatasetPtr open_split(const Config& config, const std::string& split) {
@@ -114,6 +147,13 @@ DatasetPtr open_split(const Config& config, const std::string& split) {
     dataset =
         std::make_shared<ClassSubsetDataset>(dataset, classes, format + " split '" + split + "'");
   }
+  const auto max_pixels = config.get<int64_t>("data.max_pixels");
+  if (max_pixels < 1 || max_pixels > io::kDefaultMaxPixels)
+    throw Error(fmt::format("data.max_pixels must be in [1, {}] (the limit every image read "
+                            "applies), got {}",
+                            io::kDefaultMaxPixels, max_pixels));
+  if (max_pixels < io::kDefaultMaxPixels)
+    dataset = std::make_shared<PixelLimitDataset>(dataset, max_pixels);
   if (!config.get<bool>("data.crop_to_box")) return dataset;
   // Cropped here, below the carve of a validation split, so train, val and test all see the
   // object crop the same way.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 #include <sstream>
 
 #include "finch/core/sha256.h"
@@ -213,6 +214,18 @@ TEST_F(OpenWorldTest, Bf16AndRangeCheckedCounts) {
                        (path("data") / "test" / "class0").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(json_lines(result.output).size(), 10u);
+  // --max-pixels (data.max_pixels): an image whose header declares more is skipped and
+  // reported, the others evaluated.
+  fs::copy(path("data"), path("big"), fs::copy_options::recursive);
+  cv::imwrite((path("big") / "test" / "class0" / "huge.png").string(),
+              cv::Mat(64, 64, CV_8UC3, cv::Scalar(1, 2, 3)));
+  result = run_command(cli() + " eval --json --max-pixels 1000 --model " + model() +
+                       " --dataset imagefolder --root " + path("big").string() +
+                       " --split test --option class_range=[0,4]");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(json_lines(result.output).back()["skipped"], 1);
+  EXPECT_EQ(json_lines(result.output).back()["num_samples"], 40);
+
   const std::string m = " --model " + model() + " ";
   const std::string images = (path("data") / "test" / "class0").string();
   for (const std::string bad :
