@@ -4,10 +4,10 @@
 #include <map>
 
 #include "commands.h"
-#include "finch/data/formats.h"
-#include "finch/data/from_config.h"
 #include "finch/core/error.h"
 #include "finch/core/rng.h"
+#include "finch/data/formats.h"
+#include "finch/data/from_config.h"
 #include "finch/io/image.h"
 
 namespace finch::cli {
@@ -58,8 +58,8 @@ Config dataset_config(const DatasetArgs& args) {
 
 namespace {
 template <typename T>
-CLI::Option* count_option(CLI::App& cmd, const std::string& name, T& value,
-                          const std::string& help, int64_t min, int64_t max) {
+CLI::Option* count_option(CLI::App& cmd, const std::string& name, T& value, const std::string& help,
+                          int64_t min, int64_t max) {
   return cmd.add_option(name, value, help)
       ->check(CLI::Range(static_cast<T>(min), static_cast<T>(max)))
       ->capture_default_str();
@@ -109,8 +109,7 @@ void add_image_source_options(CLI::App& cmd, ImageSourceArgs& args, bool class_f
 
 namespace {
 // Up to `k` sample indices of each class, chosen by a seeded shuffle, in index order.
-std::vector<size_t> choose_per_class(const std::vector<int64_t>& labels, int64_t k,
-                                     uint64_t seed) {
+std::vector<size_t> choose_per_class(const std::vector<int64_t>& labels, int64_t k, uint64_t seed) {
   std::vector<size_t> order(labels.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   Rng rng(seed);
@@ -127,7 +126,8 @@ std::vector<size_t> choose_per_class(const std::vector<int64_t>& labels, int64_t
 gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
                                            const ImageSourceArgs& args, bool quiet) {
   const bool from_dataset = !args.data.format.empty() || !args.data.root.empty();
-  const int given = int(from_dataset) + int(!args.class_folders.empty()) + int(!args.inputs.empty());
+  const int given =
+      int(from_dataset) + int(!args.class_folders.empty()) + int(!args.inputs.empty());
   if (given != 1)
     throw Error(
         "give exactly one image source: --dataset F --root R [--split S], --images "
@@ -159,7 +159,8 @@ gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
       labels = std::move(some_labels);
     }
   } else {
-    if (args.per_class > 0) throw Error("--per-class needs labelled images (--dataset or --images)");
+    if (args.per_class > 0)
+      throw Error("--per-class needs labelled images (--dataset or --images)");
     paths = expand_image_inputs(args.inputs);
     if (paths.empty()) throw Error("no images found in the given paths");
   }

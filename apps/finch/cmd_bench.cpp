@@ -55,8 +55,8 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   add_count_option(*cmd, "--batch", infer->batch, "Images per forward", 1, 65536);
   add_count_option(*cmd, "--size", infer->size, "Input side in pixels", 8, 8192);
-  add_count_option(*cmd, "--threads", infer->threads, "Intra-op threads (0: LibTorch's default)",
-                   0, 1024);
+  add_count_option(*cmd, "--threads", infer->threads, "Intra-op threads (0: LibTorch's default)", 0,
+                   1024);
   cmd->add_option("--dtype", infer->dtype, "fp32 or bf16")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
@@ -156,8 +156,9 @@ void add_bench_command(CLI::App& app) {
 
   auto search = std::make_shared<bench::SearchBenchOptions>();
   auto* scmd = bench->add_subcommand(
-      "search", "Gallery search latency (exact and FAISS hnsw / ivf) and FAISS recall@k on "
-                "synthetic clustered embeddings");
+      "search",
+      "Gallery search latency (exact and FAISS hnsw / ivf) and FAISS recall@k on "
+      "synthetic clustered embeddings");
   add_count_option(*scmd, "--items", search->items, "Gallery items", 1, int64_t{1} << 32);
   add_count_option(*scmd, "--dim", search->dim, "Embedding size", 1, 65536);
   add_count_option(*scmd, "--queries", search->queries, "Queries per batch", 1, 1 << 20);
@@ -184,7 +185,8 @@ void add_bench_command(CLI::App& app) {
                               r["index_build_s"].get<double>(), r["ann_ms_per_batch"].get<double>(),
                               r["k"].get<int64_t>(), r["recall_at_k_vs_exact"].get<double>());
         return line + fmt::format(", peak RSS {:.0f} MiB, load {:.2f}\n",
-                                  r["peak_rss_mib"].get<double>(), r["load_avg_1min"].get<double>());
+                                  r["peak_rss_mib"].get<double>(),
+                                  r["load_avg_1min"].get<double>());
       });
 }
 

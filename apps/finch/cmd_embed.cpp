@@ -42,8 +42,7 @@ void run(const EmbedArgs& args) {
               << std::endl;
   } else {
     fmt::print("embedded {} images ({}-d, L2-normalised) -> {}{}\n", n, d, args.out,
-               images.errors.empty() ? ""
-                                     : fmt::format(" ({} unreadable)", images.errors.size()));
+               images.errors.empty() ? "" : fmt::format(" ({} unreadable)", images.errors.size()));
   }
 }
 

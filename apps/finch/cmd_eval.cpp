@@ -16,9 +16,9 @@
 #include "finch/eval/evaluate.h"
 #include "finch/eval/retrieval.h"
 #include "finch/eval/session.h"
-#include "finch/gallery/gallery.h"
 #include "finch/explain/charts.h"
 #include "finch/explain/tsne.h"
+#include "finch/gallery/gallery.h"
 #include "finch/io/image.h"
 #include "finch/models/inference.h"
 #include "finch/models/model_file.h"
@@ -91,7 +91,8 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
     for (const auto& name : names) {
       auto it = std::find(g.classes().begin(), g.classes().end(), name);
       if (it == g.classes().end())
-        throw Error("the gallery has no class '" + name + "' of the evaluation data: add its "
+        throw Error("the gallery has no class '" + name +
+                    "' of the evaluation data: add its "
                     "images with `finch gallery add`, or select classes with --option "
                     "class_range=[a,b]");
       to_gallery.push_back(it - g.classes().begin());
@@ -123,11 +124,12 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
                       {"top5", top5 / n},
                       {"mean_class_accuracy", mean_class},
                       {"per_class", per_class}};
-    text = fmt::format("classified by {} ({} items of {} classes, {}):\n  top-1 {:6.2f}%  "
-                       "top-5 {:6.2f}%  mean per-class {:6.2f}%\n",
-                       args.gallery, g.size(), g.classes().size(),
-                       args.knn > 0 ? fmt::format("{}-NN vote", args.knn) : "nearest prototype",
-                       100 * top1 / n, 100 * top5 / n, 100 * mean_class);
+    text = fmt::format(
+        "classified by {} ({} items of {} classes, {}):\n  top-1 {:6.2f}%  "
+        "top-5 {:6.2f}%  mean per-class {:6.2f}%\n",
+        args.gallery, g.size(), g.classes().size(),
+        args.knn > 0 ? fmt::format("{}-NN vote", args.knn) : "nearest prototype", 100 * top1 / n,
+        100 * top5 / n, 100 * mean_class);
   } else if (args.protocol == "retrieval") {
     const auto metrics = eval::retrieval_metrics(embedded.embeddings, labels);
     out["retrieval"] = eval::to_json(metrics);
@@ -142,19 +144,20 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
     const auto results =
         eval::fewshot_evaluate(embedded.embeddings, labels, options, dataset->class_names());
     out["fewshot"] = eval::to_json(results, options);
-    text = fmt::format("{}-way few-shot, {} queries per class, {} episodes (seed {}), nearest "
-                       "support mean\n",
-                       options.ways, options.queries, options.episodes, options.seed);
+    text = fmt::format(
+        "{}-way few-shot, {} queries per class, {} episodes (seed {}), nearest "
+        "support mean\n",
+        options.ways, options.queries, options.episodes, options.seed);
     for (const auto& r : results)
-      text += fmt::format("  {}-shot  {:6.2f}% +- {:.2f}%\n", r.shots, 100 * r.accuracy,
-                          100 * r.ci95);
+      text +=
+          fmt::format("  {}-shot  {:6.2f}% +- {:.2f}%\n", r.shots, 100 * r.accuracy, 100 * r.ci95);
   }
   if (args.json) {
     std::cout << out.dump() << std::endl;
   } else {
-    fmt::print("{} on {} split '{}' ({}), {} classes, {} images\n{}", args.model,
-               args.data.format, args.data.split, args.data.root, dataset->num_classes(),
-               embedded.embeddings.size(0), text);
+    fmt::print("{} on {} split '{}' ({}), {} classes, {} images\n{}", args.model, args.data.format,
+               args.data.split, args.data.root, dataset->num_classes(), embedded.embeddings.size(0),
+               text);
     if (!embedded.errors.empty())
       fmt::print("skipped {} unreadable images, e.g. {}\n", embedded.errors.size(),
                  embedded.errors.front().second);
@@ -222,8 +225,7 @@ void run(const EvalArgs& args) {
                args.data.root, args.dtype == "fp32" ? "" : ", " + args.dtype,
                eval::format_report(metrics));
     if (options.tta != eval::Tta::kNone)
-      fmt::print("test-time augmentation: {} ({} views)\n", args.tta,
-                 eval::tta_views(options.tta));
+      fmt::print("test-time augmentation: {} ({} views)\n", args.tta, eval::tta_views(options.tta));
     fmt::print("\n{}", eval::format_per_class_worst_first(metrics));
     if (!examples.is_null()) {
       fmt::print("\nexamples of the most confused pairs\n");
@@ -293,8 +295,7 @@ void add_eval_command(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{100000}))
       ->capture_default_str();
-  add_count_option(*cmd, "--queries", args->queries, "fewshot: query images per class", 1,
-                   100000);
+  add_count_option(*cmd, "--queries", args->queries, "fewshot: query images per class", 1, 100000);
   add_count_option(*cmd, "--episodes", args->episodes, "fewshot: episodes per shot count", 1,
                    10000000);
   cmd->add_option("--seed", args->seed, "fewshot: episode seed")->capture_default_str();

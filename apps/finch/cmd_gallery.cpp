@@ -97,9 +97,10 @@ void info(const GalleryArgs& args) {
 
 void add_gallery_command(CLI::App& app) {
   auto args = std::make_shared<GalleryArgs>();
-  CLI::App* gallery = app.add_subcommand(
-      "gallery", "Build and grow searchable galleries of labelled embeddings (new classes "
-                 "without retraining)");
+  CLI::App* gallery =
+      app.add_subcommand("gallery",
+                         "Build and grow searchable galleries of labelled embeddings (new classes "
+                         "without retraining)");
   gallery->require_subcommand(1);
 
   CLI::App* b = gallery->add_subcommand(

@@ -45,22 +45,21 @@ void run(const LocalizeArgs& args) {
       explain::localize_dataset(explainer, *dataset, options, args.threshold, explain_label,
                                 args.json ? ProgressStyle::kNone : ProgressStyle::kAuto);
   if (args.json) {
-    std::cout
-        << nlohmann::json{{"model", args.model},
-                          {"dataset",
-                           {{"format", args.data.format},
-                            {"root", args.data.root},
-                            {"split", args.data.split}}},
-                          {"method", explain::cam_method_name(options.method)},
-                          {"threshold", args.threshold},
-                          {"explained_class", explain_label ? "label" : "predicted"},
-                          {"images", result.summary.images},
-                          {"without_box", result.without_box},
-                          {"corloc", result.summary.corloc},
-                          {"mean_iou", result.summary.mean_iou},
-                          {"pointing", result.summary.pointing}}
-               .dump()
-        << std::endl;
+    std::cout << nlohmann::json{{"model", args.model},
+                                {"dataset",
+                                 {{"format", args.data.format},
+                                  {"root", args.data.root},
+                                  {"split", args.data.split}}},
+                                {"method", explain::cam_method_name(options.method)},
+                                {"threshold", args.threshold},
+                                {"explained_class", explain_label ? "label" : "predicted"},
+                                {"images", result.summary.images},
+                                {"without_box", result.without_box},
+                                {"corloc", result.summary.corloc},
+                                {"mean_iou", result.summary.mean_iou},
+                                {"pointing", result.summary.pointing}}
+                     .dump()
+              << std::endl;
   } else {
     fmt::print(
         "{} on {} split '{}': {} of the {} class, threshold {} of the max\n"

@@ -3,15 +3,15 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <optional>
 #include <iostream>
+#include <optional>
 
 #include "commands.h"
 #include "finch/core/error.h"
 #include "finch/eval/session.h"
 #include "finch/gallery/gallery.h"
-#include "finch/models/inference.h"
 #include "finch/io/image.h"
+#include "finch/models/inference.h"
 #include "finch/train/trainer.h"
 
 namespace finch::cli {

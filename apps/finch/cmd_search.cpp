@@ -67,8 +67,7 @@ void run(const SearchArgs& args) {
                          {"class", classes[labels[h.item]]},
                          {"item", h.item},
                          {"score", h.score}});
-      std::cout << nlohmann::json{{"path", queries.paths[q]}, {"neighbours", items}}.dump()
-                << "\n";
+      std::cout << nlohmann::json{{"path", queries.paths[q]}, {"neighbours", items}}.dump() << "\n";
     } else {
       std::cout << queries.paths[q] << "\n";
       for (const auto& h : hits[q])
@@ -80,8 +79,8 @@ void run(const SearchArgs& args) {
   if (ann) {
     // Measured on these queries: the share of the exact top-k that the index returned.
     std::cerr << fmt::format("{}: recall@{} against exact search on these {} queries: {:.4f}\n",
-                             ann->description(), std::min<int64_t>(args.k, g.size()),
-                             hits.size(), gallery::recall_at_k(hits, exact));
+                             ann->description(), std::min<int64_t>(args.k, g.size()), hits.size(),
+                             gallery::recall_at_k(hits, exact));
   }
 }
 

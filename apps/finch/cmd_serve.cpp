@@ -4,7 +4,6 @@
 // whichever thread the kernel picks, including ones LibTorch started before us).
 #include <fmt/format.h>
 #include <torch/torch.h>
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -70,7 +69,8 @@ void run(ServeArgs args) {
         const std::string error = server.reload();
         std::cerr << (error.empty() ? std::string("finch serve: model reloaded")
                                     : "finch serve: reload refused, the old model keeps "
-                                      "serving: " + error)
+                                      "serving: " +
+                                          error)
                   << std::endl;
         continue;
       }
@@ -109,8 +109,8 @@ void add_serve_command(CLI::App& app) {
                    "Images waiting for the model before requests get 503", 1, 1 << 20);
   add_count_option(*cmd, "--http-threads", o.http_threads,
                    "Threads that read, decode and preprocess requests", 1, 1024);
-  add_count_option(*cmd, "--max-body-mb", args->max_body_mb, "Largest request body (413 above)",
-                   1, 4096);
+  add_count_option(*cmd, "--max-body-mb", args->max_body_mb, "Largest request body (413 above)", 1,
+                   4096);
   add_count_option(*cmd, "--max-pixels", o.max_pixels,
                    "Largest image, width x height, refused from its header before decoding", 1,
                    int64_t{1} << 40);

@@ -27,7 +27,8 @@ torch::Tensor clustered_unit_rows(int64_t n, const torch::Tensor& centres,
   for (int64_t begin = 0; begin < n; begin += kChunk) {
     const int64_t len = std::min(kChunk, n - begin);
     torch::Tensor pick = torch::randint(centres.size(0), {len}, torch::kLong);
-    torch::Tensor latent = centres.index_select(0, pick) + 0.25 * torch::randn({len, centres.size(1)});
+    torch::Tensor latent =
+        centres.index_select(0, pick) + 0.25 * torch::randn({len, centres.size(1)});
     torch::Tensor x = torch::matmul(latent, projection) + 0.02 * torch::randn({len, dim});
     rows.narrow(0, begin, len)
         .copy_(torch::nn::functional::normalize(

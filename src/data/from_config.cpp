@@ -125,7 +125,8 @@ DatasetPtr open_split(const Config& config, const std::string& split) {
                                      : std::vector<std::string>{};
   if (split == "all" && std::find(splits.begin(), splits.end(), "all") == splits.end()) {
     std::vector<DatasetPtr> parts;
-    for (const auto& s : splits) parts.push_back(open_dataset(format, root, s, config.node("data")));
+    for (const auto& s : splits)
+      parts.push_back(open_dataset(format, root, s, config.node("data")));
     if (parts.empty()) throw Error(format + " at " + root + " has no splits");
     dataset = std::make_shared<ConcatDataset>(std::move(parts));
   } else {
@@ -149,9 +150,10 @@ DatasetPtr open_split(const Config& config, const std::string& split) {
   }
   const auto max_pixels = config.get<int64_t>("data.max_pixels");
   if (max_pixels < 1 || max_pixels > io::kDefaultMaxPixels)
-    throw Error(fmt::format("data.max_pixels must be in [1, {}] (the limit every image read "
-                            "applies), got {}",
-                            io::kDefaultMaxPixels, max_pixels));
+    throw Error(
+        fmt::format("data.max_pixels must be in [1, {}] (the limit every image read "
+                    "applies), got {}",
+                    io::kDefaultMaxPixels, max_pixels));
   if (max_pixels < io::kDefaultMaxPixels)
     dataset = std::make_shared<PixelLimitDataset>(dataset, max_pixels);
   if (!config.get<bool>("data.crop_to_box")) return dataset;

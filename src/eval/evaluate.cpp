@@ -89,8 +89,8 @@ Metrics evaluate(models::Classifier& model, data::Loader& loader, const torch::D
                  const EvalOptions& options) {
   const bool was_training = model->is_training();
   model->eval();
-  Metrics result = evaluate([&model](const torch::Tensor& x) { return model->forward(x); },
-                            loader, device, progress_style, label, options);
+  Metrics result = evaluate([&model](const torch::Tensor& x) { return model->forward(x); }, loader,
+                            device, progress_style, label, options);
   if (was_training) model->train();
   return result;
 }

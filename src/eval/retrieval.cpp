@@ -53,7 +53,8 @@ RetrievalMetrics retrieval_metrics(const torch::Tensor& embeddings, const torch:
     torch::Tensor self = torch::arange(begin, begin + len, torch::kLong);
     sim.index_put_({torch::arange(len, torch::kLong), self}, -INFINITY);
     torch::Tensor order = std::get<1>(sim.topk(depth, 1));  // [len, depth], best first
-    torch::Tensor relevant = y.index_select(0, order.reshape(-1)).reshape({len, depth})
+    torch::Tensor relevant = y.index_select(0, order.reshape(-1))
+                                 .reshape({len, depth})
                                  .eq(y.narrow(0, begin, len).unsqueeze(1));
     auto rel = relevant.accessor<bool, 2>();
     for (int64_t q = 0; q < len; ++q) {
@@ -136,7 +137,7 @@ std::vector<FewShotResult> fewshot_evaluate(const torch::Tensor& embeddings,
                             options.ways, classes.size()));
   auto name = [&](int64_t c) {
     return c >= 0 && c < static_cast<int64_t>(class_names.size()) ? class_names[c]
-                                                                   : std::to_string(c);
+                                                                  : std::to_string(c);
   };
   std::vector<FewShotResult> results;
   for (int64_t shots : options.shots) {
@@ -161,8 +162,8 @@ std::vector<FewShotResult> fewshot_evaluate(const torch::Tensor& embeddings,
         const int64_t take = shots + options.queries;
         for (int64_t i = 0; i < take; ++i)
           std::swap(items[i], items[i + rng.below(items.size() - i)]);
-        torch::Tensor support =
-            x.index_select(0, torch::tensor(std::vector<int64_t>(items.begin(), items.begin() + shots)));
+        torch::Tensor support = x.index_select(
+            0, torch::tensor(std::vector<int64_t>(items.begin(), items.begin() + shots)));
         prototypes.push_back(support.mean(0));
         for (int64_t i = shots; i < take; ++i) {
           query_rows.push_back(items[i]);
@@ -172,8 +173,7 @@ std::vector<FewShotResult> fewshot_evaluate(const torch::Tensor& embeddings,
       torch::Tensor queries = x.index_select(0, torch::tensor(query_rows));
       torch::Tensor distances = torch::cdist(queries, torch::stack(prototypes));
       torch::Tensor predicted = distances.argmin(1);
-      const double correct =
-          predicted.eq(torch::tensor(query_way)).sum().item<int64_t>();
+      const double correct = predicted.eq(torch::tensor(query_way)).sum().item<int64_t>();
       accuracies.push_back(correct / static_cast<double>(query_rows.size()));
     }
     double mean = 0;
@@ -192,10 +192,8 @@ std::vector<FewShotResult> fewshot_evaluate(const torch::Tensor& embeddings,
 nlohmann::json to_json(const std::vector<FewShotResult>& results, const FewShotOptions& options) {
   nlohmann::json shots = nlohmann::json::array();
   for (const auto& r : results)
-    shots.push_back({{"shots", r.shots},
-                     {"accuracy", r.accuracy},
-                     {"ci95", r.ci95},
-                     {"episodes", r.episodes}});
+    shots.push_back(
+        {{"shots", r.shots}, {"accuracy", r.accuracy}, {"ci95", r.ci95}, {"episodes", r.episodes}});
   return {{"ways", options.ways},
           {"queries", options.queries},
           {"seed", options.seed},

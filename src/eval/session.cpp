@@ -10,8 +10,7 @@
 
 namespace finch::eval {
 
-InferenceSession::InferenceSession(const std::filesystem::path& model_file,
-                                   SessionOptions options)
+InferenceSession::InferenceSession(const std::filesystem::path& model_file, SessionOptions options)
     : options_(options) {
   build(models::load_model_file(model_file));
   hash_ = sha256_file(model_file);
@@ -86,9 +85,9 @@ models::LoadedModel& InferenceSession::source_model() {
 
 std::vector<std::vector<ClassScore>> top_k(const torch::Tensor& probabilities,
                                            const std::vector<std::string>& classes, int64_t k) {
-  TORCH_CHECK(probabilities.dim() == 2 &&
-                  probabilities.size(1) == static_cast<int64_t>(classes.size()),
-              "top_k: probabilities ", probabilities.sizes(), " for ", classes.size(), " classes");
+  TORCH_CHECK(
+      probabilities.dim() == 2 && probabilities.size(1) == static_cast<int64_t>(classes.size()),
+      "top_k: probabilities ", probabilities.sizes(), " for ", classes.size(), " classes");
   std::vector<std::vector<ClassScore>> results;
   if (probabilities.size(0) == 0) return results;
   k = std::clamp<int64_t>(k, 1, probabilities.size(1));

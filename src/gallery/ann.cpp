@@ -30,9 +30,9 @@ AnnIndex::AnnIndex(const torch::Tensor& items, const AnnOptions& options)
     if (options.hnsw_m < 2) throw Error("HNSW needs a graph degree >= 2");
     description_ = fmt::format("HNSW{},Flat", options.hnsw_m);
   } else if (options.kind == "ivf") {
-    const int64_t nlist =
-        options.nlist > 0 ? options.nlist
-                          : std::max<int64_t>(1, static_cast<int64_t>(std::sqrt(size_)));
+    const int64_t nlist = options.nlist > 0
+                              ? options.nlist
+                              : std::max<int64_t>(1, static_cast<int64_t>(std::sqrt(size_)));
     // FAISS's k-means wants ~39 training points per cell; fewer gives poor cells.
     if (size_ < nlist)
       throw Error(fmt::format("IVF with {} cells needs at least {} items, the gallery has {}",
@@ -42,8 +42,7 @@ AnnIndex::AnnIndex(const torch::Tensor& items, const AnnOptions& options)
     throw Error("unknown index '" + options.kind + "' (exact, hnsw, ivf)");
   }
   try {
-    impl_->index.reset(
-        faiss::index_factory(d, description_.c_str(), faiss::METRIC_INNER_PRODUCT));
+    impl_->index.reset(faiss::index_factory(d, description_.c_str(), faiss::METRIC_INNER_PRODUCT));
     if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(impl_->index.get())) {
       // k-means on at most 64 points per cell, 10 iterations: FAISS's defaults (256, 25)
       // take minutes at 1M items on 2 cores for little recall.

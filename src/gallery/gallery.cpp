@@ -68,8 +68,8 @@ EmbeddedImages embed_files(eval::InferenceSession& session, const std::vector<fs
   out.classes = classes;
   std::vector<torch::Tensor> rows;
   int64_t dim = 0;
-  const int64_t batches = (static_cast<int64_t>(paths.size()) + options.batch_size - 1) /
-                          options.batch_size;
+  const int64_t batches =
+      (static_cast<int64_t>(paths.size()) + options.batch_size - 1) / options.batch_size;
   Progress progress("embed", batches, options.progress);
   for (size_t begin = 0, done = 0; begin < paths.size(); begin += options.batch_size) {
     const size_t end = std::min(paths.size(), begin + static_cast<size_t>(options.batch_size));
@@ -128,14 +128,13 @@ void save_embeddings_file(const fs::path& path, const EmbeddedImages& images,
                           const std::string& model_sha256) {
   if (!images.embeddings.defined() || images.embeddings.size(0) == 0)
     throw Error("no image could be embedded: nothing to write to " + path.string());
-  io::write_safetensors(
-      path,
-      {{"embeddings", images.embeddings.to(torch::kFloat).contiguous()},
-       {"labels", torch::tensor(images.labels, torch::kLong)}},
-      {{"format", kEmbeddingsFormat},
-       {"paths", nlohmann::json(images.paths).dump()},
-       {"classes", nlohmann::json(images.classes).dump()},
-       {"model_sha256", model_sha256}});
+  io::write_safetensors(path,
+                        {{"embeddings", images.embeddings.to(torch::kFloat).contiguous()},
+                         {"labels", torch::tensor(images.labels, torch::kLong)}},
+                        {{"format", kEmbeddingsFormat},
+                         {"paths", nlohmann::json(images.paths).dump()},
+                         {"classes", nlohmann::json(images.classes).dump()},
+                         {"model_sha256", model_sha256}});
 }
 
 // --- Gallery ------------------------------------------------------------------------------
@@ -163,8 +162,8 @@ Gallery Gallery::load(const fs::path& path) {
   Gallery g;
   try {
     if (j.at("version").get<int>() > kGalleryVersion)
-      throw Error(fmt::format("{}: gallery version {} is newer than this finch reads ({})",
-                              source, j.at("version").get<int>(), kGalleryVersion));
+      throw Error(fmt::format("{}: gallery version {} is newer than this finch reads ({})", source,
+                              j.at("version").get<int>(), kGalleryVersion));
     g.model_sha256_ = j.at("model_sha256").get<std::string>();
     g.model_arch_ = j.value("model_arch", nlohmann::json::object());
     g.dim_ = j.at("embedding_dim").get<int64_t>();
@@ -196,9 +195,9 @@ Gallery Gallery::load(const fs::path& path) {
 }
 
 void Gallery::save(const fs::path& path) const {
-  const nlohmann::json meta{{"version", kGalleryVersion},   {"model_sha256", model_sha256_},
-                            {"model_arch", model_arch_},    {"embedding_dim", dim_},
-                            {"classes", classes_},          {"paths", paths_}};
+  const nlohmann::json meta{{"version", kGalleryVersion}, {"model_sha256", model_sha256_},
+                            {"model_arch", model_arch_},  {"embedding_dim", dim_},
+                            {"classes", classes_},        {"paths", paths_}};
   io::write_safetensors(path,
                         {{"embeddings", embeddings_.contiguous()},
                          {"labels", labels_.contiguous()},
@@ -219,9 +218,10 @@ void Gallery::add(const EmbeddedImages& images) {
   for (size_t i = 0; i < images.labels.size(); ++i) {
     const int64_t label = images.labels[i];
     if (label < 0 || label >= static_cast<int64_t>(images.classes.size()))
-      throw Error(fmt::format("{} has no class: every gallery item needs one (class folders or "
-                              "a labelled dataset)",
-                              images.paths.at(i)));
+      throw Error(
+          fmt::format("{} has no class: every gallery item needs one (class folders or "
+                      "a labelled dataset)",
+                      images.paths.at(i)));
     auto it = to_gallery.find(label);
     if (it == to_gallery.end()) {
       const std::string& name = images.classes[label];
@@ -292,8 +292,9 @@ std::vector<std::vector<Neighbour>> exact_search(const torch::Tensor& queries,
   return out;
 }
 
-std::vector<std::vector<GalleryScore>> classify(const Gallery& gallery, const torch::Tensor& queries,
-                                                int64_t k, const GalleryClassifierOptions& options) {
+std::vector<std::vector<GalleryScore>> classify(const Gallery& gallery,
+                                                const torch::Tensor& queries, int64_t k,
+                                                const GalleryClassifierOptions& options) {
   if (gallery.size() == 0) throw Error("the gallery is empty: add images with `finch gallery add`");
   if (queries.size(1) != gallery.dim())
     throw Error(fmt::format("queries of size {} against a gallery of size {}", queries.size(1),

@@ -123,7 +123,8 @@ std::optional<cv::Size> declared_image_size(const std::string& bytes) {
   }
   if (n >= 30 && std::memcmp(b, "RIFF", 4) == 0 && std::memcmp(b + 8, "WEBP", 4) == 0) {
     if (std::memcmp(b + 12, "VP8X", 4) == 0)
-      return size_of(1 + (b[24] | b[25] << 8 | b[26] << 16), 1 + (b[27] | b[28] << 8 | b[29] << 16));
+      return size_of(1 + (b[24] | b[25] << 8 | b[26] << 16),
+                     1 + (b[27] | b[28] << 8 | b[29] << 16));
     if (std::memcmp(b + 12, "VP8L", 4) == 0 && n >= 25) {
       const uint32_t bits = static_cast<uint32_t>(le32(21));
       return size_of(1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF));
@@ -157,10 +158,11 @@ void check_pixel_limit(const std::string& bytes, const std::string& source, int6
   if (max_pixels <= 0) return;
   const auto size = declared_image_size(bytes);
   if (size && static_cast<int64_t>(size->width) * size->height > max_pixels)
-    throw Error(fmt::format("{}: the image declares {} x {} = {} pixels, more than the limit of "
-                            "{} (a decompression bomb, or raise --max-pixels)",
-                            source, size->width, size->height,
-                            static_cast<int64_t>(size->width) * size->height, max_pixels));
+    throw Error(
+        fmt::format("{}: the image declares {} x {} = {} pixels, more than the limit of "
+                    "{} (a decompression bomb, or raise --max-pixels)",
+                    source, size->width, size->height,
+                    static_cast<int64_t>(size->width) * size->height, max_pixels));
 }
 
 bool has_image_extension(const fs::path& path) {

@@ -12,10 +12,10 @@ thread_local std::chrono::steady_clock::time_point request_started;
 
 // Label values are the known routes only, so hostile paths cannot grow the metric set.
 std::string endpoint_label(const std::string& path) {
-  static const std::set<std::string> kKnown{
-      "/",          "/healthz",   "/readyz",     "/metrics",     "/v1/model",
-      "/v1/openapi.json", "/v1/predict", "/v1/embed", "/v1/search", "/v1/explain",
-      "/v1/admin/reload"};
+  static const std::set<std::string> kKnown{"/",           "/healthz",        "/readyz",
+                                            "/metrics",    "/v1/model",       "/v1/openapi.json",
+                                            "/v1/predict", "/v1/embed",       "/v1/search",
+                                            "/v1/explain", "/v1/admin/reload"};
   return kKnown.count(path) ? path : "other";
 }
 
@@ -87,8 +87,8 @@ std::string Metrics::prometheus_text(int64_t queue_depth) const {
   out += histogram<kLatencyBuckets.size()>("finch_request_duration_seconds",
                                            "Request latency, from routing to the response.",
                                            latency_, kLatencyBuckets, latency_sum_);
-  out += histogram<kBatchBuckets.size()>("finch_batch_size", "Images per model forward.",
-                                         batches_, kBatchBuckets, batch_rows_sum_);
+  out += histogram<kBatchBuckets.size()>("finch_batch_size", "Images per model forward.", batches_,
+                                         kBatchBuckets, batch_rows_sum_);
   out += fmt::format(
       "# HELP finch_forward_seconds_total Time spent in model forwards.\n"
       "# TYPE finch_forward_seconds_total counter\nfinch_forward_seconds_total {}\n"

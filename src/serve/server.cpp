@@ -37,7 +37,7 @@ struct ModelState {
   std::shared_ptr<const ForwardFn> forward;
   std::optional<gallery::Gallery> gallery;
   std::unique_ptr<explain::Explainer> explainer;  // Grad-CAM through the source model
-  std::mutex explain_mutex;                        // one explanation at a time
+  std::mutex explain_mutex;                       // one explanation at a time
 };
 
 bool is_loopback(const std::string& host) {
@@ -135,10 +135,10 @@ struct Server::Impl {
   // Decoded and preprocessed on this HTTP thread; a bad image is an error record.
   struct Prepared {
     std::vector<std::string> names;
-    std::vector<torch::Tensor> rows;      // preprocessed images that decoded
-    std::vector<int> row_of;              // per name: index into rows, or -1
-    std::vector<std::string> errors;      // per name: "" or why it failed
-    std::vector<cv::Mat> decoded;         // kept for explain
+    std::vector<torch::Tensor> rows;  // preprocessed images that decoded
+    std::vector<int> row_of;          // per name: index into rows, or -1
+    std::vector<std::string> errors;  // per name: "" or why it failed
+    std::vector<cv::Mat> decoded;     // kept for explain
   };
   Prepared prepare(const eval::InferenceSession& session,
                    const std::vector<std::pair<std::string, std::string>>& images,
@@ -178,8 +178,7 @@ struct Server::Impl {
     TaskPtr task = batcher.submit(torch::stack(p.rows), s.forward);
     if (!task) throw ClientError(503, "the queue is full; retry shortly");
     auto future = task->finished.get_future();
-    if (future.wait_for(std::chrono::milliseconds(options.timeout_ms)) !=
-        std::future_status::ready)
+    if (future.wait_for(std::chrono::milliseconds(options.timeout_ms)) != std::future_status::ready)
       throw ClientError(503, "the model did not answer within the timeout; retry shortly");
     if (task->error) std::rethrow_exception(task->error);
     metrics.add_images(static_cast<int64_t>(p.rows.size()));
@@ -260,7 +259,8 @@ struct Server::Impl {
     bool single = false;
     const Prepared p = read_images(*s, req, single);
     std::vector<std::vector<gallery::Neighbour>> hits;
-    if (!p.rows.empty()) hits = gallery::exact_search(infer(*s, p).second, s->gallery->embeddings(), k);
+    if (!p.rows.empty())
+      hits = gallery::exact_search(infer(*s, p).second, s->gallery->embeddings(), k);
     const auto& g = *s->gallery;
     auto labels = g.labels().accessor<int64_t, 1>();
     send_records(res, p, single, [&](int row) {
@@ -290,8 +290,7 @@ struct Server::Impl {
       }
     }
     const std::string format = req.has_param("format") ? req.get_param_value("format") : "png";
-    if (format != "png" && format != "json")
-      throw ClientError(400, "format must be png or json");
+    if (format != "png" && format != "json") throw ClientError(400, "format must be png or json");
     explain::Explanation e;
     {
       std::lock_guard<std::mutex> lock(s->explain_mutex);
@@ -388,7 +387,7 @@ struct Server::Impl {
     http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (res.body.empty())
         send_json(res, res.status,
-                  {{"error", res.status == 413 ? "the request body is larger than --max-body-mb"
+                  {{"error", res.status == 413   ? "the request body is larger than --max-body-mb"
                              : res.status == 404 ? "no such endpoint (see /v1/openapi.json)"
                                                  : "the request could not be read"}});
     });
@@ -409,11 +408,11 @@ struct Server::Impl {
       send_json(res, ready ? 200 : 503, {{"ready", ready}, {"queued_images", queued}});
     });
     route("GET", "/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.prometheus_text(batcher.queued_rows()),
-                      "text/plain; version=0.0.4");
+      res.set_content(metrics.prometheus_text(batcher.queued_rows()), "text/plain; version=0.0.4");
     });
-    route("GET", "/v1/model",
-          [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, model_json()); });
+    route("GET", "/v1/model", [this](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, model_json());
+    });
     route("GET", "/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(openapi_json(), "application/json");
     });
@@ -423,10 +422,12 @@ struct Server::Impl {
     route("POST", "/v1/explain", [this](const auto& req, auto& res) { explain(req, res); });
     route("POST", "/v1/admin/reload", [this](const httplib::Request&, httplib::Response& res) {
       if (options.token.empty())
-        throw ClientError(403, "reload over HTTP needs a token: start with --token-file (or "
-                               "send SIGHUP)");
+        throw ClientError(403,
+                          "reload over HTTP needs a token: start with --token-file (or "
+                          "send SIGHUP)");
       const std::string error = reload();
-      if (!error.empty()) throw ClientError(409, "reload refused, the old model keeps serving: " + error);
+      if (!error.empty())
+        throw ClientError(409, "reload refused, the old model keeps serving: " + error);
       send_json(res, 200, {{"reloaded", true}, {"sha256", current()->session->content_hash()}});
     });
   }
@@ -454,9 +455,8 @@ Server::Server(ServeOptions options) {
   cv::setNumThreads(1);
   impl_ = std::make_unique<Impl>(std::move(options));
   impl_->state = impl_->load();
-  impl_->batcher.set_observer([this](int64_t rows, double seconds) {
-    impl_->metrics.add_batch(rows, seconds);
-  });
+  impl_->batcher.set_observer(
+      [this](int64_t rows, double seconds) { impl_->metrics.add_batch(rows, seconds); });
   impl_->wire();
 }
 
@@ -494,10 +494,10 @@ std::string Server::reload() { return impl_->reload(); }
 std::string Server::summary() const {
   auto s = impl_->current();
   const auto& info = s->session->info();
-  std::string out = fmt::format(
-      "{} + {}, {} classes, {} px, {}, sha256 {}...", info.arch.value("backbone", "?"),
-      info.arch.value("head", "?"), info.classes.size(), info.preprocess.input_size,
-      impl_->options.dtype, s->session->content_hash().substr(0, 12));
+  std::string out =
+      fmt::format("{} + {}, {} classes, {} px, {}, sha256 {}...", info.arch.value("backbone", "?"),
+                  info.arch.value("head", "?"), info.classes.size(), info.preprocess.input_size,
+                  impl_->options.dtype, s->session->content_hash().substr(0, 12));
   if (s->gallery)
     out += fmt::format("; gallery {} items of {} classes", s->gallery->size(),
                        s->gallery->classes().size());

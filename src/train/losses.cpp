@@ -136,7 +136,7 @@ std::vector<LossTerm> parse_losses(const Config& config) {
     } catch (const YAML::Exception&) {
       throw Error(where + ": options must be numbers");
     }
-    static const std::vector<std::string> kKnown{"cross_entropy", "triplet",  "centre",
+    static const std::vector<std::string> kKnown{"cross_entropy",    "triplet", "centre",
                                                  "multi_similarity", "cosface", "arcface"};
     if (std::find(kKnown.begin(), kKnown.end(), term.type) == kKnown.end())
       throw Error(where + ": unknown loss '" + term.type +
@@ -197,11 +197,11 @@ torch::Tensor ObjectiveImpl::forward(const models::ModelOutput& output, const to
           multi_similarity_loss(output.embedding, labels, t.alpha, t.beta, t.base, t.epsilon));
     } else if (t.type == "cosface" || t.type == "arcface") {
       // Margins only shape training; validation reports the plain cosine cross-entropy.
-      torch::Tensor loss =
-          is_training() ? margin_softmax_loss(output.logits, labels, cosine_scale_, t.margin,
-                                              t.type == "cosface" ? MarginKind::kCosFace
-                                                                  : MarginKind::kArcFace)
-                        : F::cross_entropy(output.logits, labels);
+      torch::Tensor loss = is_training()
+                               ? margin_softmax_loss(output.logits, labels, cosine_scale_, t.margin,
+                                                     t.type == "cosface" ? MarginKind::kCosFace
+                                                                         : MarginKind::kArcFace)
+                               : F::cross_entropy(output.logits, labels);
       add(t.type, t.weight, loss);
     } else {
       add("centre", t.weight, centre_loss(output.embedding, labels, centres_));

@@ -97,8 +97,7 @@ TEST(BenchCli, TrainNeedsEnoughStepsInOneEpoch) {
                               (dir.path() / "recipe.yaml").string() + " --warmup 0");
   EXPECT_NE(zero.exit_code, 0);
   // Range-checked when the command line is parsed.
-  EXPECT_NE(zero.output.find("--warmup: Value 0 not in range 1"), std::string::npos)
-      << zero.output;
+  EXPECT_NE(zero.output.find("--warmup: Value 0 not in range 1"), std::string::npos) << zero.output;
 }
 
 TEST(BenchCli, AgreeComparesBf16WithFp32OnEveryImage) {

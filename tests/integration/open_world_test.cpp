@@ -50,9 +50,9 @@ class OpenWorldTest : public ::testing::Test {
     finch::test::make_pattern_imagefolder(path("data") / "train", 6, 16, 16, 1);
     finch::test::make_pattern_imagefolder(path("data") / "test", 6, 10, 16, 2);
     finch::test::write_text(path("recipe.yaml"), kRecipe);
-    auto result = run_command(cli() + " train --config " + path("recipe.yaml").string() +
-                              " --out " + path("run").string() + " --set data.root=" +
-                              path("data").string());
+    auto result =
+        run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
+                    path("run").string() + " --set data.root=" + path("data").string());
     train_output_ = new std::string(result.output);
     train_exit_ = result.exit_code;
   }
@@ -76,9 +76,9 @@ int OpenWorldTest::train_exit_ = -1;
 }  // namespace
 
 TEST_F(OpenWorldTest, EmbedWritesEmbeddingsLabelsAndPaths) {
-  auto result = run_command(cli() + " embed --json --model " + model() +
-                            " --dataset imagefolder --root " + data() + " --split test --out " +
-                            path("test_emb.safetensors").string());
+  auto result =
+      run_command(cli() + " embed --json --model " + model() + " --dataset imagefolder --root " +
+                  data() + " --split test --out " + path("test_emb.safetensors").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto j = json_lines(result.output).back();
   EXPECT_EQ(j["images"], 60);
@@ -147,10 +147,9 @@ TEST_F(OpenWorldTest, GalleryBuildAddSearchAndPredictUnseenClasses) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(json_lines(result.output).back()["items"], 64);
   fs::create_directories(path("new"));
-  for (const char* c : {"class4", "class5"})
-    fs::copy(path("data") / "train" / c, path("new") / c);
-  result = run_command(cli() + " gallery add " + g + " --json --model " + model() +
-                       " --images " + path("new").string());
+  for (const char* c : {"class4", "class5"}) fs::copy(path("data") / "train" / c, path("new") / c);
+  result = run_command(cli() + " gallery add " + g + " --json --model " + model() + " --images " +
+                       path("new").string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto info = json_lines(result.output).back();
   EXPECT_EQ(info["items"], 96);
@@ -181,15 +180,15 @@ TEST_F(OpenWorldTest, GalleryBuildAddSearchAndPredictUnseenClasses) {
 
   // search: k neighbours with path, class and score, best first; FAISS prints its recall.
   const std::string query = (path("data") / "test" / "class2" / "img0.png").string();
-  result = run_command(cli() + " search --json --k 5 --gallery " + g + " --model " + model() +
-                       " " + query);
+  result = run_command(cli() + " search --json --k 5 --gallery " + g + " --model " + model() + " " +
+                       query);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto hits = json_lines(result.output).front()["neighbours"];
   ASSERT_EQ(hits.size(), 5u);
   EXPECT_GE(hits[0]["score"].get<double>(), hits[4]["score"].get<double>());
   EXPECT_TRUE(hits[0].contains("path"));
-  result = run_command(cli() + " search --index hnsw --k 5 --gallery " + g + " --model " +
-                       model() + " " + query);
+  result = run_command(cli() + " search --index hnsw --k 5 --gallery " + g + " --model " + model() +
+                       " " + query);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_CONTAINS(result.output, "HNSW32,Flat: recall@5 against exact search");
 

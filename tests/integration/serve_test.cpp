@@ -239,8 +239,8 @@ TEST_F(ServeTest, ClientMistakesGetTheir4xxAndTheServerKeepsServing) {
   EXPECT_EQ(status(client.Post("/v1/predict", std::string(2 << 20, 'x'), "image/png")), 413);
   // The same limit in `finch predict`: an error record, decided from the header alone.
   finch::test::write_text(path("bomb") / "bomb.png", bomb);
-  auto local = run_command(cli() + " predict --json --max-pixels 1000000 --model " + model() +
-                           " " + (path("bomb") / "bomb.png").string());
+  auto local = run_command(cli() + " predict --json --max-pixels 1000000 --model " + model() + " " +
+                           (path("bomb") / "bomb.png").string());
   EXPECT_EQ(local.exit_code, 0) << local.output;
   EXPECT_CONTAINS(local.output, "30000 x 30000 = 900000000 pixels, more than the limit");
   EXPECT_EQ(status(client.Post("/v1/predict?topk=abc", png, "image/png")), 400);
@@ -302,11 +302,11 @@ TEST_F(ServeTest, WebPageInHeadlessChromiumShowsPredictsAnswer) {
       nlohmann::json::parse(local.output.substr(0, local.output.find('\n')))["topk"][0]["class"];
   const fs::path out = fs::current_path() / "test-output";
   fs::create_directories(out);
-  auto page = run_command("/usr/bin/python3 " +
-                          (finch::test::source_dir() / "tests" / "browser" / "serve_page.py").string() +
-                          " http://127.0.0.1:" + std::to_string(server.port()) + "/ " +
-                          image(2, 1).string() + " " + expected + " " +
-                          (out / "serve_page.png").string());
+  auto page =
+      run_command("/usr/bin/python3 " +
+                  (finch::test::source_dir() / "tests" / "browser" / "serve_page.py").string() +
+                  " http://127.0.0.1:" + std::to_string(server.port()) + "/ " +
+                  image(2, 1).string() + " " + expected + " " + (out / "serve_page.png").string());
   EXPECT_EQ(page.exit_code, 0)
       << "needs chromium, chromium-driver and python3-selenium (scripts/install-deps.sh):\n"
       << page.output;

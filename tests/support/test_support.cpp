@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <array>
-#include <stdexcept>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <stdexcept>
 
 #include "finch/core/error.h"
 

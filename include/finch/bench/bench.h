@@ -94,18 +94,18 @@ nlohmann::json bench_train(Config config, const TrainBenchOptions& options);
 struct SearchBenchOptions {
   int64_t items = 100000;  // gallery size
   int64_t dim = 2048;
-  int64_t queries = 64;    // one query batch
+  int64_t queries = 64;  // one query batch
   int64_t k = 10;
-  int64_t rounds = 5;      // timed searches of the query batch (median reported)
+  int64_t rounds = 5;           // timed searches of the query batch (median reported)
   std::string index = "exact";  // exact | hnsw | ivf
   int64_t nprobe = 16;
   int64_t threads = 2;
 };
 
 /// Gallery search on synthetic embedding-like unit vectors (1000 clusters in a 32-d latent
-/// space projected to `dim`): the time of one query batch (median of rounds) by exact search and, for hnsw / ivf,
-/// the FAISS index's build time, its search time and recall@k against exact search; the
-/// gallery's memory and the process's peak RSS.
+/// space projected to `dim`): the time of one query batch (median of rounds) by exact search and,
+/// for hnsw / ivf, the FAISS index's build time, its search time and recall@k against exact search;
+/// the gallery's memory and the process's peak RSS.
 nlohmann::json bench_search(const SearchBenchOptions& options);
 
 }  // namespace finch::bench

@@ -8,9 +8,9 @@
 
 #include "finch/core/progress.h"
 #include "finch/data/dataset.h"
+#include "finch/eval/session.h"
 #include "finch/explain/cam.h"
 #include "finch/explain/localize.h"
-#include "finch/eval/session.h"
 #include "finch/models/model_file.h"
 
 namespace finch::explain {

@@ -35,7 +35,7 @@ struct EmbeddedImages {
 
 struct EmbedOptions {
   int64_t batch_size = 64;
-  int workers = 2;  // decode threads for datasets
+  int workers = 2;                // decode threads for datasets
   int64_t max_pixels = 40000000;  // image files declaring more are errors (not decoded)
   ProgressStyle progress = ProgressStyle::kNone;
 };
@@ -115,7 +115,7 @@ std::vector<std::vector<Neighbour>> exact_search(const torch::Tensor& queries,
 /// Classification by a gallery: how `finch predict --gallery` answers for classes the model
 /// was never trained on.
 struct GalleryClassifierOptions {
-  int64_t knn = 0;           // 0: nearest class prototype; K > 0: vote of the K nearest items
+  int64_t knn = 0;            // 0: nearest class prototype; K > 0: vote of the K nearest items
   double temperature = 0.05;  // prob = softmax(score / temperature) over classes (prototypes)
 };
 
@@ -128,7 +128,8 @@ struct GalleryScore {
   int64_t index = 0;
   double prob = 0, score = 0;
 };
-std::vector<std::vector<GalleryScore>> classify(const Gallery& gallery, const torch::Tensor& queries,
-                                                int64_t k, const GalleryClassifierOptions& options);
+std::vector<std::vector<GalleryScore>> classify(const Gallery& gallery,
+                                                const torch::Tensor& queries, int64_t k,
+                                                const GalleryClassifierOptions& options);
 
 }  // namespace finch::gallery

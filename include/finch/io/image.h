@@ -1,8 +1,8 @@
 #pragma once
 // Image decoding at the boundary: every image enters finch as 8-bit RGB (in that order).
+#include <cstdint>
 #include <filesystem>
 #include <opencv2/core.hpp>
-#include <cstdint>
 #include <optional>
 #include <string>
 

@@ -26,7 +26,7 @@ class Metrics {
   std::string prometheus_text(int64_t queue_depth) const;
 
   static constexpr std::array<double, 12> kLatencyBuckets{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                           0.1,   0.25,   0.5,   1,    2.5,   10};
+                                                          0.1,   0.25,   0.5,   1,    2.5,   10};
   static constexpr std::array<double, 9> kBatchBuckets{1, 2, 4, 8, 16, 32, 64, 128, 256};
 
  private:

@@ -15,8 +15,8 @@ namespace finch::serve {
 struct ServeOptions {
   std::filesystem::path model, gallery;  // gallery: optional
   std::string host = "127.0.0.1";
-  int port = 8080;                // 0: any free port (bind() returns it)
-  BatchOptions batch;             // --max-batch, --max-delay-ms, --queue
+  int port = 8080;     // 0: any free port (bind() returns it)
+  BatchOptions batch;  // --max-batch, --max-delay-ms, --queue
   int http_threads = 8;
   int64_t max_body_bytes = 20 << 20;
   int64_t max_pixels = 40000000;  // refused from the header, before decoding

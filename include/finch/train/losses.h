@@ -61,8 +61,8 @@ torch::Tensor margin_softmax_loss(const torch::Tensor& cosine_logits, const torc
 struct LossTerm {
   std::string type;  // cross_entropy | triplet | centre | multi_similarity | cosface | arcface
   double weight = 1.0;
-  double margin = 0.3;  // triplet (0.3), cosface (0.35), arcface (0.5)
-  double beta = 0.05;   // centre; multi_similarity: 50
+  double margin = 0.3;                          // triplet (0.3), cosface (0.35), arcface (0.5)
+  double beta = 0.05;                           // centre; multi_similarity: 50
   double alpha = 2, base = 0.5, epsilon = 0.1;  // multi_similarity
 };
 

@@ -19,7 +19,8 @@ class CosineHeadImpl : public HeadImpl {
  public:
   CosineHeadImpl(int64_t in_features, int64_t num_classes, double scale)
       : fc(register_module(
-            "fc", torch::nn::Linear(torch::nn::LinearOptions(in_features, num_classes).bias(false)))),
+            "fc",
+            torch::nn::Linear(torch::nn::LinearOptions(in_features, num_classes).bias(false)))),
         scale_(scale) {
     if (!(scale > 0)) throw Error("model.cosine_scale must be > 0");
   }

@@ -80,8 +80,8 @@ void write_mat(const fs::path& path, std::vector<VarPtr> vars, mat_ft version = 
                matio_compression compression = MAT_COMPRESSION_NONE) {
   fs::create_directories(path.parent_path());
   mat_t* mat = Mat_CreateVer(path.c_str(), nullptr, version);
-  finch::test::require(mat != nullptr, "libmatio cannot create " + path.string() +
-                                           " (v7.3 needs HDF5 support)");
+  finch::test::require(mat != nullptr,
+                       "libmatio cannot create " + path.string() + " (v7.3 needs HDF5 support)");
   for (VarPtr v : vars) {
     EXPECT_EQ(Mat_VarWrite(mat, v, compression), 0) << v->name;
     Mat_VarFree(v);

@@ -20,8 +20,11 @@ namespace {
 fm::LoadedModel tiny_model(int64_t classes = 4) {
   torch::manual_seed(3);
   fm::LoadedModel m;
-  m.info.arch = {{"backbone", "resnet20"}, {"head", "linear"}, {"num_classes", classes},
-                 {"width", 8}, {"input_size", 16}};
+  m.info.arch = {{"backbone", "resnet20"},
+                 {"head", "linear"},
+                 {"num_classes", classes},
+                 {"width", 8},
+                 {"input_size", 16}};
   m.model = fm::build_classifier(m.info.arch);
   // Non-trivial BatchNorm statistics, so that folding is exercised.
   torch::NoGradGuard no_grad;
@@ -65,10 +68,11 @@ TEST(InferenceSession, ForwardEqualsTheModelsEvalForward) {
   // normalize_embedding: unit rows pointing the same way.
   auto unit = session.forward(batch, true).embedding;
   EXPECT_TRUE(torch::allclose(unit.norm(2, 1), torch::ones({3}), 1e-5, 1e-6));
-  EXPECT_TRUE(torch::allclose(unit, torch::nn::functional::normalize(
-                                        expected.embedding,
-                                        torch::nn::functional::NormalizeFuncOptions().dim(1)),
-                              1e-4, 1e-5));
+  EXPECT_TRUE(
+      torch::allclose(unit,
+                      torch::nn::functional::normalize(
+                          expected.embedding, torch::nn::functional::NormalizeFuncOptions().dim(1)),
+                      1e-4, 1e-5));
   EXPECT_EQ(session.content_hash(), "");
   EXPECT_THROW(session.source_model(), finch::Error);
 }

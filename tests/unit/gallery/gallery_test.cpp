@@ -29,7 +29,10 @@ torch::Tensor unit(const torch::Tensor& x) {
 fs::path write_model(const fs::path& path, int seed) {
   torch::manual_seed(seed);
   fm::ModelInfo info;
-  info.arch = {{"backbone", "resnet20"}, {"head", "linear"}, {"num_classes", 3}, {"width", 8},
+  info.arch = {{"backbone", "resnet20"},
+               {"head", "linear"},
+               {"num_classes", 3},
+               {"width", 8},
                {"input_size", 16}};
   info.classes = {"a", "b", "c"};
   info.preprocess.eval_transforms =
@@ -99,8 +102,11 @@ TEST(Gallery, MalformedFilesAreClearErrors) {
   EXPECT_CONTAINS(finch::test::error_of([&] { fg::Gallery::load(dir / "plain.safetensors"); }),
                   "is not a finch gallery");
   // Labels outside the class list.
-  const nlohmann::json meta{{"version", 1},  {"model_sha256", "ab"}, {"embedding_dim", 2},
-                            {"classes", {"a"}}, {"paths", {"p0", "p1"}}};
+  const nlohmann::json meta{{"version", 1},
+                            {"model_sha256", "ab"},
+                            {"embedding_dim", 2},
+                            {"classes", {"a"}},
+                            {"paths", {"p0", "p1"}}};
   finch::io::write_safetensors(
       dir / "bad.safetensors",
       {{"embeddings", torch::zeros({2, 2})}, {"labels", torch::tensor({0, 3}, torch::kLong)}},
@@ -147,8 +153,7 @@ TEST(GalleryClassifier, PrototypesAndKnnVotes) {
   EXPECT_EQ(p[0][0].name, "x");
   EXPECT_EQ(p[1][0].name, "y");
   EXPECT_NEAR(p[0][0].prob + p[0][1].prob, 1.0, 1e-6);
-  EXPECT_NEAR(p[1][0].score,
-              torch::dot(q[1], g.prototypes()[1]).item<double>(), 1e-6);
+  EXPECT_NEAR(p[1][0].score, torch::dot(q[1], g.prototypes()[1]).item<double>(), 1e-6);
   // 3-NN of the first query: the two "x" items and the noisy "y": x wins 2 votes to 1.
   fg::GalleryClassifierOptions knn;
   knn.knn = 3;

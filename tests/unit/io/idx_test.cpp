@@ -24,9 +24,9 @@ std::string idx_bytes(const std::vector<uint32_t>& shape, const std::vector<uint
 void write_gzip(const fs::path& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   finch::test::require(f != nullptr, "gzopen " + path.string());
-  finch::test::require(
-      gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()),
-      "gzwrite " + path.string());
+  finch::test::require(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) ==
+                           static_cast<int>(bytes.size()),
+                       "gzwrite " + path.string());
   finch::test::require(gzclose(f) == Z_OK, "gzclose " + path.string());
 }
 

@@ -109,8 +109,7 @@ TEST(Batcher, ConcurrentRequestsGetTheirOwnRows) {
         t->finished.get_future().wait();
         ASSERT_FALSE(t->error);
         for (int64_t i = 0; i < images.size(0); ++i)
-          if (std::abs(t->logits[i].item<float>() - images[i].mean().item<float>()) > 1e-6)
-            ++wrong;
+          if (std::abs(t->logits[i].item<float>() - images[i].mean().item<float>()) > 1e-6) ++wrong;
       }
     });
   for (auto& c : clients) c.join();
@@ -166,10 +165,9 @@ TEST(PixelLimit, ReadsTheDeclaredSizeOfEachFormatBeforeDecoding) {
   // A PNG header declaring 30000 x 30000 (a decompression bomb): refused from its 24 bytes.
   std::string bomb("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x75\x30\0\0\x75\x30", 24);
   EXPECT_EQ(finch::io::declared_image_size(bomb)->width, 30000);
-  EXPECT_CONTAINS(finch::test::error_of([&] {
-                    finch::io::check_pixel_limit(bomb, "bomb.png", 40000000);
-                  }),
-                  "900000000 pixels, more than the limit of 40000000");
+  EXPECT_CONTAINS(
+      finch::test::error_of([&] { finch::io::check_pixel_limit(bomb, "bomb.png", 40000000); }),
+      "900000000 pixels, more than the limit of 40000000");
   finch::io::check_pixel_limit(bomb, "bomb.png", 0);  // 0: no limit
   EXPECT_FALSE(finch::io::declared_image_size("not an image").has_value());
   EXPECT_FALSE(finch::io::declared_image_size(std::string("\xFF\xD8\xFF", 3)).has_value());

@@ -163,17 +163,21 @@ TEST(MarginSoftmaxLoss, CosFaceArcFaceValuesAndGradients) {
     cos_face[i][c] = v - 0.3;
     arc_face[i][c] = std::cos(std::acos(v) + 0.3);
   }
-  EXPECT_NEAR(ft::margin_softmax_loss(s * cosine, y, s, 0.3, ft::MarginKind::kCosFace).item<double>(),
-              torch::nn::functional::cross_entropy(s * cos_face, y).item<double>(), 1e-12);
-  EXPECT_NEAR(ft::margin_softmax_loss(s * cosine, y, s, 0.3, ft::MarginKind::kArcFace).item<double>(),
-              torch::nn::functional::cross_entropy(s * arc_face, y).item<double>(), 1e-9);
+  EXPECT_NEAR(
+      ft::margin_softmax_loss(s * cosine, y, s, 0.3, ft::MarginKind::kCosFace).item<double>(),
+      torch::nn::functional::cross_entropy(s * cos_face, y).item<double>(), 1e-12);
+  EXPECT_NEAR(
+      ft::margin_softmax_loss(s * cosine, y, s, 0.3, ft::MarginKind::kArcFace).item<double>(),
+      torch::nn::functional::cross_entropy(s * arc_face, y).item<double>(), 1e-9);
   for (auto kind : {ft::MarginKind::kCosFace, ft::MarginKind::kArcFace}) {
     torch::Tensor g = (s * cosine).clone().requires_grad_(true);
     ft::margin_softmax_loss(g, y, s, 0.3, kind).backward();
     torch::NoGradGuard no_grad;
     torch::Tensor x = (s * cosine).clone();
     auto numeric = numeric_grad(
-        [&](const torch::Tensor& t) { return ft::margin_softmax_loss(t, y, s, 0.3, kind).item<double>(); },
+        [&](const torch::Tensor& t) {
+          return ft::margin_softmax_loss(t, y, s, 0.3, kind).item<double>();
+        },
         x);
     EXPECT_TRUE(torch::allclose(g.grad(), numeric, 1e-5, 1e-7));
   }
@@ -192,8 +196,9 @@ TEST(CosineHead, LogitsAreScaledCosines) {
   torch::Tensor w = model->head()->named_parameters()["fc.weight"];
   ASSERT_EQ(w.sizes(), (std::vector<int64_t>{3, out.embedding.size(1)}));
   namespace F = torch::nn::functional;
-  torch::Tensor expected = 10.0 * torch::matmul(F::normalize(out.embedding, F::NormalizeFuncOptions().dim(1)),
-                                                F::normalize(w, F::NormalizeFuncOptions().dim(1)).t());
+  torch::Tensor expected =
+      10.0 * torch::matmul(F::normalize(out.embedding, F::NormalizeFuncOptions().dim(1)),
+                           F::normalize(w, F::NormalizeFuncOptions().dim(1)).t());
   EXPECT_TRUE(torch::allclose(out.logits, expected, 1e-5, 1e-6));
   EXPECT_LE(out.logits.abs().max().item<double>(), 10.0 + 1e-5);
 }
@@ -207,9 +212,9 @@ TEST(Losses, ParsesTheListAndRejectsMistakes) {
   EXPECT_EQ(terms[1].margin, 0.5);
   EXPECT_EQ(terms[1].weight, 0.2);
   c.set("train.losses", "[{type: arcface_v2}]");
-  EXPECT_CONTAINS(finch::test::error_of([&] { ft::parse_losses(c); }),
-                  "unknown loss 'arcface_v2'");
-  c.set("train.losses", "[{type: multi_similarity}, {type: cosface}, {type: arcface, margin: 0.2}]");
+  EXPECT_CONTAINS(finch::test::error_of([&] { ft::parse_losses(c); }), "unknown loss 'arcface_v2'");
+  c.set("train.losses",
+        "[{type: multi_similarity}, {type: cosface}, {type: arcface, margin: 0.2}]");
   terms = ft::parse_losses(c);
   EXPECT_EQ(terms[0].beta, 50);  // each loss's published defaults
   EXPECT_EQ(terms[0].alpha, 2);
