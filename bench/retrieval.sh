@@ -79,8 +79,7 @@ fi
 
 # --- 3. search latency, embed throughput ------------------------------------------------------
 if [[ $PARTS == *3* ]]; then
-# (Debian's FAISS builds HNSW slowly on 2 cores: 100k x 512 took 5 minutes, so HNSW is
-# measured at 20k items.)
+# (Debian's FAISS builds HNSW slowly on 2 cores, so HNSW is measured at 20k items.)
 # Batches of 64 queries (exact search reads the gallery once per batch), and single queries
 # (it reads all of it per query; where an index earns its keep).
 for spec in "10000 2048 exact 64" "100000 2048 exact 64" "100000 2048 ivf 64" "100000 2048 ivf 1" \

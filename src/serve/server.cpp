@@ -4,7 +4,6 @@
 #include <httplib.h>
 #include <torch/torch.h>
 
-#include <atomic>
 #include <map>
 #include <opencv2/core/utility.hpp>
 #include <optional>
@@ -58,7 +57,6 @@ struct Server::Impl {
   Metrics metrics;
   std::mutex state_mutex;
   std::shared_ptr<ModelState> state;
-  std::atomic<bool> running{false};
 
   explicit Impl(ServeOptions o) : options(std::move(o)), batcher(options.batch) {}
 
@@ -480,9 +478,7 @@ int Server::bind() {
 }
 
 void Server::run() {
-  impl_->running = true;
   impl_->http.listen_after_bind();
-  impl_->running = false;
 }
 
 void Server::stop() {

@@ -9,6 +9,7 @@
 
 #include "finch/core/sha256.h"
 #include "test_support.h"
+#include "tiny_run.h"
 
 namespace fs = std::filesystem;
 using finch::test::run_command;
@@ -17,31 +18,11 @@ namespace {
 
 std::string cli() { return finch::test::cli_path().string(); }
 
-const char* kRecipe = R"(seed: 1
-threads: 1
-data:
-  format: imagefolder
-  workers: 2
-  val_fraction: 0.2
-  class_range: [0, 4]
-  mean: [0.5, 0.5, 0.5]
-  std: [0.25, 0.25, 0.25]
-  train_transforms: [{type: hflip, p: 0.5}]
-  eval_transforms: [{type: resize, size: [16, 16]}]
-model: {backbone: resnet20, width: 8, input_size: 16}
-train: {epochs: 4, batch_size: 8, progress: none}
-optim: {name: adam, lr: 0.003, weight_decay: 0.0}
-schedule: {name: cosine}
-)";
+const std::string kRecipe = finch::test::tiny_recipe("epochs: 4, batch_size: 8, progress: none",
+                                                   "  class_range: [0, 4]\n",
+                                                   "schedule: {name: cosine}\n");
 
-std::vector<nlohmann::json> json_lines(const std::string& text) {
-  std::vector<nlohmann::json> out;
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line))
-    if (!line.empty() && line[0] == '{') out.push_back(nlohmann::json::parse(line));
-  return out;
-}
+using finch::test::json_lines;
 
 class OpenWorldTest : public ::testing::Test {
  protected:

@@ -13,6 +13,7 @@
 
 #include "finch/io/image.h"
 #include "test_support.h"
+#include "tiny_run.h"
 
 namespace fs = std::filesystem;
 using finch::test::run_command;
@@ -86,20 +87,7 @@ class ServerProcess {
   std::string log_;
 };
 
-const char* kRecipe = R"(seed: 1
-threads: 1
-data:
-  format: imagefolder
-  workers: 2
-  val_fraction: 0.2
-  mean: [0.5, 0.5, 0.5]
-  std: [0.25, 0.25, 0.25]
-  train_transforms: [{type: hflip, p: 0.5}]
-  eval_transforms: [{type: resize, size: [16, 16]}]
-model: {backbone: resnet20, width: 8, input_size: 16}
-train: {epochs: 3, batch_size: 8, progress: none}
-optim: {name: adam, lr: 0.003, weight_decay: 0.0}
-)";
+const std::string kRecipe = finch::test::tiny_recipe("epochs: 3, batch_size: 8, progress: none");
 
 class ServeTest : public ::testing::Test {
  protected:
