@@ -11,7 +11,7 @@ PACKAGES=(
   libmatio-dev libfaiss-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
-  python3 python3-torch python3-torchvision python3-numpy python3-pil
+  python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn
   python-matplotlib-data  # grace_hopper.jpg: a real photograph for the predict parity test
   chromium chromium-driver python3-selenium  # the serve web page tested in a real browser
   python3-fastapi python3-uvicorn python3-multipart wrk  # serving peer and load generator (bench/)

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "eval_args.h"
 #include "finch/core/atomic_file.h"
 #include "finch/core/config.h"
 #include "finch/core/error.h"
@@ -26,31 +27,15 @@
 
 namespace finch::cli {
 
-namespace {
-
-struct EvalArgs {
-  std::string model, confusion_csv, dtype = "fp32", protocol = "classification";
-  std::string class_split, gallery;
-  int64_t knn = 0;
-  std::vector<int64_t> shots{1, 5};
-  int64_t ways = 5, queries = 15, episodes = 600, max_pixels = 0;
-  uint64_t seed = 0;
-  DatasetArgs data;
-  std::string tta = "none", reliability, save_embeddings, tsne;
-  int64_t confused_examples = 0;
-  bool json = false;
-  int64_t batch_size = 256;
-  int workers = 2, threads = 0;
-};
-
-// Retrieval and few-shot: the model as an embedding model on classes it may never have seen.
-// The dataset options with --max-pixels as data.max_pixels.
 Config eval_data_config(const EvalArgs& args) {
   Config config = dataset_config(args.data);
   if (args.max_pixels > 0) config.set("data.max_pixels", std::to_string(args.max_pixels));
   return config;
 }
 
+namespace {
+
+// Retrieval and few-shot: the model as an embedding model on classes it may never have seen.
 void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
   Config config = eval_data_config(args);
   if (!args.class_split.empty()) {
@@ -171,6 +156,12 @@ void run(const EvalArgs& args) {
   eval::InferenceSession session(args.model, session_options);
   if (args.protocol == "gallery" && args.gallery.empty())
     throw Error("--protocol gallery needs --gallery G");
+  if (args.open_set) {
+    if (args.protocol != "classification")
+      throw Error(
+          "--open-set evaluates the model's classifier: leave --protocol at classification");
+    return run_open_set(args, session);
+  }
   if (args.protocol != "classification") return run_open_world(args, session);
   if (!args.class_split.empty())
     throw Error("--class-split applies to --protocol retrieval or fewshot");
@@ -299,6 +290,7 @@ void add_eval_command(CLI::App& app) {
   add_count_option(*cmd, "--episodes", args->episodes, "fewshot: episodes per shot count", 1,
                    10000000);
   cmd->add_option("--seed", args->seed, "fewshot: episode seed")->capture_default_str();
+  add_open_set_options(*cmd, *args);
   cmd->callback([args] { run(*args); });
 }
 

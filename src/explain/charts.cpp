@@ -57,37 +57,69 @@ cv::Scalar class_colour(int64_t c, int64_t num_classes) {
   return {static_cast<double>(v[0]), static_cast<double>(v[1]), static_cast<double>(v[2])};
 }
 
+namespace {
+
+// A white square canvas with a unit plot area: [0, 1] on both axes, ticks every 0.25.
+struct UnitPlot {
+  int size, margin = 50, plot;
+  cv::Mat img;
+  explicit UnitPlot(int size_)
+      : size(size_), plot(size_ - 2 * 50), img(size_, size_, CV_8UC3, cv::Scalar(255, 255, 255)) {}
+  int px(double v) const { return margin + static_cast<int>(v * plot); }
+  int py(double v) const { return size - margin - static_cast<int>(v * plot); }
+  void frame(const std::string& title, const std::string& x_label) {
+    const auto font = cv::FONT_HERSHEY_SIMPLEX;
+    cv::rectangle(img, cv::Point(px(0), py(1)), cv::Point(px(1), py(0)), cv::Scalar(0, 0, 0), 1);
+    for (int t = 0; t <= 4; ++t) {
+      const double v = t / 4.0;
+      cv::putText(img, fmt::format("{:.2f}", v), cv::Point(px(v) - 14, size - margin + 18), font,
+                  0.4, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+      cv::putText(img, fmt::format("{:.2f}", v), cv::Point(8, py(v) + 4), font, 0.4,
+                  cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    }
+    cv::putText(img, title, cv::Point(margin, 30), font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    cv::putText(img, x_label, cv::Point(size / 2 - 4 * static_cast<int>(x_label.size()), size - 12),
+                font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  }
+};
+
+}  // namespace
+
 cv::Mat reliability_image(const eval::Calibration& calibration, int size) {
-  const int margin = 50, plot = size - 2 * margin;
-  cv::Mat img(size, size, CV_8UC3, cv::Scalar(255, 255, 255));
-  const auto font = cv::FONT_HERSHEY_SIMPLEX;
-  auto px = [&](double v) { return margin + static_cast<int>(v * plot); };
-  auto py = [&](double v) { return size - margin - static_cast<int>(v * plot); };
+  UnitPlot p(size);
   for (const auto& b : calibration.bins) {
     if (b.count == 0) continue;
-    cv::rectangle(img, cv::Point(px(b.lower) + 1, py(b.accuracy)),
-                  cv::Point(px(b.upper) - 1, py(0)), cv::Scalar(70, 120, 200), cv::FILLED);
+    cv::rectangle(p.img, cv::Point(p.px(b.lower) + 1, p.py(b.accuracy)),
+                  cv::Point(p.px(b.upper) - 1, p.py(0)), cv::Scalar(70, 120, 200), cv::FILLED);
     // The gap to the bin's mean confidence, in red.
-    cv::line(img, cv::Point(px(b.lower) + 1, py(b.confidence)),
-             cv::Point(px(b.upper) - 1, py(b.confidence)), cv::Scalar(220, 40, 40), 2);
+    cv::line(p.img, cv::Point(p.px(b.lower) + 1, p.py(b.confidence)),
+             cv::Point(p.px(b.upper) - 1, p.py(b.confidence)), cv::Scalar(220, 40, 40), 2);
   }
-  cv::line(img, cv::Point(px(0), py(0)), cv::Point(px(1), py(1)), cv::Scalar(120, 120, 120), 1,
-           cv::LINE_AA);
-  cv::rectangle(img, cv::Point(px(0), py(1)), cv::Point(px(1), py(0)), cv::Scalar(0, 0, 0), 1);
-  for (int t = 0; t <= 4; ++t) {
-    const double v = t / 4.0;
-    cv::putText(img, fmt::format("{:.2f}", v), cv::Point(px(v) - 14, size - margin + 18), font, 0.4,
-                cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-    cv::putText(img, fmt::format("{:.2f}", v), cv::Point(8, py(v) + 4), font, 0.4,
-                cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  cv::line(p.img, cv::Point(p.px(0), p.py(0)), cv::Point(p.px(1), p.py(1)),
+           cv::Scalar(120, 120, 120), 1, cv::LINE_AA);
+  p.frame(fmt::format("reliability (ECE {:.4f}); bars: accuracy, red: confidence", calibration.ece),
+          "confidence");
+  return p.img;
+}
+
+cv::Mat unit_line_chart(const std::vector<LineSeries>& series, const std::string& title,
+                        const std::string& x_label, int size) {
+  UnitPlot p(size);
+  const auto font = cv::FONT_HERSHEY_SIMPLEX;
+  const auto n = static_cast<int64_t>(series.size());
+  for (int64_t s = 0; s < n; ++s) {
+    const cv::Scalar colour = class_colour(s, n);
+    const auto& pts = series[s].points;
+    for (size_t i = 1; i < pts.size(); ++i)
+      cv::line(p.img, cv::Point(p.px(pts[i - 1].first), p.py(pts[i - 1].second)),
+               cv::Point(p.px(pts[i].first), p.py(pts[i].second)), colour, 2, cv::LINE_AA);
+    const int y = p.margin + 18 + 16 * static_cast<int>(s);
+    cv::line(p.img, cv::Point(p.px(0) + 10, y - 4), cv::Point(p.px(0) + 30, y - 4), colour, 2);
+    cv::putText(p.img, series[s].name, cv::Point(p.px(0) + 36, y), font, 0.4, cv::Scalar(0, 0, 0),
+                1, cv::LINE_AA);
   }
-  cv::putText(
-      img,
-      fmt::format("reliability (ECE {:.4f}); bars: accuracy, red: confidence", calibration.ece),
-      cv::Point(margin, 30), font, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-  cv::putText(img, "confidence", cv::Point(size / 2 - 40, size - 12), font, 0.45,
-              cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-  return img;
+  p.frame(title, x_label);
+  return p.img;
 }
 
 namespace {

@@ -36,7 +36,7 @@ EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::Datase
   data::Loader loader(dataset, session.pipeline(), loader_options);
   EmbeddedImages out;
   out.classes = dataset->class_names();
-  std::vector<torch::Tensor> rows;
+  std::vector<torch::Tensor> rows, logit_rows;
   Progress progress("embed", loader.num_batches(), options.progress);
   loader.start_epoch(0);
   int64_t done = 0, dim = 0;
@@ -45,6 +45,7 @@ EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::Datase
     if (!output.embedding.defined()) throw Error("this model's head returns no embedding");
     dim = output.embedding.size(1);
     rows.push_back(output.embedding);
+    if (output.logits.defined()) logit_rows.push_back(output.logits);
     for (size_t i : batch->indices) {
       out.labels.push_back(dataset->label(i));
       out.paths.push_back(dataset->describe(i));
@@ -55,6 +56,7 @@ EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::Datase
   for (const auto& skipped : loader.skipped())
     out.errors.emplace_back(dataset->describe(skipped.index), skipped.reason);
   out.embeddings = cat_rows(rows, dim);
+  out.logits = cat_rows(logit_rows, static_cast<int64_t>(session.classes().size()));
   return out;
 }
 
@@ -66,7 +68,7 @@ EmbeddedImages embed_files(eval::InferenceSession& session, const std::vector<fs
     throw Error("embed: one label per image expected");
   EmbeddedImages out;
   out.classes = classes;
-  std::vector<torch::Tensor> rows;
+  std::vector<torch::Tensor> rows, logit_rows;
   int64_t dim = 0;
   const int64_t batches =
       (static_cast<int64_t>(paths.size()) + options.batch_size - 1) / options.batch_size;
@@ -89,11 +91,13 @@ EmbeddedImages embed_files(eval::InferenceSession& session, const std::vector<fs
       if (!output.embedding.defined()) throw Error("this model's head returns no embedding");
       dim = output.embedding.size(1);
       rows.push_back(output.embedding);
+      if (output.logits.defined()) logit_rows.push_back(output.logits);
     }
     progress.update(static_cast<int64_t>(++done), "");
   }
   progress.finish("");
   out.embeddings = cat_rows(rows, dim);
+  out.logits = cat_rows(logit_rows, static_cast<int64_t>(session.classes().size()));
   return out;
 }
 
@@ -290,6 +294,19 @@ std::vector<std::vector<Neighbour>> exact_search(const torch::Tensor& queries,
   for (int64_t q = 0; q < b; ++q)
     for (int64_t j = 0; j < k; ++j) out[q].push_back({ia[q][j], va[q][j]});
   return out;
+}
+
+torch::Tensor kth_similarity(const torch::Tensor& queries, const torch::Tensor& items, int64_t k) {
+  if (items.size(0) == 0) throw Error("k-NN scores need reference items; there are none");
+  constexpr int64_t kQueryBlock = 1024;
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(queries.size(0)));
+  for (int64_t begin = 0; begin < queries.size(0); begin += kQueryBlock) {
+    const int64_t len = std::min(kQueryBlock, queries.size(0) - begin);
+    for (const auto& hits : exact_search(queries.narrow(0, begin, len), items, k))
+      out.push_back(hits.back().score);
+  }
+  return torch::tensor(out, torch::kDouble);
 }
 
 std::vector<std::vector<GalleryScore>> classify(const Gallery& gallery,

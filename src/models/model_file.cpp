@@ -22,7 +22,8 @@ nlohmann::json info_to_json(const ModelInfo& info) {
             {"mean", info.preprocess.mean},
             {"std", info.preprocess.std},
             {"input_size", info.preprocess.input_size}}},
-          {"training", info.training}};
+          {"training", info.training},
+          {"open_set", info.open_set}};
 }
 
 ModelInfo info_from_json(const nlohmann::json& j, const std::string& source) {
@@ -37,6 +38,7 @@ ModelInfo info_from_json(const nlohmann::json& j, const std::string& source) {
     info.preprocess.std = p.at("std").get<std::vector<float>>();
     info.preprocess.input_size = p.at("input_size").get<int64_t>();
     if (j.contains("training")) info.training = j.at("training");
+    if (j.contains("open_set")) info.open_set = j.at("open_set");
     if (info.preprocess.mean.size() != 3 || info.preprocess.std.size() != 3) {
       throw Error("mean and std need 3 values");
     }

@@ -18,9 +18,9 @@ namespace {
 
 std::string cli() { return finch::test::cli_path().string(); }
 
-const std::string kRecipe = finch::test::tiny_recipe("epochs: 4, batch_size: 8, progress: none",
-                                                   "  class_range: [0, 4]\n",
-                                                   "schedule: {name: cosine}\n");
+const std::string kRecipe =
+    finch::test::tiny_recipe("epochs: 4, batch_size: 8, progress: none", "  class_range: [0, 4]\n",
+                             "schedule: {name: cosine}\n");
 
 using finch::test::json_lines;
 
@@ -219,4 +219,90 @@ TEST_F(OpenWorldTest, Bf16AndRangeCheckedCounts) {
     EXPECT_NE(result.exit_code, 0);
     EXPECT_CONTAINS(result.output, "not in range");
   }
+}
+
+// The model knows class0-3; class4 and class5 of the test split are the unknowns.
+TEST_F(OpenWorldTest, OpenSetScoresMatchScikitLearnAndCalibratedRejection) {
+  const std::string base = cli() + " eval --open-set --json --model " + model() +
+                           " --dataset imagefolder --root " + data() + " --split test";
+  const std::string csv = path("open_set_scores.csv").string();
+  const std::string calibrated = path("calibrated.safetensors").string();
+  const std::string model_sha = finch::sha256_file(model());
+  auto result = run_command(base + " --unknown-classes class4:class5 --export-scores " + csv);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "'class4:class5' is not a class of the dataset");
+  result = run_command(base + " --unknown-classes 4:6 --score-knn 3 --export-scores " + csv +
+                       " --calibrate-tpr 0.9 --calibrated-out " + calibrated +
+                       " --rejection-plot " + path("rejection.png").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["known"]["images"], 40);
+  EXPECT_EQ(j["unknown"]["images"], 20);
+  EXPECT_EQ(j["unknown"]["classes"], (nlohmann::json{"class4", "class5"}));
+  for (const char* score : {"msp", "maxlogit", "energy", "knn"}) {
+    ASSERT_TRUE(j["scores"].contains(score)) << j.dump();
+    const double auroc = j["scores"][score]["auroc"];
+    EXPECT_GE(auroc, 0.0);
+    EXPECT_LE(auroc, 1.0);
+  }
+  EXPECT_EQ(j["knn"]["k"], 3);
+  finch::test::write_text(path("open_set.json"), j.dump());
+  const std::string check = finch::test::run_python_reference(
+      "open_set_reference.py", csv + " " + path("open_set.json").string());
+  EXPECT_CONTAINS(check, "open-set reference: match (4 scores, 60 images)");
+  EXPECT_TRUE(cv::imread(path("rejection.png").string()).cols > 0);
+
+  // The calibrated copy carries thresholds chosen on the validation carve; the original is
+  // untouched. predict --reject uses them and marks images below as unknown.
+  EXPECT_EQ(finch::sha256_file(model()), model_sha);
+  EXPECT_NE(finch::sha256_file(calibrated), model_sha);
+  EXPECT_EQ(j["calibration"]["written_to"], calibrated);
+  const double threshold = j["calibration"]["thresholds"]["maxlogit"];
+  result = run_command(cli() + " predict --json --reject maxlogit --model " + calibrated + " " +
+                       (path("data") / "test").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto records = json_lines(result.output);
+  ASSERT_EQ(records.size(), 60u);
+  for (const auto& r : records) {
+    ASSERT_TRUE(r.contains("unknown")) << r.dump();
+    EXPECT_EQ(r["unknown"].get<bool>(), r["score"].get<double>() < threshold) << r.dump();
+    EXPECT_EQ(r["topk"].size(), 4u);  // --topk 5 of the model's 4 classes
+  }
+  // An explicit threshold above every score rejects everything.
+  result = run_command(cli() + " predict --json --reject energy:1e9 --model " + model() + " " +
+                       (path("data") / "test" / "class0").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  for (const auto& r : json_lines(result.output)) EXPECT_TRUE(r["unknown"].get<bool>());
+  // The uncalibrated model has no stored threshold; knn needs a gallery.
+  result = run_command(cli() + " predict --reject msp --model " + model() + " " +
+                       (path("data") / "test" / "class0").string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "no calibrated threshold for 'msp'");
+  result = run_command(cli() + " predict --reject knn:0.5 --model " + model() + " " +
+                       (path("data") / "test" / "class0").string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "give --gallery G");
+}
+
+TEST_F(OpenWorldTest, OpenSetRefusesOverlappingOrMissingUnknowns) {
+  const std::string base = cli() + " eval --open-set --model " + model() +
+                           " --dataset imagefolder --root " + data() + " --split test";
+  auto result = run_command(base + " --unknown-classes class5,class1");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "'class1' is one of the model's classes");
+  result = run_command(base);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "exactly one of --unknown-classes LIST and --unknown-root DIR");
+  // A second root whose classes are all new is the unknown set.
+  for (const char* split : {"train", "test"}) {
+    finch::test::make_pattern_imagefolder(path("other") / split, 2, 3, 16, 5);
+    fs::rename(path("other") / split / "class0", path("other") / split / "novelA");
+    fs::rename(path("other") / split / "class1", path("other") / split / "novelB");
+  }
+  result = run_command(base + " --json --score-knn 0 --unknown-root " + path("other").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["unknown"]["images"], 6);
+  EXPECT_FALSE(j["scores"].contains("knn"));
+  EXPECT_EQ(j["scores"].size(), 3u);
 }

@@ -6,6 +6,7 @@
 
 #include <opencv2/core.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "finch/eval/metrics.h"
@@ -21,6 +22,15 @@ std::string npy_bytes(const torch::Tensor& tensor);
 
 /// Reliability diagram: per-bin accuracy bars against the diagonal, with ECE in the title.
 cv::Mat reliability_image(const eval::Calibration& calibration, int size = 480);
+
+/// Lines of (x, y) points with both axes in [0, 1] (e.g. accuracy against rejected share),
+/// one colour per series, legend in the top-left corner.
+struct LineSeries {
+  std::string name;
+  std::vector<std::pair<double, double>> points;
+};
+cv::Mat unit_line_chart(const std::vector<LineSeries>& series, const std::string& title,
+                        const std::string& x_label, int size = 480);
 
 /// Embedding map: points [N, 2] coloured by label, with a legend of class names (at most
 /// 20 listed). PNG-ready image and SVG text.

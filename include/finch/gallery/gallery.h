@@ -26,6 +26,7 @@ namespace finch::gallery {
 /// Images turned into unit-length embeddings, with their labels where known.
 struct EmbeddedImages {
   torch::Tensor embeddings;          // [N, D] float32, L2-normalised rows
+  torch::Tensor logits;              // [N, C] the classifier's logits (open-set scores)
   std::vector<int64_t> labels;       // N entries, index into `classes`, or -1 (unknown)
   std::vector<std::string> paths;    // N entries
   std::vector<std::string> classes;  // label index -> name (may be empty)
@@ -111,6 +112,11 @@ class Gallery {
 /// in blocks, so memory stays O(B x block) for any N.
 std::vector<std::vector<Neighbour>> exact_search(const torch::Tensor& queries,
                                                  const torch::Tensor& items, int64_t k);
+
+/// Each query's cosine similarity to its k-th nearest item (k clamped to N), [B] float64: the
+/// k-NN open-set score of Sun et al. 2022 (monotone in their negative distance of unit
+/// vectors, so rankings and AUROC are the same). Queries are processed in blocks.
+torch::Tensor kth_similarity(const torch::Tensor& queries, const torch::Tensor& items, int64_t k);
 
 /// Classification by a gallery: how `finch predict --gallery` answers for classes the model
 /// was never trained on.

@@ -26,6 +26,9 @@ struct ModelInfo {
   std::vector<std::string> classes;  // index -> class name
   Preprocess preprocess;
   nlohmann::json training = nlohmann::json::object();  // provenance: epoch, val_acc, config
+  /// Rejection thresholds of "none of these" (`finch eval --open-set --calibrate-tpr`):
+  /// {"tpr", "split", "default", "thresholds": {score: value}}; null when never calibrated.
+  nlohmann::json open_set;
   std::string finch_version;                           // filled in on save
 };
 
