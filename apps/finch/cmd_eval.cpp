@@ -13,8 +13,10 @@
 #include "finch/core/progress.h"
 #include "finch/data/formats.h"
 #include "finch/data/from_config.h"
+#include "finch/data/hierarchy.h"
 #include "finch/data/loader.h"
 #include "finch/eval/evaluate.h"
+#include "finch/eval/hierarchy.h"
 #include "finch/eval/retrieval.h"
 #include "finch/eval/session.h"
 #include "finch/explain/charts.h"
@@ -197,6 +199,14 @@ void run(const EvalArgs& args) {
       io::write_image_rgb(args.tsne,
                           explain::embedding_image(map.points, labels, dataset->class_names()));
   }
+  // Taxonomy-aware figures: the --hierarchy CSV, else the hierarchy the format ships.
+  const std::optional<data::Hierarchy> hierarchy =
+      !args.hierarchy.empty()
+          ? std::optional(data::read_hierarchy_csv(args.hierarchy, dataset->class_names()))
+          : data::dataset_hierarchy(eval_data_config(args), dataset->class_names());
+  const std::optional<eval::HierarchicalMetrics> by_level =
+      hierarchy ? std::optional(eval::hierarchical_metrics(metrics.confusion, *hierarchy))
+                : std::nullopt;
   const nlohmann::json examples =
       args.confused_examples > 0
           ? eval::confused_examples(metrics, records, *dataset, args.confused_examples)
@@ -210,6 +220,7 @@ void run(const EvalArgs& args) {
     out["skipped"] = skipped.size();
     out["tta"] = args.tta;
     if (!examples.is_null()) out["confused_examples"] = examples;
+    if (by_level) out["hierarchy"] = eval::to_json(*by_level);
     std::cout << out.dump() << std::endl;
   } else {
     fmt::print("{} on {} split '{}' ({}){}\n{}", args.model, args.data.format, args.data.split,
@@ -217,6 +228,7 @@ void run(const EvalArgs& args) {
                eval::format_report(metrics));
     if (options.tta != eval::Tta::kNone)
       fmt::print("test-time augmentation: {} ({} views)\n", args.tta, eval::tta_views(options.tta));
+    if (by_level) fmt::print("\n{}", eval::format_hierarchical(*by_level));
     fmt::print("\n{}", eval::format_per_class_worst_first(metrics));
     if (!examples.is_null()) {
       fmt::print("\nexamples of the most confused pairs\n");
@@ -247,6 +259,10 @@ void add_eval_command(CLI::App& app) {
                   "Test-time augmentation: none | flip | five-crop | ten-crop (softmax averaged "
                   "over the views)")
       ->capture_default_str();
+  cmd->add_option("--hierarchy", args->hierarchy,
+                  "A `class,parent` CSV (any depth): accuracy at every level and the severity "
+                  "of mistakes (aircraft and nabirds use their own hierarchy without it)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--reliability", args->reliability,
                   "Write a reliability diagram (PNG) of the 15-bin calibration");
   add_count_option(*cmd, "--confused-examples", args->confused_examples,

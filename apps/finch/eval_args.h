@@ -17,7 +17,7 @@ struct EvalArgs {
   int64_t ways = 5, queries = 15, episodes = 600, max_pixels = 0;
   uint64_t seed = 0;
   DatasetArgs data;
-  std::string tta = "none", reliability, save_embeddings, tsne;
+  std::string tta = "none", reliability, save_embeddings, tsne, hierarchy;
   int64_t confused_examples = 0;
   bool json = false;
   int64_t batch_size = 256;

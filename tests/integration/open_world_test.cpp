@@ -306,3 +306,25 @@ TEST_F(OpenWorldTest, OpenSetRefusesOverlappingOrMissingUnknowns) {
   EXPECT_FALSE(j["scores"].contains("knn"));
   EXPECT_EQ(j["scores"].size(), 3u);
 }
+
+TEST_F(OpenWorldTest, EvalReportsAccuracyAtEveryLevelOfAHierarchyCsv) {
+  finch::test::write_text(path("hierarchy.csv"),
+                          "class,parent\nclass0,low\nclass1,low\nclass2,high\nclass3,high\n");
+  const std::string base = cli() + " eval --model " + model() + " --dataset imagefolder --root " +
+                           data() + " --split test --option class_range=[0,4] --hierarchy ";
+  auto result = run_command(base + path("hierarchy.csv").string() + " --json");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto h = json_lines(result.output).back()["hierarchy"];
+  EXPECT_EQ(h["levels"], (nlohmann::json{"class", "parent"}));
+  EXPECT_DOUBLE_EQ(h["accuracy"]["class"].get<double>(),
+                   json_lines(result.output).back()["top1"].get<double>());
+  EXPECT_GE(h["accuracy"]["parent"].get<double>(), h["accuracy"]["class"].get<double>());
+  EXPECT_EQ(h["by_parent"].size(), 2u);
+  result = run_command(base + path("hierarchy.csv").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_CONTAINS(result.output, "top-1 at parent");
+  finch::test::write_text(path("bad_hierarchy.csv"), "class0,low\nclass1\n");
+  result = run_command(base + path("bad_hierarchy.csv").string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "bad_hierarchy.csv:2");
+}

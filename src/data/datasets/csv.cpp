@@ -2,6 +2,8 @@
 // the CSV's folder; labels are class names (the class list is their sorted set); without a
 // split column everything is split "train". An optional header line (first field "path")
 // may name the columns in any order: path, label, split, x, y, w|width, h|height.
+#include "finch/core/csv.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -30,44 +32,6 @@ std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
-}
-
-// Splits one CSV line; quoted fields may hold commas and "" for a quote (RFC 4180, minus
-// line breaks inside quotes). Unquoted fields are trimmed.
-std::vector<std::string> split_fields(const std::string& line, const std::string& file,
-                                      size_t line_no) {
-  std::vector<std::string> fields;
-  size_t i = 0;
-  while (true) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-    std::string field;
-    if (i < line.size() && line[i] == '"') {
-      for (++i;; ++i) {
-        if (i >= line.size()) throw line_error(file, line_no, "unterminated quoted field", line);
-        if (line[i] == '"') {
-          if (i + 1 < line.size() && line[i + 1] == '"') {
-            field += '"';
-            ++i;
-          } else {
-            break;
-          }
-        } else {
-          field += line[i];
-        }
-      }
-      ++i;  // closing quote
-      while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
-      if (i < line.size() && line[i] != ',')
-        throw line_error(file, line_no, "unexpected text after a quoted field", line);
-    } else {
-      size_t end = line.find(',', i);
-      field = trim(line.substr(i, end == std::string::npos ? std::string::npos : end - i));
-      i = end == std::string::npos ? line.size() : end;
-    }
-    fields.push_back(std::move(field));
-    if (i >= line.size()) return fields;
-    ++i;  // the comma
-  }
 }
 
 struct Record {
@@ -189,7 +153,7 @@ Manifest read_manifest(const fs::path& root, const YAML::Node& options) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // UTF-8 BOM
     if (trim(line).empty()) continue;
-    std::vector<std::string> f = split_fields(line, file, line_no);
+    std::vector<std::string> f = split_csv_line(line, file, line_no);
     if (!cols) {
       if (lower(f[0]) == "path") {
         cols = columns_from_header(f, file, line);
