@@ -164,6 +164,7 @@ void run(const EvalArgs& args) {
           "--open-set evaluates the model's classifier: leave --protocol at classification");
     return run_open_set(args, session);
   }
+  if (args.protocol == "zeroshot") return run_zeroshot(args, session);
   if (args.protocol != "classification") return run_open_world(args, session);
   if (!args.class_split.empty())
     throw Error("--class-split applies to --protocol retrieval or fewshot");
@@ -279,12 +280,14 @@ void add_eval_command(CLI::App& app) {
                    "Images declaring more pixels are skipped and reported, from their header "
                    "(data.max_pixels; 0 = its default)",
                    0, io::kDefaultMaxPixels);
-  cmd->add_option("--protocol", args->protocol,
-                  "classification (the model's classes) | retrieval (every image a query "
-                  "against the others: Recall@1/2/4/8, MAP@R, R-precision) | fewshot (N-way "
-                  "K-shot episodes, nearest support mean); retrieval and fewshot work on "
-                  "classes the model never saw) | gallery (classify by --gallery's classes)")
-      ->check(CLI::IsMember({"classification", "retrieval", "fewshot", "gallery"}))
+  cmd->add_option(
+         "--protocol", args->protocol,
+         "classification (the model's classes) | retrieval (every image a query "
+         "against the others: Recall@1/2/4/8, MAP@R, R-precision) | fewshot (N-way "
+         "K-shot episodes, nearest support mean); retrieval and fewshot work on "
+         "classes the model never saw) | gallery (classify by --gallery's classes) | zeroshot "
+         "(unseen classes from --attributes)")
+      ->check(CLI::IsMember({"classification", "retrieval", "fewshot", "gallery", "zeroshot"}))
       ->capture_default_str();
   cmd->add_option("--gallery,-g", args->gallery,
                   "gallery protocol: the gallery whose classes (matched by name) classify the "
@@ -305,8 +308,11 @@ void add_eval_command(CLI::App& app) {
   add_count_option(*cmd, "--queries", args->queries, "fewshot: query images per class", 1, 100000);
   add_count_option(*cmd, "--episodes", args->episodes, "fewshot: episodes per shot count", 1,
                    10000000);
-  cmd->add_option("--seed", args->seed, "fewshot: episode seed")->capture_default_str();
+  cmd->add_option("--seed", args->seed,
+                  "fewshot: episode seed; zeroshot: seed of the cross-validation folds")
+      ->capture_default_str();
   add_open_set_options(*cmd, *args);
+  add_zeroshot_options(*cmd, *args);
   cmd->callback([args] { run(*args); });
 }
 

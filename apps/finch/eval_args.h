@@ -1,6 +1,7 @@
 #pragma once
 // `finch eval`'s options, shared by the files that run its protocols (cmd_eval.cpp:
-// classification, retrieval, few-shot, gallery; eval_open_set.cpp: open-set).
+// classification, retrieval, few-shot, gallery; eval_open_set.cpp: open-set;
+// eval_zeroshot.cpp: zero-shot).
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct EvalArgs {
   std::string unknown_classes, unknown_root, export_scores, rejection_plot, calibrated_out;
   int64_t score_knn = 50;
   double tpr = 0.95, calibrate_tpr = 0;
+  // zero-shot
+  std::string attributes, unseen_classes, zeroshot_method = "eszsl", zeroshot_train_split = "train";
 };
 
 /// The dataset options with --max-pixels as data.max_pixels.
@@ -37,5 +40,9 @@ Config eval_data_config(const EvalArgs& args);
 void run_open_set(const EvalArgs& args, eval::InferenceSession& session);
 /// Adds the open-set options to `eval`.
 void add_open_set_options(CLI::App& cmd, EvalArgs& args);
+
+/// `finch eval --protocol zeroshot`: attributes of --unseen-classes against the seen ones.
+void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session);
+void add_zeroshot_options(CLI::App& cmd, EvalArgs& args);
 
 }  // namespace finch::cli
