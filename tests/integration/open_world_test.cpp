@@ -328,3 +328,38 @@ TEST_F(OpenWorldTest, EvalReportsAccuracyAtEveryLevelOfAHierarchyCsv) {
   EXPECT_NE(result.exit_code, 0);
   EXPECT_CONTAINS(result.output, "bad_hierarchy.csv:2");
 }
+
+// Generated classes: class c is a bright square at position c; attributes say where.
+TEST_F(OpenWorldTest, ZeroShotFromAnAttributeTableAndItsErrors) {
+  std::string csv = "class,p0,p1,p2,p3,p4,p5\n";
+  for (int c = 0; c < 6; ++c) {
+    csv += "class" + std::to_string(c);
+    for (int a = 0; a < 6; ++a) csv += a == c ? ",1" : ",0";
+    csv += "\n";
+  }
+  finch::test::write_text(path("attributes.csv"), csv);
+  const std::string base = cli() + " eval --protocol zeroshot --model " + model() +
+                           " --dataset imagefolder --root " + data() + " --split test";
+  auto result = run_command(base + " --json --attributes " + path("attributes.csv").string() +
+                            " --unseen-classes 4:6");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["unseen_classes"], (nlohmann::json{"class4", "class5"}));
+  EXPECT_EQ(j["unseen_test_images"], 20);
+  EXPECT_EQ(j["chance"], 0.5);
+  for (const char* key : {"seen", "unseen", "h"}) {
+    EXPECT_GE(j["gzsl"][key].get<double>(), 0.0);
+    EXPECT_LE(j["gzsl"][key].get<double>(), 1.0);
+  }
+  EXPECT_EQ(j["hyperparameters"]["method"], "eszsl");
+  // The model saw class3: it cannot be an unseen class.
+  result = run_command(base + " --attributes " + path("attributes.csv").string() +
+                       " --unseen-classes class3,class4");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "trained on the unseen class 'class3'");
+  finch::test::write_text(path("short.csv"), "class,p0\nclass0,1\nclass1,0\n");
+  result =
+      run_command(base + " --attributes " + path("short.csv").string() + " --unseen-classes 4:6");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "no row for the dataset's class 'class2'");
+}
