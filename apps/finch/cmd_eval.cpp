@@ -35,6 +35,14 @@ Config eval_data_config(const EvalArgs& args) {
   return config;
 }
 
+gallery::EmbedOptions eval_embed_options(const EvalArgs& args) {
+  gallery::EmbedOptions options;
+  options.batch_size = args.batch_size;
+  options.workers = args.workers;
+  options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
+  return options;
+}
+
 namespace {
 
 // Retrieval and few-shot: the model as an embedding model on classes it may never have seen.
@@ -49,11 +57,7 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
     config.set("data.classes", nlohmann::json(names).dump());
   }
   data::DatasetPtr dataset = data::open_split(config, args.data.split);
-  gallery::EmbedOptions embed_options;
-  embed_options.batch_size = args.batch_size;
-  embed_options.workers = args.workers;
-  embed_options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
-  const auto embedded = gallery::embed_dataset(session, dataset, embed_options);
+  const auto embedded = gallery::embed_dataset(session, dataset, eval_embed_options(args));
   if (!args.save_embeddings.empty())
     gallery::save_embeddings_file(args.save_embeddings, embedded, session.content_hash());
   const torch::Tensor labels = torch::tensor(embedded.labels, torch::kLong);

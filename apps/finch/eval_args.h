@@ -34,6 +34,8 @@ struct EvalArgs {
 
 /// The dataset options with --max-pixels as data.max_pixels.
 Config eval_data_config(const EvalArgs& args);
+/// --batch-size, --workers and progress (none with --json) for embedding a split.
+gallery::EmbedOptions eval_embed_options(const EvalArgs& args);
 
 /// `finch eval --open-set`: known classes (the model's) against --unknown-classes or the
 /// images of --unknown-root.

@@ -28,11 +28,7 @@ using ScoreTable = std::map<OpenSetScore, std::vector<double>>;
 
 gallery::EmbeddedImages embed(eval::InferenceSession& session, const data::DatasetPtr& dataset,
                               const EvalArgs& args) {
-  gallery::EmbedOptions options;
-  options.batch_size = args.batch_size;
-  options.workers = args.workers;
-  options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
-  auto images = gallery::embed_dataset(session, dataset, options);
+  auto images = gallery::embed_dataset(session, dataset, eval_embed_options(args));
   if (!images.logits.defined() || images.logits.size(0) != images.embeddings.size(0))
     throw Error("this model returns no logits: open-set scores need a classifier head");
   return images;

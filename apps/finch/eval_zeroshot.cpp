@@ -16,15 +16,6 @@ namespace finch::cli {
 
 namespace {
 
-gallery::EmbeddedImages embed_split(eval::InferenceSession& session, const data::DatasetPtr& set,
-                                    const EvalArgs& args) {
-  gallery::EmbedOptions options;
-  options.batch_size = args.batch_size;
-  options.workers = args.workers;
-  options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
-  return gallery::embed_dataset(session, set, options);
-}
-
 std::vector<std::string> pick(const std::vector<std::string>& names,
                               const std::vector<int64_t>& index) {
   std::vector<std::string> out;
@@ -67,8 +58,8 @@ void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
   // Seen classes' training images fit the compatibility.
   Config train_config = config;
   train_config.set("data.classes", nlohmann::json(seen).dump());
-  const auto train =
-      embed_split(session, data::open_split(train_config, args.zeroshot_train_split), args);
+  const auto train = gallery::embed_dataset(
+      session, data::open_split(train_config, args.zeroshot_train_split), eval_embed_options(args));
   eval::ZeroShotOptions options;
   options.method = eval::parse_zeroshot_method(args.zeroshot_method);
   options.seed = args.seed;
@@ -76,7 +67,7 @@ void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
       train.embeddings, torch::tensor(train.labels, torch::kLong), seen_attributes, options);
 
   // Test images: seen-class ones (GZSL seen accuracy) and unseen-class ones.
-  const auto tested = embed_split(session, test, args);
+  const auto tested = gallery::embed_dataset(session, test, eval_embed_options(args));
   std::vector<int64_t> seen_rows, unseen_rows, seen_labels, unseen_labels;
   for (size_t i = 0; i < tested.labels.size(); ++i) {
     const int64_t c = tested.labels[i];

@@ -145,7 +145,8 @@ AttributeTable read_cub_attributes(const fs::path& root) {
   for (const fs::path names : {root / "attributes.txt", root.parent_path() / "attributes.txt",
                                root / "attributes" / "attributes.txt"}) {
     if (!data::cub_style::file_exists(names)) continue;
-    for (const auto& [id, name] : data::cub_style::read_id_names(names)) table.attributes.push_back(name);
+    for (const auto& [id, name] : data::cub_style::read_id_names(names))
+      table.attributes.push_back(name);
     break;
   }
   if (table.attributes.size() != rows.front().size()) {

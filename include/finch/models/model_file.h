@@ -29,7 +29,7 @@ struct ModelInfo {
   /// Rejection thresholds of "none of these" (`finch eval --open-set --calibrate-tpr`):
   /// {"tpr", "split", "default", "thresholds": {score: value}}; null when never calibrated.
   nlohmann::json open_set;
-  std::string finch_version;                           // filled in on save
+  std::string finch_version;  // filled in on save
 };
 
 struct LoadedModel {

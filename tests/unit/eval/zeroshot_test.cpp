@@ -63,7 +63,7 @@ TEST(ZeroShot, BothMethodsRecogniseUnseenClassesFromTheirAttributes) {
     const auto r = fe::zeroshot_evaluate(
         model, seen_attr, unseen_attr, test.x.index_select(0, torch::tensor(test_seen)),
         test_seen_labels, test.x.index_select(0, torch::tensor(test_unseen)), test_unseen_labels);
-    EXPECT_GT(r.zsl, 0.6) << fe::to_string(method);  // chance 1/3
+    EXPECT_GT(r.zsl, 0.6) << fe::to_string(method);        // chance 1/3
     EXPECT_GT(r.gzsl_seen, 0.4) << fe::to_string(method);  // among 10 classes: chance 0.1
     EXPECT_EQ(r.unseen_images, 60);
     EXPECT_NEAR(r.h, 2 * r.gzsl_seen * r.gzsl_unseen / (r.gzsl_seen + r.gzsl_unseen + 1e-300),
