@@ -3,7 +3,11 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: deps configure build test demo clean format
+ASAN_DIR ?= build-asan
+# The suites that read untrusted bytes (core, io, data) and the CLI end to end.
+ASAN_LABELS ?= ^(core|io|data|integration)$$
+
+.PHONY: deps configure build test test-asan demo clean format
 
 deps:
 	bash scripts/install-deps.sh
@@ -19,11 +23,24 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
 
+# AddressSanitizer + UBSan build in its own folder; any report fails the test that caused it.
+test-asan: deps
+	@if [ ! -f $(ASAN_DIR)/build.ninja ]; then \
+	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFINCH_BUILD_TESTS=ON \
+	    -DFINCH_BUILD_BENCH=OFF -DFINCH_SANITIZE=ON; \
+	fi
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target finch_cli test_core test_io test_data test_integration
+	cd $(ASAN_DIR) && \
+	  ASAN_OPTIONS=detect_container_overflow=0:abort_on_error=0:detect_leaks=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/asan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j 1 -L '$(ASAN_LABELS)'
+
 demo: build
 	bash scripts/demo.sh
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Usage errors (unknown option, value out of range, missing file) exit 2 as in argparse
+    // and GNU tools, whatever CLI11's own code; --help and --version exit 0.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const finch::Error& e) {
     std::fprintf(stderr, "finch: error: %s\n", e.what());
     return 1;

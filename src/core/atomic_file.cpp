@@ -16,34 +16,79 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void fsync_path(const fs::path& path) {
+// 0 on success, else errno. Folders may refuse fsync on some file systems (EINVAL): harmless.
+int fsync_path(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd) == 0 ? 0 : errno;
   ::close(fd);
+  return rc == EINVAL ? 0 : rc;
+}
+
+fs::path folder_of(const fs::path& path) {
+  return path.has_parent_path() ? path.parent_path() : fs::path(".");
+}
+
+// " (the disk is full: 0.0 MB free on FOLDER)" when it nearly is, so the reason of a failed
+// write is plain whatever layer (ofstream, safetensors) reported it.
+std::string disk_space_note(const fs::path& folder) {
+  std::error_code ec;
+  const auto space = fs::space(folder, ec);
+  if (ec || space.available > (16u << 20)) return "";
+  return " (the disk is full: " + std::to_string(space.available >> 10) + " KB free on " +
+         folder.string() + ")";
 }
 
 }  // namespace
 
 void write_atomic_with(const fs::path& path, const std::function<void(const fs::path&)>& writer) {
-  if (path.has_parent_path()) fs::create_directories(path.parent_path());
+  const fs::path folder = folder_of(path);
+  {
+    std::error_code ec;
+    fs::create_directories(folder, ec);
+    if (ec) throw Error("cannot create the folder " + folder.string() + ": " + ec.message());
+  }
   fs::path tmp = path;
   tmp += ".tmp-" + std::to_string(::getpid());
+  const std::string unchanged =
+      fs::exists(path) ? "; the previous " + path.string() + " is unchanged" : "";
   try {
     writer(tmp);
-  } catch (...) {
+  } catch (const std::exception& e) {
     std::error_code ec;
     fs::remove(tmp, ec);
-    throw;
+    throw Error("cannot write " + path.string() + ": " + e.what() + disk_space_note(folder) +
+                unchanged);
   }
-  fsync_path(tmp);
+  if (const int err = fsync_path(tmp)) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw Error("cannot write " + path.string() + ": fsync failed: " + std::strerror(err) +
+                disk_space_note(folder) + unchanged);
+  }
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
     fs::remove(tmp, ec);
     throw Error("cannot move " + tmp.string() + " onto " + path.string() + ": " + ec.message());
   }
-  if (path.has_parent_path()) fsync_path(path.parent_path());
+  fsync_path(folder);
+}
+
+void require_writable_folder(const fs::path& folder, const std::string& what) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec)
+    throw Error("cannot create " + what + " " + folder.string() + ": " + ec.message() +
+                "; choose a writable location");
+  // Permissions alone do not tell (read-only mounts, root, ACLs): try a real write.
+  const fs::path probe = folder / (".finch-write-test-" + std::to_string(::getpid()));
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0)
+    throw Error("cannot write to " + what + " " + folder.string() + ": " + std::strerror(errno) +
+                "; choose a writable location");
+  ::close(fd);
+  fs::remove(probe, ec);
 }
 
 void write_file_atomic(const fs::path& path, const std::string& bytes) {
@@ -52,7 +97,7 @@ void write_file_atomic(const fs::path& path, const std::string& bytes) {
     if (!out) throw Error("cannot write " + tmp.string() + ": " + std::strerror(errno));
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.flush();
-    if (!out) throw Error("write failed for " + tmp.string() + " (disk full?)");
+    if (!out) throw Error(std::string("write failed: ") + std::strerror(errno));
   });
 }
 

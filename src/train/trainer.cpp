@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -55,6 +57,24 @@ torch::Device parse_device(const std::string& text) {
   }
 }
 
+// A run writes best/last model files and a checkpoint (weights + optimizer moments, and a
+// second copy while it is swapped in): warn at the start, not after the first epoch, when the
+// disk cannot hold that.
+void warn_if_short_of_space(const fs::path& run_dir, const torch::nn::Module& model) {
+  int64_t bytes = 0;
+  for (const auto& p : model.parameters()) bytes += p.numel() * p.element_size();
+  for (const auto& b : model.buffers()) bytes += b.numel() * b.element_size();
+  const int64_t needed = bytes * 8;  // best + last + 2 x (weights + 2 Adam moments)
+  std::error_code ec;
+  const auto space = fs::space(run_dir, ec);
+  if (!ec && static_cast<int64_t>(space.available) < needed) {
+    fmt::print(stderr,
+               "warning: {} has {:.1f} MB free but this run's model files and checkpoints need "
+               "about {:.1f} MB; writing them will fail (previous files stay intact)\n",
+               run_dir.string(), space.available / 1e6, needed / 1e6);
+  }
+}
+
 // Keeps only the metrics records of epochs already completed (a crash may have left a
 // record of an epoch whose checkpoint was not written).
 void trim_metrics(const fs::path& file, int64_t completed_epochs) {
@@ -77,7 +97,7 @@ void append_line(const fs::path& file, const std::string& line) {
   std::ofstream out(file, std::ios::app);
   out << line << "\n";
   out.flush();
-  if (!out) throw Error("cannot append to " + file.string());
+  if (!out) throw Error("cannot append to " + file.string() + ": " + std::strerror(errno));
 }
 
 models::ModelInfo model_info(const Config& config, const models::ModelSpec& spec,
@@ -130,7 +150,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   const int64_t epochs = config.get<int64_t>("train.epochs");
   if (epochs < 1) throw Error("train.epochs must be >= 1");
 
-  fs::create_directories(run_dir);
+  require_writable_folder(run_dir, "the run folder");
   write_file_atomic(run_dir / "config.yaml", config.to_yaml());
 
   // Data.
@@ -242,6 +262,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         return n / 1e6;
       }(),
       freeze.description, threads, config.get<int>("data.workers"), device.str());
+
+  warn_if_short_of_space(run_dir, *model);
 
   TrainSummary summary;
   summary.best_val_acc = state.best_val_acc;

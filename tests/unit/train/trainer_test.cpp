@@ -169,3 +169,40 @@ TEST_F(TrainerTest, ClassCountMismatchIsAnError) {
   config.set("model.num_classes", "7");
   EXPECT_THROW(finch::train::run_training(config, dir_ / "run", false), finch::Error);
 }
+
+TEST_F(TrainerTest, DamagedCheckpointIsDetectedAndNamed) {
+  Config config = tiny_config(dir_ / "data", 1);
+  finch::train::run_training(config, dir_ / "run", false);
+  auto state = nlohmann::json::parse(std::ifstream(dir_ / "run" / "checkpoint" / "state.json"));
+  ASSERT_TRUE(state.contains("sha256"));
+  for (const char* f : {"model.safetensors", "optimizer.pt"})
+    EXPECT_EQ(state["sha256"][f].get<std::string>().size(), 64u) << f;
+  // Flip one byte at the end of the weights: same size, still a valid safetensors file, so
+  // only the checksum can tell.
+  const fs::path weights_file = dir_ / "run" / "checkpoint" / "model.safetensors";
+  {
+    std::fstream f(weights_file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-1, std::ios::end);
+    const char c = static_cast<char>(f.get() ^ 0x40);
+    f.seekp(-1, std::ios::end);
+    f.put(c);
+  }
+  ASSERT_NO_THROW(finch::io::read_safetensors(weights_file));
+  config.set("train.epochs", "2");
+  try {
+    finch::train::run_training(config, dir_ / "run", true);
+    FAIL() << "expected the damaged checkpoint to be refused";
+  } catch (const finch::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(weights_file.string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("damaged"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.pretrained=" + (dir_ / "run" / "last.safetensors").string()),
+              std::string::npos)
+        << msg;
+  }
+  // The advice works: a new run starts from last.safetensors.
+  Config restart = Config::load(dir_ / "run" / "config.yaml", {});
+  restart.set_string("model.pretrained", (dir_ / "run" / "last.safetensors").string());
+  restart.set("train.epochs", "1");
+  EXPECT_EQ(finch::train::run_training(restart, dir_ / "restart", false).epochs_completed, 1);
+}
