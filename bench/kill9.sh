@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Crash consistency of training: kill -9 a Fashion-MNIST run at KILLS random moments (start-up,
-# mid-epoch, validation, inside model-file and checkpoint writes), resume it each time, and
+# mid-epoch, validation; every 4th one inside a checkpoint write), resume it each time, and
 # check that every resume starts and that the final weights equal an uninterrupted run's bit
 # for bit (CPU, 1 compute thread).
 #
@@ -15,7 +15,8 @@ SEED=${2:-1}
 FINCH=${FINCH:-build/finch}
 OUT=${OUT:-${TMPDIR:-/tmp}/finch-kill9}
 ROOT=${FMNIST_ROOT:-/usr/share/datasets/fashion-mnist}
-SETS=(--set data.root="$ROOT" --set train.epochs=3 --set train.max_steps_per_epoch=40
+SETS=(--set data.root="$ROOT" --set data.val_fraction=0.02 --set train.epochs=4
+      --set train.max_steps_per_epoch=60
       --set train.batch_size=64 --set train.checkpoint_every=5 --set threads=1
       --set train.progress=none)
 
@@ -32,10 +33,10 @@ t0=$(now)
 straight_s=$(echo "$(now) - $t0" | bc)
 echo "  ${straight_s} s"
 
-# Delays are uniform in [0.1 s, a quarter of the whole run]: each attempt gets through
-# start-up and some steps, so the kills spread over the run instead of piling up at start.
+# Delays are uniform in [0.1 s, 2 s + twice the run's time / KILLS]: an attempt on average gets
+# through start-up (about 1-2 s) and some steps, so the kills spread over the whole run.
 RANDOM=$SEED
-max_ms=$(echo "$straight_s * 250 / 1" | bc)
+max_ms=$(echo "2000 + $straight_s * 2000 / $KILLS" | bc | cut -d. -f1)
 landed=0 in_checkpoint=0 in_model_file=0 failed_resumes=0 finished_early=0
 for ((k = 1; k <= KILLS; k++)); do
   if [ -d "$OUT/killed/checkpoint" ] || [ -d "$OUT/killed/checkpoint.old" ]; then
@@ -48,6 +49,10 @@ for ((k = 1; k <= KILLS; k++)); do
   pid=$!
   delay_ms=$((100 + (RANDOM * 32768 + RANDOM) % (max_ms > 100 ? max_ms - 100 : 1)))
   sleep "$(echo "scale=3; $delay_ms / 1000" | bc)"
+  if ((k % 4 == 0)); then
+    # Every 4th kill waits for the next checkpoint write to begin and strikes inside it.
+    while kill -0 "$pid" 2> /dev/null && [ ! -e "$OUT/killed/checkpoint.new" ]; do :; done
+  fi
   if kill -9 "$pid" 2> /dev/null; then
     wait "$pid" 2> /dev/null || true
     landed=$((landed + 1))
