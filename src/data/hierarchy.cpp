@@ -76,6 +76,7 @@ Hierarchy aircraft_hierarchy(const fs::path& given_root, const std::string& leve
                              "aircraft label files (" + root.string() + ")");
   for (auto& row : h.ancestors)
     for (auto& a : row) a = a.substr(a.find(':') + 1);
+  h.class_level = chain[0];
   return h;
 }
 

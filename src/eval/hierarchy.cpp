@@ -17,7 +17,7 @@ HierarchicalMetrics hierarchical_metrics(const std::vector<std::vector<int64_t>>
   const size_t levels = hierarchy.levels.size();
   HierarchicalMetrics m;
   m.source = hierarchy.source;
-  m.levels.push_back("class");
+  m.levels.push_back(hierarchy.class_level);
   m.levels.insert(m.levels.end(), hierarchy.levels.begin(), hierarchy.levels.end());
   std::vector<int64_t> right(levels + 1, 0);
   m.mistakes_by_height.assign(levels + 1, 0);

@@ -12,7 +12,8 @@
 namespace finch::data {
 
 struct Hierarchy {
-  std::vector<std::string> levels;  // names of the levels above the classes, nearest first
+  std::string class_level = "class";  // what the classes themselves are ("variant" in Aircraft)
+  std::vector<std::string> levels;    // names of the levels above the classes, nearest first
   /// [class][level]: the class's ancestor at each level. A class whose chain ends early keeps
   /// its topmost ancestor at the levels above it.
   std::vector<std::vector<std::string>> ancestors;

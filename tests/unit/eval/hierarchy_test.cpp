@@ -94,6 +94,7 @@ TEST(Hierarchy, AircraftVariantFamilyManufacturerFromTheLabelFiles) {
   config.set("data.root", root.string());
   const auto h = fd::dataset_hierarchy(config, {"707-320", "737-700", "A300B4"});
   ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->class_level, "variant");
   EXPECT_EQ(h->levels, (std::vector<std::string>{"family", "manufacturer"}));
   EXPECT_EQ(h->ancestors[1], (std::vector<std::string>{"Boeing 737", "Boeing"}));
   EXPECT_EQ(h->ancestors[2], (std::vector<std::string>{"A300", "Airbus"}));
@@ -101,6 +102,7 @@ TEST(Hierarchy, AircraftVariantFamilyManufacturerFromTheLabelFiles) {
   config.set("data.level", "family");
   EXPECT_EQ(fd::dataset_hierarchy(config, {"Boeing 707", "A300"})->levels,
             (std::vector<std::string>{"manufacturer"}));
+  EXPECT_EQ(fd::dataset_hierarchy(config, {"Boeing 707", "A300"})->class_level, "family");
   // A variant in two families is a data error.
   write_text(root / "images_family_test.txt", "1 Boeing 707\n2 Boeing 707\n3 A300\n");
   config.set("data.level", "variant");
