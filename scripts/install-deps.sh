@@ -17,6 +17,11 @@ PACKAGES=(
   python3-fastapi python3-uvicorn python3-multipart wrk  # serving peer and load generator (bench/)
 )
 
+# `--fuzz`: also clang and its libFuzzer runtime, for scripts/fuzz.sh (fuzz/README.md).
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang-14 libclang-rt-14-dev)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -60,12 +60,40 @@ void merge(YAML::Node base, const YAML::Node& user, const std::string& prefix,
   }
 }
 
+// YAML aliases share nodes, so `&a [*a]` is a node that contains itself and ten nested
+// aliases to ten-element lists stand for 10^10 values ("billion laughs"): copying or
+// writing either never ends. A config is small; refuse anything deeper or larger, and keys
+// that are not plain names (`[a]: 1`).
+constexpr int kMaxYamlDepth = 64;
+constexpr size_t kMaxYamlNodes = 100000;
+
+void check_shape(const YAML::Node& node, int depth, size_t& budget, const std::string& source) {
+  if (depth > kMaxYamlDepth || budget == 0)
+    throw Error(source + ": the YAML is nested more than " + std::to_string(kMaxYamlDepth) +
+                " levels deep or holds more than " + std::to_string(kMaxYamlNodes) +
+                " values (an alias that refers to itself or expands without end?)");
+  --budget;
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar())
+        throw Error(source + ": config keys must be plain names, not lists or mappings");
+      check_shape(kv.second, depth + 1, budget, source);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) check_shape(item, depth + 1, budget, source);
+  }
+}
+
 YAML::Node parse_yaml(const std::string& text, const std::string& source) {
+  YAML::Node node;
   try {
-    return YAML::Load(text);
+    node = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw Error(source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }
+  size_t budget = kMaxYamlNodes;
+  check_shape(node, 0, budget, source);
+  return node;
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "finch/core/yaml_json.h"
 
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 namespace finch {
@@ -14,10 +16,12 @@ nlohmann::json scalar_to_json(const YAML::Node& node) {
   if (text == "null" || text == "~") return nullptr;
   if (!text.empty()) {
     char* end = nullptr;
+    errno = 0;
     long long integer = std::strtoll(text.c_str(), &end, 10);
-    if (*end == '\0') return integer;
+    if (*end == '\0' && errno != ERANGE) return integer;
     double real = std::strtod(text.c_str(), &end);
-    if (*end == '\0') return real;
+    // JSON has no inf or nan (1e400, "nan"): those stay the text they are.
+    if (*end == '\0' && std::isfinite(real)) return real;
   }
   return text;
 }

@@ -95,13 +95,14 @@ DatasetInfo dataset_info(const Config& config, const InfoOptions& options) {
     for (size_t i = 0; i < d.size(); ++i, ++visited) {
       const int64_t label = d.label(i);
       if (label >= 0 && label < static_cast<int64_t>(per_class.size())) ++per_class[label];
-      if (d.box(i)) ++s.with_boxes;
       const std::string path = d.describe(i);
       if (!file_present(path)) {
         ++s.missing;
         if (s.problems.size() < kMaxProblems) s.problems.push_back(path + ": file not found");
         continue;
       }
+      // After the missing check: Aircraft clips its boxes to the image, so box() reads it.
+      if (d.box(i)) ++s.with_boxes;
       std::optional<cv::Size> size;
       if (options.check_images) {
         try {

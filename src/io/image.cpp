@@ -10,6 +10,7 @@
 #include <limits>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <string_view>
 #include <vector>
 
 #include "finch/core/atomic_file.h"
@@ -41,10 +42,27 @@ bool jpeg_is_truncated(const std::string& bytes) {
   return bytes.find("\xFF\xD9", sos + 2) == std::string::npos;
 }
 
+bool starts_with(const std::string& bytes, std::string_view magic) {
+  return bytes.size() >= magic.size() && std::memcmp(bytes.data(), magic.data(), magic.size()) == 0;
+}
+
+// OpenCV's imdecode also decodes PPM/PGM, PFM, Sun raster, Radiance HDR, OpenEXR and JPEG
+// 2000, whose headers finch does not read (so the pixel limit could not apply) and which no
+// fine-grained dataset uses. Only the formats the documentation lists are handed to it.
+bool is_supported_format(const std::string& bytes) {
+  return starts_with(bytes, "\xFF\xD8") || starts_with(bytes, "\x89PNG") ||
+         starts_with(bytes, "BM") || starts_with(bytes, std::string_view("II*\0", 4)) ||
+         starts_with(bytes, std::string_view("MM\0*", 4)) ||
+         (starts_with(bytes, "RIFF") && bytes.size() >= 12 && bytes.compare(8, 4, "WEBP") == 0);
+}
+
 }  // namespace
 
 cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source, int64_t max_pixels) {
   if (bytes.empty()) throw Error("empty image file: " + source);
+  if (!is_supported_format(bytes))
+    throw Error("cannot decode image " + source +
+                " (not a JPEG, PNG, BMP, TIFF or WebP file, or corrupt)");
   check_pixel_limit(bytes, source, max_pixels);
   if (jpeg_is_truncated(bytes)) throw Error("truncated JPEG image: " + source);
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
@@ -118,6 +136,7 @@ std::optional<cv::Size> declared_image_size(const std::string& bytes) {
   if (n >= 10 && (std::memcmp(b, "GIF87a", 6) == 0 || std::memcmp(b, "GIF89a", 6) == 0))
     return size_of(le16(6), le16(8));
   if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
+    if (le32(14) == 12) return size_of(le16(18), le16(20));  // OS/2 header: 16-bit sides
     const int64_t h = static_cast<int32_t>(le32(22));  // negative: top-down rows
     return size_of(static_cast<int32_t>(le32(18)), h < 0 ? -h : h);
   }
@@ -131,6 +150,24 @@ std::optional<cv::Size> declared_image_size(const std::string& bytes) {
     }
     if (std::memcmp(b + 12, "VP8 ", 4) == 0) return size_of(le16(26) & 0x3FFF, le16(28) & 0x3FFF);
     return std::nullopt;
+  }
+  if (n >= 8 && (std::memcmp(b, "II*\0", 4) == 0 || std::memcmp(b, "MM\0*", 4) == 0)) {
+    // TIFF: ImageWidth (256) and ImageLength (257) in the first IFD (the page OpenCV reads).
+    const bool little = b[0] == 'I';
+    auto u16 = [&](size_t i) { return little ? le16(i) : be16(i); };
+    auto u32 = [&](size_t i) { return little ? le32(i) : be32(i); };
+    const size_t ifd = static_cast<size_t>(u32(4));
+    if (ifd > n || n - ifd < 2) return std::nullopt;
+    const size_t entries = static_cast<size_t>(u16(ifd));
+    int64_t width = -1, height = -1;
+    for (size_t k = 0; k < entries && ifd + 2 + 12 * (k + 1) <= n; ++k) {
+      const size_t e = ifd + 2 + 12 * k;
+      const int64_t tag = u16(e), type = u16(e + 2);
+      const int64_t value = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : -1;
+      if (tag == 256) width = value;
+      if (tag == 257) height = value;
+    }
+    return size_of(width, height);
   }
   if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return std::nullopt;
   // JPEG: walk the segments to the first start-of-frame (an Exif orientation may swap the
@@ -157,6 +194,10 @@ std::optional<cv::Size> declared_image_size(const std::string& bytes) {
 void check_pixel_limit(const std::string& bytes, const std::string& source, int64_t max_pixels) {
   if (max_pixels <= 0) return;
   const auto size = declared_image_size(bytes);
+  // A TIFF's size is only in its directory: without one it cannot be bounded, so refuse it.
+  if (!size && (starts_with(bytes, std::string_view("II*\0", 4)) ||
+                starts_with(bytes, std::string_view("MM\0*", 4))))
+    throw Error("cannot decode image " + source + " (a TIFF file without a readable size)");
   if (size && static_cast<int64_t>(size->width) * size->height > max_pixels)
     throw Error(
         fmt::format("{}: the image declares {} x {} = {} pixels, more than the limit of "

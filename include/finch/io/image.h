@@ -14,8 +14,9 @@ inline constexpr int64_t kDefaultMaxPixels = 178956970;
 
 /// Decodes an image file (JPEG, PNG, BMP, TIFF, WebP; grey, RGBA, 16-bit, CMYK; EXIF
 /// orientation applied) to an HxWx3 uint8 RGB matrix. Throws finch::Error naming the path
-/// when the file is missing, empty or cannot be decoded, or when its header declares more
-/// than `max_pixels` pixels (checked before decoding; 0 = no limit).
+/// when the file is missing, empty, of another format (checked by its magic bytes) or cannot
+/// be decoded, or when its header declares more than `max_pixels` pixels (checked before
+/// decoding; 0 = no limit).
 cv::Mat read_image_rgb(const std::filesystem::path& path, int64_t max_pixels = kDefaultMaxPixels);
 
 /// Decodes encoded image bytes (same rules as read_image_rgb); `source` names them in errors.
@@ -28,7 +29,8 @@ cv::Mat decode_image_rgb(const std::string& bytes, const std::string& source,
 std::optional<cv::Size> read_image_size(const std::filesystem::path& path);
 
 /// Width and height that encoded image bytes declare in their header (PNG, JPEG, BMP, GIF,
-/// WebP), read without decoding; nullopt when the header is not one of these or is cut short.
+/// WebP, TIFF's first directory), read without decoding; nullopt when the header is not one
+/// of these or is cut short.
 std::optional<cv::Size> declared_image_size(const std::string& bytes);
 
 /// Refuses a decompression bomb before it is decoded: throws finch::Error naming `source`

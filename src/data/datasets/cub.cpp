@@ -40,6 +40,7 @@ namespace fs = std::filesystem;
 using namespace cub_style;
 
 const char* const kFormat = "cub";
+constexpr int64_t kMaxUnlistedAttributes = 10000;
 
 fs::path resolve_root(const fs::path& root) {
   if (!file_exists(root / "images.txt") && file_exists(root / "CUB_200_2011" / "images.txt"))
@@ -66,6 +67,7 @@ bool read_attributes(const fs::path& root, const ImageList& images, std::vector<
   size_t count = 0;
   if (!names_file.empty()) {
     auto by_id = read_id_names(names_file);
+    if (by_id.empty()) throw Error(names_file.string() + ": no attributes listed");
     if (by_id.begin()->first != 1 || by_id.rbegin()->first != static_cast<int64_t>(by_id.size()))
       throw Error(names_file.string() + ": attribute ids must be 1.." +
                   std::to_string(by_id.size()));
@@ -80,6 +82,11 @@ bool read_attributes(const fs::path& root, const ImageList& images, std::vector<
     if (id < 1 || (count > 0 && id > static_cast<int64_t>(count)))
       line.fail("attribute id " + std::to_string(id) +
                 (count > 0 ? " is not listed in " + names_file.string() : " must be >= 1"));
+    // Without attributes.txt the ids size a vector per image: refuse an absurd one.
+    if (count == 0 && id > kMaxUnlistedAttributes)
+      line.fail("attribute id " + std::to_string(id) + " is larger than " +
+                std::to_string(kMaxUnlistedAttributes) +
+                " (CUB has 312); put attributes.txt next to the labels to list more");
     int64_t present = line.integer(2, "is_present");
     if (present != 0 && present != 1) line.fail("is_present must be 0 or 1");
     auto& values = records[pos].attributes;

@@ -158,3 +158,36 @@ TEST(Config, StringKeysTakeCommandLineValuesLiterally) {
   EXPECT_EQ(c.get<int>("train.freeze"), 2);
   EXPECT_THROW(c.set("data.rooot", "x"), finch::Error);
 }
+
+// Numbers JSON cannot hold exactly stay the text they are instead of turning into a clamped
+// integer, inf or nan (which nlohmann writes as null).
+TEST(YamlJson, OutOfRangeNumbersStayText) {
+  nlohmann::json j = finch::yaml_to_json(YAML::Load("{a: 99999999999999999999, b: 1e400, c: nan}"));
+  EXPECT_EQ(j["a"], "99999999999999999999");
+  EXPECT_EQ(j["b"], "1e400");
+  EXPECT_EQ(j["c"], "nan");
+  EXPECT_EQ(finch::yaml_to_json(YAML::Load("-9223372036854775808")), INT64_MIN);
+}
+
+// An alias that contains itself, an alias expansion without end and non-name keys are
+// refused with an error instead of a stack overflow, an endless copy or a YAML exception.
+TEST(Config, HostileYamlIsRefused) {
+  EXPECT_CONTAINS(finch::test::error_of([] { Config::from_yaml("train: &a [*a]\n", "r.yaml"); }),
+                  "r.yaml: the YAML is nested more than 64 levels deep");
+  std::string laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'j'; ++c) {
+    laughs += std::string(1, c) + ": &" + c + " [";
+    for (int k = 0; k < 10; ++k) laughs += std::string(k ? ", *" : "*") + char(c - 1);
+    laughs += "]\n";
+  }
+  EXPECT_CONTAINS(finch::test::error_of([&] { Config::from_yaml(laughs, "laughs.yaml"); }),
+                  "more than 100000 values");
+  EXPECT_CONTAINS(finch::test::error_of([] { Config::from_yaml("? [a]\n: 1\n", "k.yaml"); }),
+                  "k.yaml: config keys must be plain names");
+  Config config = Config::defaults();
+  EXPECT_CONTAINS(finch::test::error_of([&] { config.set("train.losses", "&a [*a]"); }),
+                  "--set train.losses: the YAML is nested");
+  // An ordinary anchor still works.
+  Config ok = Config::from_yaml("optim: {lr: &lr 0.5}\ntrain: {epochs: 3}\n", "ok.yaml");
+  EXPECT_DOUBLE_EQ(ok.get<double>("optim.lr"), 0.5);
+}

@@ -5,10 +5,12 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "finch/core/config.h"
 #include "finch/core/error.h"
 #include "finch/data/datasets/cub.h"
 #include "finch/data/datasets/nabirds.h"
 #include "finch/data/formats.h"
+#include "finch/data/info.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -188,6 +190,15 @@ TEST(CubFormat, BadInputIsPrecise) {
   make_cub(dir.path());
   write_text(root / "attributes/image_attribute_labels.txt", "1 1 1 3\n");
   EXPECT_CONTAINS(err(), "image_attribute_labels.txt:1:");
+  // An attributes.txt without a single attribute, and (without attributes.txt) an attribute
+  // id that would size a vector per image: errors, not a crash or an out-of-memory.
+  write_text(dir.path() / "attributes.txt", "\n\n");
+  EXPECT_CONTAINS(err(), "attributes.txt: no attributes listed");
+  fs::remove(dir.path() / "attributes.txt");
+  write_text(root / "attributes/image_attribute_labels.txt", "1 99999999999 1 3 2.5\n");
+  e = err();
+  EXPECT_CONTAINS(e, "image_attribute_labels.txt:1:");
+  EXPECT_CONTAINS(e, "larger than 10000");
   make_cub(dir.path());
   write_text(root / "images.txt", "1 a.jpg\n1 b.jpg\n");
   EXPECT_CONTAINS(err(), "images.txt:2: image id 1 is listed twice");
@@ -355,6 +366,25 @@ TEST(AircraftFormat, SplitsLevelsBannerAndBoxes) {
   EXPECT_EQ(maker->labels(), (std::vector<int64_t>{1, 1}));
   // fgvc-aircraft-2013b/ (the folder holding data/) works as the root too.
   EXPECT_EQ(open_dataset("aircraft", root.parent_path(), "test")->size(), 1u);
+}
+
+// Aircraft's boxes need the image's size; `data info` on a copy with missing images must
+// report them as missing instead of failing on the first one (found by aircraft_fuzz).
+TEST(AircraftFormat, InfoReportsMissingImagesInsteadOfFailing) {
+  finch::test::TempDir dir;
+  const fs::path root = make_aircraft(dir.path());
+  fs::remove(root / "images" / "0034958.jpg");
+  finch::Config config = finch::Config::defaults();
+  config.set_string("data.format", "aircraft");
+  config.set_string("data.root", root.string());
+  finch::data::InfoOptions options;
+  options.progress = finch::ProgressStyle::kNone;
+  const finch::data::DatasetInfo info = finch::data::dataset_info(config, options);
+  ASSERT_EQ(info.splits.front().name, "train");
+  EXPECT_EQ(info.splits.front().missing, 1u);
+  EXPECT_EQ(info.splits.front().with_boxes, 1u);
+  ASSERT_EQ(info.splits.front().problems.size(), 1u);
+  EXPECT_CONTAINS(info.splits.front().problems[0], "0034958.jpg: file not found");
 }
 
 TEST(AircraftFormat, BadInputIsPrecise) {

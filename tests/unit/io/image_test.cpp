@@ -158,3 +158,43 @@ TEST(ImageIo, WriteRejectsBadInput) {
   EXPECT_THROW(finch::io::write_image_rgb(dir / "x.png", cv::Mat(2, 2, CV_8UC1)), finch::Error);
   EXPECT_FALSE(fs::exists(dir / "x.png"));
 }
+
+// TIFF keeps its size in the first image directory: read from there, so a TIFF bomb is
+// refused before decoding like a PNG one, and a TIFF whose directory is unreadable too.
+TEST(ImageIo, TiffSizeIsReadAndBombsAreRefused) {
+  finch::test::TempDir dir;
+  finch::io::write_image_rgb(dir / "x.tif", pattern_rgb(7, 11));
+  const std::string tiff = finch::read_file(dir / "x.tif");
+  const auto size = finch::io::declared_image_size(tiff);
+  ASSERT_TRUE(size.has_value());
+  EXPECT_EQ(size->width, 11);
+  EXPECT_EQ(size->height, 7);
+  EXPECT_EQ(decode_image_rgb(tiff, "x.tif", 77).size(), cv::Size(11, 7));
+  EXPECT_CONTAINS(finch::test::error_of([&] { decode_image_rgb(tiff, "x.tif", 76); }),
+                  "x.tif: the image declares 11 x 7 = 77 pixels, more than the limit of 76");
+
+  // A little-endian TIFF whose one directory declares 30000 x 30000 (LONG values).
+  std::string bomb("II*\0\x08\0\0\0\x02\0", 10);
+  bomb += std::string("\x00\x01\x04\x00\x01\0\0\0\x30\x75\0\0", 12);  // 256 ImageWidth
+  bomb += std::string("\x01\x01\x04\x00\x01\0\0\0\x30\x75\0\0", 12);  // 257 ImageLength
+  bomb += std::string(4, '\0');
+  EXPECT_CONTAINS(finch::test::error_of([&] { decode_image_rgb(bomb, "bomb.tif"); }),
+                  "30000 x 30000 = 900000000 pixels");
+  EXPECT_CONTAINS(
+      finch::test::error_of([&] { decode_image_rgb(std::string("MM\0*\xff\xff\xff\xff", 8), "t"); }),
+      "a TIFF file without a readable size");
+}
+
+// imdecode also reads PPM, PFM, Sun raster, Radiance HDR, OpenEXR and JPEG 2000, whose
+// headers finch does not check against the pixel limit (the last three compress, so a small
+// file can declare a huge image; a 20-byte PPM header makes OpenCV reserve 2.7 GB before it
+// finds the pixels missing). Only the listed formats reach the decoder.
+TEST(ImageIo, FormatsOutsideTheListAreRefusedBeforeDecoding) {
+  const std::string ppm_bomb = "P6\n30000 30000\n255\n";
+  EXPECT_CONTAINS(finch::test::error_of([&] { decode_image_rgb(ppm_bomb, "bomb.ppm"); }),
+                  "bomb.ppm (not a JPEG, PNG, BMP, TIFF or WebP file, or corrupt)");
+  cv::Mat bgr(4, 4, CV_8UC3, cv::Scalar(1, 2, 3));
+  std::vector<uchar> ppm;
+  ASSERT_TRUE(cv::imencode(".ppm", bgr, ppm));  // a valid PPM is refused as well
+  EXPECT_THROW(decode_image_rgb(std::string(ppm.begin(), ppm.end()), "x.ppm"), finch::Error);
+}
