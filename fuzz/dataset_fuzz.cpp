@@ -10,6 +10,7 @@
 
 #include "finch/core/config.h"
 #include "finch/core/error.h"
+#include "finch/data/formats.h"
 #include "finch/data/hierarchy.h"
 #include "finch/data/info.h"
 #include "finch/eval/zeroshot.h"
@@ -28,8 +29,8 @@ const std::vector<std::string>& layout(const std::string& format) {
   static const std::vector<std::pair<std::string, std::vector<std::string>>> kLayouts = {
       {"cub",
        {"images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt",
-        "bounding_boxes.txt", "parts/parts.txt", "parts/part_locs.txt",
-        "attributes/attributes.txt", "attributes/image_attribute_labels.txt",
+        "bounding_boxes.txt", "parts/parts.txt", "parts/part_locs.txt", "attributes/attributes.txt",
+        "attributes/image_attribute_labels.txt",
         "attributes/class_attribute_labels_continuous.txt"}},
       {"nabirds",
        {"images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt",
@@ -65,8 +66,8 @@ void read_dataset(const std::string& format, const finch::fuzz::fs::path& root) 
   const finch::data::DatasetInfo info = finch::data::dataset_info(config, options);
   (void)finch::data::to_json(info).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 
-  const auto dataset = finch::data::open_dataset(format, root, info.splits.front().name,
-                                                 config.node("data"));
+  const auto dataset =
+      finch::data::open_dataset(format, root, info.splits.front().name, config.node("data"));
   const int64_t classes = static_cast<int64_t>(dataset->num_classes());
   for (size_t i = 0; i < dataset->size(); ++i) {
     const int64_t label = dataset->label(i);

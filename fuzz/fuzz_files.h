@@ -39,7 +39,8 @@ inline std::vector<std::string> split_files(const uint8_t* data, size_t size, si
 class ScratchRoot {
  public:
   ScratchRoot() {
-    const fs::path base = fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+    const fs::path base =
+        fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
     root_ = base / ("finch-fuzz-" + std::to_string(::getpid()));
   }
   ~ScratchRoot() {

@@ -55,13 +55,13 @@ for target in "${TARGETS[@]}"; do
     -artifact_prefix="$crashes" -print_final_stats=1 > "$log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+  cov=$( (grep -oE 'cov: [0-9]+' "$log" || true) | tail -1 | cut -d' ' -f2)
   corp=$(find "$corpus" -type f | wc -l)
   if [ "$rc" -eq 0 ]; then
     result="ok"
   else
     failed=1
-    result="FAILED (exit $rc): $(grep -m1 -oE 'ERROR: [A-Za-z]+: [^ ]+( [^ ]+)?|ALARM: [^;]*|out-of-memory[^;]*' "$log" || echo see "$log"); input in $crashes"
+    result="FAILED (exit $rc): $(grep -m1 -oE 'runtime error: .*|ERROR: [A-Za-z]+: [^ ]+( [^ ]+)?|ALARM: [^;]*|out-of-memory[^;]*' "$log" || echo see "$log"); input in $crashes"
   fi
   echo "| $target | $SECONDS_PER_TARGET | ${runs:-?} | ${speed:-?} | ${cov:-?} | $corp | $result |" >> "$summary"
 done

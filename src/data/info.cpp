@@ -78,9 +78,12 @@ DatasetInfo dataset_info(const Config& config, const InfoOptions& options) {
   size_t total = 0;
   for (const auto& d : datasets) total += d->size();
   // Without --check-images, sizes come from the headers of an evenly spaced sample.
-  const size_t step = options.check_images || total <= options.size_sample
-                          ? 1
-                          : (total + options.size_sample - 1) / options.size_sample;
+  // size_sample 0: no sizes at all (and no division by zero, found by cub_fuzz).
+  const bool read_sizes = options.check_images || options.size_sample > 0;
+  const size_t step =
+      options.check_images || total <= options.size_sample
+          ? 1
+          : (total + options.size_sample - 1) / std::max<size_t>(options.size_sample, 1);
   std::vector<int64_t> widths, heights;
   std::unique_ptr<Progress> progress;
   if (options.check_images)
@@ -112,7 +115,7 @@ DatasetInfo dataset_info(const Config& config, const InfoOptions& options) {
           if (s.problems.size() < kMaxProblems) s.problems.push_back(e.what());
         }
         if (progress && visited % 64 == 0) progress->update(static_cast<int64_t>(visited), "");
-      } else if (visited % step == 0) {
+      } else if (read_sizes && visited % step == 0) {
         size = io::read_image_size(path);
         if (!size) {  // not PNG/JPEG, Exif-rotated or packed in a container: decode it
           try {

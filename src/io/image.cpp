@@ -137,7 +137,7 @@ std::optional<cv::Size> declared_image_size(const std::string& bytes) {
     return size_of(le16(6), le16(8));
   if (n >= 26 && b[0] == 'B' && b[1] == 'M') {
     if (le32(14) == 12) return size_of(le16(18), le16(20));  // OS/2 header: 16-bit sides
-    const int64_t h = static_cast<int32_t>(le32(22));  // negative: top-down rows
+    const int64_t h = static_cast<int32_t>(le32(22));        // negative: top-down rows
     return size_of(static_cast<int32_t>(le32(18)), h < 0 ? -h : h);
   }
   if (n >= 30 && std::memcmp(b, "RIFF", 4) == 0 && std::memcmp(b + 8, "WEBP", 4) == 0) {

@@ -46,7 +46,7 @@ struct DatasetInfo {
 
 struct InfoOptions {
   bool check_images = false;  // decode every image (slow; reports unreadable files)
-  size_t size_sample = 1000;  // without check_images: images whose header size is read
+  size_t size_sample = 1000;  // without check_images: images whose header size is read (0: none)
   ProgressStyle progress = ProgressStyle::kAuto;
 };
 

@@ -67,7 +67,6 @@ bool read_attributes(const fs::path& root, const ImageList& images, std::vector<
   size_t count = 0;
   if (!names_file.empty()) {
     auto by_id = read_id_names(names_file);
-    if (by_id.empty()) throw Error(names_file.string() + ": no attributes listed");
     if (by_id.begin()->first != 1 || by_id.rbegin()->first != static_cast<int64_t>(by_id.size()))
       throw Error(names_file.string() + ": attribute ids must be 1.." +
                   std::to_string(by_id.size()));

@@ -193,7 +193,7 @@ TEST(CubFormat, BadInputIsPrecise) {
   // An attributes.txt without a single attribute, and (without attributes.txt) an attribute
   // id that would size a vector per image: errors, not a crash or an out-of-memory.
   write_text(dir.path() / "attributes.txt", "\n\n");
-  EXPECT_CONTAINS(err(), "attributes.txt: no attributes listed");
+  EXPECT_CONTAINS(err(), "attributes.txt lists no names");
   fs::remove(dir.path() / "attributes.txt");
   write_text(root / "attributes/image_attribute_labels.txt", "1 99999999999 1 3 2.5\n");
   e = err();

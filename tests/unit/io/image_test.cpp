@@ -180,9 +180,9 @@ TEST(ImageIo, TiffSizeIsReadAndBombsAreRefused) {
   bomb += std::string(4, '\0');
   EXPECT_CONTAINS(finch::test::error_of([&] { decode_image_rgb(bomb, "bomb.tif"); }),
                   "30000 x 30000 = 900000000 pixels");
-  EXPECT_CONTAINS(
-      finch::test::error_of([&] { decode_image_rgb(std::string("MM\0*\xff\xff\xff\xff", 8), "t"); }),
-      "a TIFF file without a readable size");
+  EXPECT_CONTAINS(finch::test::error_of(
+                      [&] { decode_image_rgb(std::string("MM\0*\xff\xff\xff\xff", 8), "t"); }),
+                  "a TIFF file without a readable size");
 }
 
 // imdecode also reads PPM, PFM, Sun raster, Radiance HDR, OpenEXR and JPEG 2000, whose
