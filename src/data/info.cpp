@@ -78,12 +78,11 @@ DatasetInfo dataset_info(const Config& config, const InfoOptions& options) {
   size_t total = 0;
   for (const auto& d : datasets) total += d->size();
   // Without --check-images, sizes come from the headers of an evenly spaced sample.
-  // size_sample 0: no sizes at all (and no division by zero, found by cub_fuzz).
-  const bool read_sizes = options.check_images || options.size_sample > 0;
+  // size_sample 0: no sizes at all (it divided by zero before; found by cub_fuzz).
+  const size_t sample = options.size_sample;
+  const bool read_sizes = options.check_images || sample > 0;
   const size_t step =
-      options.check_images || total <= options.size_sample
-          ? 1
-          : (total + options.size_sample - 1) / std::max<size_t>(options.size_sample, 1);
+      options.check_images || sample == 0 || total <= sample ? 1 : (total + sample - 1) / sample;
   std::vector<int64_t> widths, heights;
   std::unique_ptr<Progress> progress;
   if (options.check_images)

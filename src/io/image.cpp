@@ -46,13 +46,17 @@ bool starts_with(const std::string& bytes, std::string_view magic) {
   return bytes.size() >= magic.size() && std::memcmp(bytes.data(), magic.data(), magic.size()) == 0;
 }
 
+bool is_tiff(const std::string& bytes) {
+  return starts_with(bytes, std::string_view("II*\0", 4)) ||
+         starts_with(bytes, std::string_view("MM\0*", 4));
+}
+
 // OpenCV's imdecode also decodes PPM/PGM, PFM, Sun raster, Radiance HDR, OpenEXR and JPEG
 // 2000, whose headers finch does not read (so the pixel limit could not apply) and which no
 // fine-grained dataset uses. Only the formats the documentation lists are handed to it.
 bool is_supported_format(const std::string& bytes) {
   return starts_with(bytes, "\xFF\xD8") || starts_with(bytes, "\x89PNG") ||
-         starts_with(bytes, "BM") || starts_with(bytes, std::string_view("II*\0", 4)) ||
-         starts_with(bytes, std::string_view("MM\0*", 4)) ||
+         starts_with(bytes, "BM") || is_tiff(bytes) ||
          (starts_with(bytes, "RIFF") && bytes.size() >= 12 && bytes.compare(8, 4, "WEBP") == 0);
 }
 
@@ -151,7 +155,7 @@ std::optional<cv::Size> declared_image_size(const std::string& bytes) {
     if (std::memcmp(b + 12, "VP8 ", 4) == 0) return size_of(le16(26) & 0x3FFF, le16(28) & 0x3FFF);
     return std::nullopt;
   }
-  if (n >= 8 && (std::memcmp(b, "II*\0", 4) == 0 || std::memcmp(b, "MM\0*", 4) == 0)) {
+  if (n >= 8 && is_tiff(bytes)) {
     // TIFF: ImageWidth (256) and ImageLength (257) in the first IFD (the page OpenCV reads).
     const bool little = b[0] == 'I';
     auto u16 = [&](size_t i) { return little ? le16(i) : be16(i); };
@@ -195,8 +199,7 @@ void check_pixel_limit(const std::string& bytes, const std::string& source, int6
   if (max_pixels <= 0) return;
   const auto size = declared_image_size(bytes);
   // A TIFF's size is only in its directory: without one it cannot be bounded, so refuse it.
-  if (!size && (starts_with(bytes, std::string_view("II*\0", 4)) ||
-                starts_with(bytes, std::string_view("MM\0*", 4))))
+  if (!size && is_tiff(bytes))
     throw Error("cannot decode image " + source + " (a TIFF file without a readable size)");
   if (size && static_cast<int64_t>(size->width) * size->height > max_pixels)
     throw Error(

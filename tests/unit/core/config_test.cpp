@@ -161,7 +161,7 @@ TEST(Config, StringKeysTakeCommandLineValuesLiterally) {
 
 // An integer beyond int64 becomes a float instead of a clamped integer; inf and nan (which
 // nlohmann writes as null) stay the text they are.
-TEST(YamlJson, OutOfRangeNumbersStayText) {
+TEST(YamlJson, NumbersBeyondJsonNeverBecomeWrongValues) {
   nlohmann::json j = finch::yaml_to_json(YAML::Load("{a: 99999999999999999999, b: 1e400, c: nan}"));
   ASSERT_TRUE(j["a"].is_number_float());
   EXPECT_DOUBLE_EQ(j["a"].get<double>(), 1e20);

@@ -369,7 +369,8 @@ TEST(AircraftFormat, SplitsLevelsBannerAndBoxes) {
 }
 
 // Aircraft's boxes need the image's size; `data info` on a copy with missing images must
-// report them as missing instead of failing on the first one (found by aircraft_fuzz).
+// report them as missing instead of failing on the first one (found while writing
+// aircraft_fuzz's seed).
 TEST(AircraftFormat, InfoReportsMissingImagesInsteadOfFailing) {
   finch::test::TempDir dir;
   const fs::path root = make_aircraft(dir.path());
