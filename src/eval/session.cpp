@@ -31,6 +31,7 @@ void InferenceSession::build(models::LoadedModel loaded) {
     inference_.channels_last = false;
     inference_.onednn_layout = false;
   }
+  if (!models::channels_last_is_safe(*loaded.model)) inference_.channels_last = false;
   model_ = models::optimize_for_inference(info_.arch, loaded.model, inference_);
   // Without keep_source_model the copy is all a session needs: the loaded weights go.
   if (options_.keep_source_model) source_ = std::move(loaded);

@@ -62,6 +62,18 @@ Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model
   return copy;
 }
 
+bool channels_last_is_safe(torch::nn::Module& module) {
+  constexpr int64_t kSimdFloats = 16;  // one AVX-512 register
+  for (const auto& child : module.modules(/*include_self=*/true)) {
+    const auto* conv = child->as<torch::nn::Conv2d>();
+    if (!conv) continue;
+    const int64_t in = conv->options.in_channels(), out = conv->options.out_channels();
+    if (in == 3) continue;  // the image: its gradient is never computed
+    if (in % kSimdFloats != 0 || out % kSimdFloats != 0) return false;
+  }
+  return true;
+}
+
 void convert_to_channels_last(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& tensor : module.parameters()) {

@@ -194,7 +194,13 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   model->to(device);
   // NHWC weights and batches: oneDNN's convolutions (forward and backward) then run without
   // reordering either on every call.
-  const bool channels_last = config.get<bool>("train.channels_last") && device.is_cpu();
+  bool channels_last = config.get<bool>("train.channels_last") && device.is_cpu();
+  if (channels_last && !models::channels_last_is_safe(*model)) {
+    channels_last = false;
+    fmt::print(stderr,
+               "note: training in NCHW: the model has convolutions whose channel counts are not "
+               "multiples of 16, where oneDNN's channels-last kernels are unsafe\n");
+  }
   if (channels_last) models::convert_to_channels_last(*model);
   OptimizerBundle optim = build_optimizer(config, model);
   Objective objective(config, static_cast<int64_t>(classes.size()), model->head()->embedding_dim());

@@ -39,6 +39,14 @@ Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model
 /// training with `train.channels_last`.
 void convert_to_channels_last(torch::nn::Module& module);
 
+/// Whether oneDNN's channels-last convolutions are safe for `module`: every convolution that
+/// does not read the 3-channel image has input and output channel counts that are multiples
+/// of 16. oneDNN 2.6 (Debian's) writes past the end of the input gradient in its NHWC 1x1
+/// backward-data kernel when the input has fewer channels than one SIMD register (found with
+/// valgrind on a width-4 ResNet-20; it corrupted the heap on AVX-512 machines), so narrow
+/// models train and run in NCHW instead. Every torchvision-width model passes.
+bool channels_last_is_safe(torch::nn::Module& module);
+
 /// Converts a [B, 3, H, W] float batch to what an optimised model expects (memory format,
 /// dtype).
 torch::Tensor prepare_inference_input(const torch::Tensor& images, const InferenceOptions& options);
