@@ -9,6 +9,7 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
   libmatio-dev libfaiss-dev libcpp-httplib-dev
+  libgloo-dev  # headers of the gloo collectives inside libtorch_cpu (c10d ProcessGroupGloo)
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn

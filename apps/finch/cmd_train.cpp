@@ -1,11 +1,19 @@
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 
 #include "commands.h"
 #include "finch/core/config.h"
 #include "finch/core/error.h"
 #include "finch/core/interrupt.h"
+#include "finch/train/distributed.h"
 #include "finch/train/trainer.h"
 
 namespace finch::cli {
@@ -15,7 +23,78 @@ namespace {
 struct TrainArgs {
   std::string config_file, out_dir, resume_dir;
   std::vector<std::string> overrides;
+  int nproc = 1;
 };
+
+// A free TCP port on loopback for rank 0's store (the kernel picks it; released at once, so the
+// store binds it a moment later).
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error("cannot open a socket to find a free port");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ::close(fd);
+    throw Error("cannot find a free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// `finch train --nproc N`: N local ranks on loopback with torchrun's environment, each this
+// same command without --nproc. Returns the exit status for the shell: the first failing
+// rank's, 130 when interrupted, else 0. torchrun is the documented launcher (restarts,
+// several machines); this is the convenience for one machine.
+int spawn_local_ranks(const TrainArgs& args) {
+  std::vector<std::string> argv{"/proc/self/exe", "train"};
+  if (!args.config_file.empty()) argv.insert(argv.end(), {"--config", args.config_file});
+  if (!args.out_dir.empty()) argv.insert(argv.end(), {"--out", args.out_dir});
+  if (!args.resume_dir.empty()) argv.insert(argv.end(), {"--resume", args.resume_dir});
+  for (const auto& o : args.overrides) argv.insert(argv.end(), {"--set", o});
+  const int port = free_loopback_port();
+  fmt::print(stderr, "finch train --nproc {}: {} ranks on 127.0.0.1:{}\n", args.nproc,
+             args.nproc, port);
+  std::vector<pid_t> children;
+  for (int rank = 0; rank < args.nproc; ++rank) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error("cannot start rank " + std::to_string(rank) + ": fork failed");
+    if (pid == 0) {
+      const std::string r = std::to_string(rank), w = std::to_string(args.nproc),
+                        p = std::to_string(port);
+      ::setenv("RANK", r.c_str(), 1);
+      ::setenv("LOCAL_RANK", r.c_str(), 1);
+      ::setenv("WORLD_SIZE", w.c_str(), 1);
+      ::setenv("LOCAL_WORLD_SIZE", w.c_str(), 1);
+      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+      ::setenv("MASTER_PORT", p.c_str(), 1);
+      std::vector<char*> c_argv;
+      for (auto& a : argv) c_argv.push_back(a.data());
+      c_argv.push_back(nullptr);
+      ::execv(c_argv[0], c_argv.data());
+      std::perror("finch train --nproc: exec");
+      std::_Exit(127);
+    }
+    children.push_back(pid);
+  }
+  // Ctrl-C reaches every rank from the terminal; the ranks agree on a step and checkpoint.
+  install_interrupt_handlers();
+  int result = 0;
+  for (size_t done = 0; done < children.size();) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    ++done;
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (code != 0 && result == 0) result = code;
+  }
+  return result;
+}
 
 void run(const TrainArgs& args) {
   namespace fs = std::filesystem;
@@ -42,11 +121,18 @@ void run(const TrainArgs& args) {
     }
     config = Config::load(args.config_file, args.overrides);
   }
+  if (args.nproc > 1) {
+    if (train::DistEnv::from_environment().distributed())
+      throw Error("--nproc starts its own ranks; under torchrun leave it out");
+    if (const int code = spawn_local_ranks(args)) std::exit(code);
+    return;
+  }
   install_interrupt_handlers();
   auto summary = train::run_training(config, run_dir, resume);
   if (summary.interrupted) {
     std::exit(130);
   }
+  if (train::DistEnv::from_environment().rank != 0) return;  // rank 0 reports for the job
   fmt::print(
       "trained {} epochs; best val top-1 {:.4f} at epoch {}\nbest model: {}\nlast model: {}\n",
       summary.epochs_completed, summary.best_val_acc, summary.best_epoch,
@@ -69,6 +155,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--set", args->overrides,
                   "Override a config key: --set train.epochs=5 (repeatable)")
       ->allow_extra_args(false);
+  cmd->add_option("--nproc", args->nproc,
+                  "Train data-parallel on N local processes (loopback); for several machines "
+                  "and restarts use torchrun --nproc_per_node N --no-python finch train ...")
+      ->check(CLI::Range(1, 256));
   cmd->callback([args] { run(*args); });
 }
 

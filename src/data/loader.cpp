@@ -92,6 +92,21 @@ std::vector<size_t> epoch_order(size_t size, bool shuffle, uint64_t seed, int64_
   return order;
 }
 
+std::vector<size_t> shard_order(const std::vector<size_t>& order, int rank, int world, bool pad) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw Error("shard " + std::to_string(rank) + " of " + std::to_string(world) +
+                " does not exist");
+  const size_t n = order.size();
+  const size_t w = static_cast<size_t>(world);
+  const size_t padded = pad ? (n + w - 1) / w * w : n;
+  std::vector<size_t> shard;
+  shard.reserve(padded / w + 1);
+  // Padding repeats the order from its beginning (several times when it is shorter than the
+  // world, as DistributedSampler does).
+  for (size_t k = static_cast<size_t>(rank); k < padded && n > 0; k += w) shard.push_back(order[k % n]);
+  return shard;
+}
+
 struct Loader::State {
   std::mutex mutex;
   std::condition_variable changed;
@@ -115,12 +130,29 @@ Loader::Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options)
   options_.prefetch = std::max(1, options_.prefetch);
   // Enough for every batch in flight: queued, being built, and held by the consumer.
   buffers_ = std::make_shared<BufferPool>(options_.prefetch + options_.workers + 2);
+  if (options_.shard_count < 1 || options_.shard_rank < 0 ||
+      options_.shard_rank >= options_.shard_count)
+    throw Error("loader shard " + std::to_string(options_.shard_rank) + " of " +
+                std::to_string(options_.shard_count) + " does not exist");
+  // Every epoch's order has the same length (a custom order, e.g. P x K batches, is as long as
+  // its epoch 0).
+  epoch_samples_ = static_cast<int64_t>(order_of(0).size());
+}
+
+std::vector<size_t> Loader::order_of(int64_t epoch) const {
+  std::vector<size_t> order =
+      options_.order ? options_.order(epoch)
+                     : epoch_order(dataset_->size(), options_.shuffle, options_.seed, epoch);
+  if (options_.shard_count == 1) return order;
+  return shard_order(order, options_.shard_rank, options_.shard_count, options_.pad_shards);
 }
 
 Loader::~Loader() { stop_workers(); }
 
+int64_t Loader::num_samples() const { return epoch_samples_; }
+
 int64_t Loader::num_batches() const {
-  const int64_t n = static_cast<int64_t>(dataset_->size());
+  const int64_t n = epoch_samples_;
   return options_.drop_last ? n / options_.batch_size
                             : (n + options_.batch_size - 1) / options_.batch_size;
 }
@@ -140,8 +172,7 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   State& s = *state_;
   s.stop = false;
   s.epoch = epoch;
-  s.order = options_.order ? options_.order(epoch)
-                           : epoch_order(dataset_->size(), options_.shuffle, options_.seed, epoch);
+  s.order = order_of(epoch);
   s.next_to_claim = s.next_to_deliver = std::clamp<int64_t>(first_batch, 0, num_batches());
   s.ready.clear();
   s.skipped.clear();

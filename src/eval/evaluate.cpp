@@ -152,6 +152,7 @@ Metrics evaluate(const ForwardFn& forward, data::Loader& loader, const torch::De
     options.records->predictions = torch::cat(predictions);
     options.records->confidences = torch::cat(confidences);
   }
+  if (options.combine) options.combine(metrics);
   Metrics result = metrics.finish();
   progress.finish("");
   return result;

@@ -69,6 +69,45 @@ void MetricsAccumulator::add(const torch::Tensor& logits, const torch::Tensor& l
   samples_ += x.size(0);
 }
 
+// Layout: [samples, top5_correct, loss_sum, confusion (C x C), then per sample: confidence,
+// correct].
+torch::Tensor MetricsAccumulator::pack() const {
+  const size_t n = class_names_.size();
+  std::vector<double> v;
+  v.reserve(3 + n * n + 2 * confidences_.size());
+  v.push_back(static_cast<double>(samples_));
+  v.push_back(static_cast<double>(top5_correct_));
+  v.push_back(loss_sum_);
+  for (const auto& row : confusion_)
+    for (int64_t c : row) v.push_back(static_cast<double>(c));
+  for (size_t i = 0; i < confidences_.size(); ++i) {
+    v.push_back(confidences_[i]);
+    v.push_back(correct_[i] ? 1.0 : 0.0);
+  }
+  return torch::tensor(v, torch::kFloat64);
+}
+
+void MetricsAccumulator::merge_packed(const torch::Tensor& packed) {
+  const size_t n = class_names_.size();
+  torch::Tensor t = packed.to(torch::kCPU, torch::kFloat64).contiguous();
+  const int64_t header = 3 + static_cast<int64_t>(n * n);
+  TORCH_CHECK(t.dim() == 1 && t.size(0) >= header && (t.size(0) - header) % 2 == 0,
+              "packed metrics of ", n, " classes expected, got ", t.sizes());
+  const double* v = t.data_ptr<double>();
+  const auto samples = static_cast<int64_t>(v[0]);
+  TORCH_CHECK(t.size(0) == header + 2 * samples, "packed metrics: ", samples,
+              " samples but ", (t.size(0) - header) / 2, " per-sample records");
+  samples_ += samples;
+  top5_correct_ += static_cast<int64_t>(v[1]);
+  loss_sum_ += v[2];
+  for (size_t r = 0; r < n; ++r)
+    for (size_t c = 0; c < n; ++c) confusion_[r][c] += static_cast<int64_t>(v[3 + r * n + c]);
+  for (int64_t i = 0; i < samples; ++i) {
+    confidences_.push_back(v[header + 2 * i]);
+    correct_.push_back(v[header + 2 * i + 1] != 0.0);
+  }
+}
+
 Metrics MetricsAccumulator::finish(size_t max_confused_pairs) const {
   Metrics m;
   const size_t n = class_names_.size();

@@ -23,7 +23,8 @@ nlohmann::json TrainState::to_json() const {
           {"loss_sum", loss_sum},
           {"correct", correct},
           {"seen", seen},
-          {"train_seconds", train_seconds}};
+          {"train_seconds", train_seconds},
+          {"global_batch", global_batch}};
 }
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
@@ -37,6 +38,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.correct = j.at("correct");
   s.seen = j.at("seen");
   s.train_seconds = j.at("train_seconds");
+  s.global_batch = j.value("global_batch", int64_t{0});  // absent before data parallelism
   return s;
 }
 

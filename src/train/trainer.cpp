@@ -23,6 +23,7 @@
 #include "finch/models/model_file.h"
 #include "finch/models/pretrained.h"
 #include "finch/train/checkpoint.h"
+#include "finch/train/distributed.h"
 #include "finch/train/feature_cache.h"
 #include "finch/train/freeze.h"
 #include "finch/train/losses.h"
@@ -134,35 +135,97 @@ eval::Metrics evaluate_cached(models::Classifier& model, const CachedFeatures& f
 
 }  // namespace
 
-int choose_threads(int threads) {
+int choose_threads(int threads, int ranks_on_this_machine) {
   if (threads > 0) return threads;
-  return std::max(1u, std::thread::hardware_concurrency());
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, ranks_on_this_machine));
 }
+
+namespace {
+
+// The running sums of the epoch over every rank (each rank trains its own shard).
+TrainState summed_over_ranks(const TrainState& state, ProcessGroup* group) {
+  if (!group) return state;
+  std::vector<torch::Tensor> sums{torch::tensor(
+      {state.loss_sum, static_cast<double>(state.correct), static_cast<double>(state.seen)},
+      torch::kFloat64)};
+  group->all_reduce_sum(sums, "summing the epoch's training loss");
+  TrainState total = state;
+  total.loss_sum = sums[0][0].item<double>();
+  total.correct = static_cast<int64_t>(sums[0][1].item<double>());
+  total.seen = static_cast<int64_t>(sums[0][2].item<double>());
+  return total;
+}
+
+// Every rank's validation share merged into one accumulator, in rank order.
+std::function<void(eval::MetricsAccumulator&)> merge_over_ranks(ProcessGroup* group) {
+  if (!group) return {};
+  return [group](eval::MetricsAccumulator& metrics) {
+    auto shares = group->all_gather_varying(metrics.pack(), "gathering validation metrics");
+    metrics = eval::MetricsAccumulator(metrics.class_names());  // own share is among `shares`
+    for (const auto& share : shares) metrics.merge_packed(share);
+  };
+}
+
+// Identity of what a rank is about to train, compared across ranks at the start.
+std::string training_fingerprint(const Config& config, const data::Dataset& train,
+                                 const torch::nn::Module& model) {
+  int64_t parameters = 0;
+  for (const auto& p : model.parameters()) parameters += p.numel();
+  return fmt::format("{}|{} samples|{}|{} parameters|finch {}", config.to_yaml(), train.size(),
+                     fmt::join(train.class_names(), ","), parameters, kVersion);
+}
+
+}  // namespace
 
 TrainSummary run_training(const Config& config, const fs::path& run_dir, bool resume,
                           const TrainHooks& hooks) {
   const uint64_t seed = config.get<uint64_t>("seed");
   const torch::Device device = parse_device(config.get<std::string>("device"));
-  const int threads = choose_threads(config.get<int>("threads"));
-  torch::set_num_threads(threads);
-  const ProgressStyle progress_style =
-      parse_progress_style(config.get<std::string>("train.progress"));
   const int64_t epochs = config.get<int64_t>("train.epochs");
   if (epochs < 1) throw Error("train.epochs must be >= 1");
 
-  require_writable_folder(run_dir, "the run folder");
-  write_file_atomic(run_dir / "config.yaml", config.to_yaml());
+  // Data parallelism (torchrun): one rank per process; rank 0 writes every artifact.
+  const DistEnv dist = DistEnv::from_environment();
+  std::shared_ptr<ProcessGroup> group;
+  if (dist.distributed()) {
+    const int64_t timeout_s = config.get<int64_t>("train.dist_timeout_s");
+    if (timeout_s < 1) throw Error("train.dist_timeout_s must be >= 1");
+    group = ProcessGroup::connect(dist, std::chrono::seconds(timeout_s));
+  }
+  const bool writer = dist.rank == 0;
+  const int threads = choose_threads(config.get<int>("threads"), dist.local_world_size);
+  torch::set_num_threads(threads);
+  const ProgressStyle progress_style =
+      writer ? parse_progress_style(config.get<std::string>("train.progress"))
+             : ProgressStyle::kNone;
+  if (!resume && dist.restart_count > 0 && fs::exists(run_dir / "checkpoint" / "state.json")) {
+    resume = true;  // torchrun restarted the job after a failure: continue, do not start over
+    if (writer) fmt::print(stderr, "restart {}: resuming from the run's checkpoint\n", dist.restart_count);
+  }
+
+  if (writer) {
+    require_writable_folder(run_dir, "the run folder");
+    write_file_atomic(run_dir / "config.yaml", config.to_yaml());
+  }
 
   // Data.
   data::TrainValData data = data::open_train_val(config);
   const auto& classes = data.train->class_names();
-  data::Loader train_loader(data.train, data::train_pipeline(config),
-                            data::train_loader_options(config, data.train));
+  data::LoaderOptions train_options = data::train_loader_options(config, data.train);
+  train_options.shard_rank = dist.rank;
+  train_options.shard_count = dist.world_size;
+  data::Loader train_loader(data.train, data::train_pipeline(config), train_options);
   std::unique_ptr<data::Loader> val_loader;
   if (data.val) {
-    val_loader = std::make_unique<data::Loader>(data.val, data::eval_pipeline(config),
-                                                data::loader_options(config, false));
+    data::LoaderOptions val_options = data::loader_options(config, false);
+    val_options.shard_rank = dist.rank;
+    val_options.shard_count = dist.world_size;
+    val_options.pad_shards = false;  // every validation image counted exactly once
+    val_loader = std::make_unique<data::Loader>(data.val, data::eval_pipeline(config), val_options);
   }
+  const int64_t batch_size = config.get<int64_t>("train.batch_size");
+  const int64_t global_batch = batch_size * dist.world_size;
 
   // Model.
   models::ModelSpec spec = yaml_to_json(config.node("model"));
@@ -181,6 +244,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     fmt::print(stderr, "{}\n", report.summary());
   }
   const bool cache_features = config.get<bool>("train.cache_features");
+  if (cache_features && group)
+    throw Error(
+        "train.cache_features trains the head in seconds on one process; run it without "
+        "torchrun");
   FreezePlan freeze = plan_freeze(config.get<std::string>("train.freeze"), *model->backbone());
   if (cache_features) {
     if (!model->head()->uses_embedding_only())
@@ -197,7 +264,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   bool channels_last = config.get<bool>("train.channels_last") && device.is_cpu();
   if (channels_last && !models::channels_last_is_safe(*model)) {
     channels_last = false;
-    fmt::print(stderr,
+    if (writer)
+      fmt::print(stderr,
                "note: training in NCHW: the model has convolutions whose channel counts are not "
                "multiples of 16, where oneDNN's channels-last kernels are unsafe\n");
   }
@@ -215,11 +283,42 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     auto loaded = load_checkpoint(run_dir, model, *optim.optimizer, objective.ptr().get());
     if (!loaded) throw Error("nothing to resume: " + run_dir.string() + " has no checkpoint/");
     state = *loaded;
-    trim_metrics(run_dir / "metrics.jsonl", state.epoch);
-    fmt::print(stderr, "resuming {} at epoch {} (batch {}, step {})\n", run_dir.string(),
-               state.epoch + 1, state.batches_done, state.global_step);
-  } else {
+    if (state.global_batch > 0 && state.global_batch != global_batch && state.batches_done > 0) {
+      // Another world size (or batch): continue at the same sample of the epoch.
+      const int64_t samples = state.batches_done * state.global_batch;
+      state.batches_done = samples / global_batch;
+      if (writer)
+        fmt::print(stderr,
+                   "note: the checkpoint counted batches of {} samples, this run's global batch "
+                   "is {}: continuing the epoch at sample {}\n",
+                   state.global_batch, global_batch, state.batches_done * global_batch);
+    }
+    if (!writer) state.loss_sum = 0, state.correct = 0, state.seen = 0;  // rank 0 holds the sums
+    if (writer) {
+      trim_metrics(run_dir / "metrics.jsonl", state.epoch);
+      fmt::print(stderr, "resuming {} at epoch {} (batch {}, step {})\n", run_dir.string(),
+                 state.epoch + 1, state.batches_done, state.global_step);
+    }
+  } else if (writer) {
     fs::remove(run_dir / "metrics.jsonl");
+  }
+  state.global_batch = global_batch;
+
+  // Every rank starts from rank 0's weights and statistics, as DDP does, and trains the same
+  // thing (refused otherwise: ranks that differ would silently average unrelated gradients).
+  std::unique_ptr<GradientReducer> reducer;
+  if (group) {
+    group->require_same("configuration, data and model",
+                        training_fingerprint(config, *data.train, *model));
+    std::vector<torch::Tensor> tensors;
+    for (const auto& t : model->parameters()) tensors.push_back(t.data());
+    for (const auto& t : model->buffers()) tensors.push_back(t);
+    for (const auto& t : objective->buffers()) tensors.push_back(t);
+    group->broadcast(tensors, 0, "broadcasting rank 0's weights");
+    std::vector<torch::Tensor> trained = model->parameters();
+    for (const auto& p : objective->parameters()) trained.push_back(p);
+    reducer = std::make_unique<GradientReducer>(
+        group, trained, config.get<int64_t>("train.dist_bucket_mb") << 20);
   }
 
   // Cached features: the frozen backbone's embeddings of train and val, computed once per run
@@ -256,10 +355,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
   const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
 
-  fmt::print(
+  if (writer) fmt::print(
       stderr,
       "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
-      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}\n",
+      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}{}\n",
       kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
       classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
       [&] {
@@ -267,9 +366,14 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         for (const auto& p : model->parameters()) n += p.numel();
         return n / 1e6;
       }(),
-      freeze.description, threads, config.get<int>("data.workers"), device.str());
+      freeze.description, threads, config.get<int>("data.workers"), device.str(),
+      group ? fmt::format("; data parallel over {} ranks: global batch {} ({} x {}), {} gradient "
+                          "bucket(s) of {:.1f} MB per step",
+                          dist.world_size, global_batch, dist.world_size, batch_size,
+                          reducer->bucket_count(), reducer->bytes_per_step() / 1e6)
+            : "");
 
-  warn_if_short_of_space(run_dir, *model);
+  if (writer) warn_if_short_of_space(run_dir, *model);
 
   TrainSummary summary;
   summary.best_val_acc = state.best_val_acc;
@@ -319,15 +423,28 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       }
       torch::Tensor loss = objective->forward(output, labels, view_logits);
       const double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value)) {
-        throw Error(fmt::format(
-            "training loss became {} at epoch {}, batch {} (global step {}); stopping. Lower "
+      const auto non_finite_loss = [&](const std::string& where) {
+        return Error(fmt::format(
+            "training loss became {} at epoch {}, batch {} (global step {}){}; stopping. Lower "
             "optim.lr or check the data; the last good checkpoint is in {}",
-            loss_value, state.epoch + 1, state.batches_done + 1, state.global_step + 1,
+            loss_value, state.epoch + 1, state.batches_done + 1, state.global_step + 1, where,
             (run_dir / "checkpoint").string()));
-      }
+      };
+      // One process stops before backward; data-parallel ranks first agree (in the gradient
+      // all-reduce) so that all of them stop at the same step.
+      if (!reducer && !std::isfinite(loss_value)) throw non_finite_loss("");
       optim.optimizer->zero_grad();
       loss.backward();
+      bool stop_now = false;
+      if (reducer) {
+        group->note_progress(fmt::format("epoch {}, step {}", state.epoch + 1, state.global_step + 1));
+        const auto any = reducer->average({std::isfinite(loss_value) ? 0 : 1,
+                                           interrupt_requested() ? 1 : 0});
+        if (any[0] > 0) throw non_finite_loss(fmt::format(" on {} of {} ranks", any[0], dist.world_size));
+        stop_now = any[1] > 0;
+      } else {
+        stop_now = interrupt_requested();
+      }
       optim.optimizer->step();
 
       const int64_t n = labels.size(0);
@@ -343,21 +460,31 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                       static_cast<double>(state.correct) / state.seen,
                       state.seen / std::max(1e-9, state.train_seconds)));
       if (hooks.on_step) hooks.on_step(state, model);
-      if (interrupt_requested()) {
-        save_checkpoint(run_dir, model, *optim.optimizer, state, objective.ptr().get());
-        fmt::print(stderr,
-                   "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
-                   "`finch train --resume {}`\n",
-                   state.epoch + 1, state.batches_done, run_dir.string());
+      if (!reducer) stop_now = interrupt_requested();  // a hook may ask too
+      if (stop_now) {
+        const TrainState total = summed_over_ranks(state, group.get());
+        if (writer) {
+          save_checkpoint(run_dir, model, *optim.optimizer, total, objective.ptr().get());
+          fmt::print(stderr,
+                     "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
+                     "`finch train --resume {}`\n",
+                     state.epoch + 1, state.batches_done, run_dir.string());
+        }
         summary.interrupted = true;
         summary.epochs_completed = state.epoch;
         return summary;
       }
       if (checkpoint_every > 0 && state.global_step % checkpoint_every == 0) {
-        save_checkpoint(run_dir, model, *optim.optimizer, state, objective.ptr().get());
+        const TrainState total = summed_over_ranks(state, group.get());
+        if (writer) save_checkpoint(run_dir, model, *optim.optimizer, total, objective.ptr().get());
       }
     }
     const double train_seconds = state.train_seconds;
+    {
+      const double seconds = state.train_seconds;
+      state = summed_over_ranks(state, group.get());  // the epoch's figures over all shards
+      state.train_seconds = seconds;
+    }
     const auto skipped =
         cached_batches ? std::vector<data::SkippedSample>{} : train_loader.skipped();
     progress.finish(
@@ -380,8 +507,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     double val_acc = -1;
     if (val_loader) {
       eval::Metrics val =
-          cached_batches ? evaluate_cached(model, val_features, data.val->class_names())
-                         : eval::evaluate(model, *val_loader, device, progress_style, "  validate");
+          cached_batches
+              ? evaluate_cached(model, val_features, data.val->class_names())
+              : eval::evaluate(model, *val_loader, device, progress_style, "  validate",
+                               {eval::Tta::kNone, nullptr, merge_over_ranks(group.get())});
       val_acc = val.top1;
       record["val_loss"] = val.loss;
       record["val_acc"] = val.top1;
@@ -393,14 +522,14 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                                {"val_source", data.val_source},
                                {"seed", seed}};
     const auto info = model_info(config, spec, classes, training);
-    models::save_model_file(summary.last_model, model, info);
+    if (writer) models::save_model_file(summary.last_model, model, info);
     // Model selection uses the validation split only; without one, the last epoch is "best".
     if (!val_loader || val_acc > state.best_val_acc) {
       state.best_val_acc = val_acc;
       state.best_epoch = state.epoch + 1;
-      models::save_model_file(summary.best_model, model, info);
+      if (writer) models::save_model_file(summary.best_model, model, info);
     }
-    fmt::print(
+    if (writer) fmt::print(
         stderr,
         "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} img/s "
         "| {}\n",
@@ -420,8 +549,10 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     next.train_seconds = 0;
     // The record goes first: a crash before the checkpoint re-runs the epoch, and resume
     // trims records of epochs the checkpoint has not reached.
-    append_line(run_dir / "metrics.jsonl", record.dump());
-    save_checkpoint(run_dir, model, *optim.optimizer, next, objective.ptr().get());
+    if (writer) {
+      append_line(run_dir / "metrics.jsonl", record.dump());
+      save_checkpoint(run_dir, model, *optim.optimizer, next, objective.ptr().get());
+    }
     state = next;
     summary.epochs_completed = state.epoch;
     summary.best_val_acc = state.best_val_acc;

@@ -29,6 +29,11 @@ struct LoaderOptions {
   /// When set, the sample order of an epoch (e.g. pk_order, whole batches of at most
   /// size() samples); replaces `shuffle`.
   std::function<std::vector<size_t>(int64_t epoch)> order;
+  /// Data-parallel sharding: this loader delivers only shard `shard_rank` of `shard_count` of
+  /// each epoch's order (shard_order), padded to equal shard lengths when `pad_shards`
+  /// (training) and each sample exactly once otherwise (evaluation).
+  int shard_rank = 0, shard_count = 1;
+  bool pad_shards = true;
 };
 
 struct Batch {
@@ -48,8 +53,10 @@ class Loader {
   Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options);
   ~Loader();
 
-  /// Number of batches in one epoch.
+  /// Number of batches in one epoch (of this loader's shard).
   int64_t num_batches() const;
+  /// Number of samples in one epoch (of this loader's shard, padding included).
+  int64_t num_samples() const;
   /// Starts epoch `epoch`, beginning at batch `first_batch` (for mid-epoch resume).
   void start_epoch(int64_t epoch, int64_t first_batch = 0);
   /// Next batch of the current epoch, or nullopt at its end. Rethrows worker errors.
@@ -63,7 +70,9 @@ class Loader {
   struct State;
   class BufferPool;
   void stop_workers();
+  std::vector<size_t> order_of(int64_t epoch) const;
   DatasetPtr dataset_;
+  int64_t epoch_samples_ = 0;  // length of every epoch's (sharded) order
   Pipeline pipeline_;
   LoaderOptions options_;
   std::unique_ptr<State> state_;
@@ -72,5 +81,12 @@ class Loader {
 
 /// The sample order of an epoch (a permutation when shuffling, identity otherwise).
 std::vector<size_t> epoch_order(size_t size, bool shuffle, uint64_t seed, int64_t epoch);
+
+/// The part of an epoch's `order` that rank `rank` of `world` takes, as torch's
+/// DistributedSampler does: with `pad`, the order is extended by its own beginning to a multiple
+/// of `world`; rank r takes positions r, r + world, r + 2 world, ... So the shards have equal
+/// lengths and the ranks' batch k (local batch b) together are exactly the one-process batch k
+/// of world x b samples. Without `pad` (evaluation) every sample is taken exactly once.
+std::vector<size_t> shard_order(const std::vector<size_t>& order, int rank, int world, bool pad);
 
 }  // namespace finch::data

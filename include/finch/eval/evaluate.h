@@ -51,6 +51,9 @@ struct EvalRecords {
 struct EvalOptions {
   Tta tta = Tta::kNone;
   EvalRecords* records = nullptr;  // filled when set
+  /// Data-parallel evaluation: called with this shard's accumulator before the metrics are
+  /// computed; merges the other ranks' shares into it (see train/distributed.h).
+  std::function<void(MetricsAccumulator&)> combine;
 };
 
 /// A batch [B, 3, H, W] (already on the model's device) -> the model's output.

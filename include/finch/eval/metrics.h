@@ -58,6 +58,14 @@ class MetricsAccumulator {
   void add(const torch::Tensor& logits, const torch::Tensor& labels);
   Metrics finish(size_t max_confused_pairs = 10) const;
 
+  /// Everything accumulated so far as one float64 vector, for merging the shards of a
+  /// data-parallel evaluation (counts are exact in float64 below 2^53).
+  torch::Tensor pack() const;
+  /// Adds another accumulator's pack() (same classes): the result is what one accumulator
+  /// fed both shares would hold (sums equal up to float64 summation order).
+  void merge_packed(const torch::Tensor& packed);
+  const std::vector<std::string>& class_names() const { return class_names_; }
+
  private:
   std::vector<std::string> class_names_;
   std::vector<std::vector<int64_t>> confusion_;

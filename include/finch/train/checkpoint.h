@@ -25,6 +25,9 @@ struct TrainState {
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
   double train_seconds = 0;
+  // The global batch (world size x per-rank batch) batches_done counts in, so that a run
+  // resumed at another world size starts at the same sample of the epoch.
+  int64_t global_batch = 0;
 
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);

@@ -34,11 +34,16 @@ struct TrainHooks {
 
 /// Trains according to `config` into `run_dir`. With `resume`, continues from the run's
 /// checkpoint (config must be the run's own config.yaml, possibly with --set changes).
+/// Under torchrun (WORLD_SIZE > 1 in the environment) it trains data-parallel with the other
+/// ranks (train/distributed.h): each rank reads its shard of every epoch, gradients are
+/// averaged, rank 0 alone writes into `run_dir` (which every rank must be able to read for a
+/// resume), and after a torchrun restart (TORCHELASTIC_RESTART_COUNT > 0) a run with a
+/// checkpoint resumes by itself.
 TrainSummary run_training(const Config& config, const std::filesystem::path& run_dir, bool resume,
                           const TrainHooks& hooks = {});
 
-/// Compute threads chosen for `threads` = 0: all cores (decoding small images is cheap);
-/// otherwise `threads`.
-int choose_threads(int threads);
+/// Compute threads chosen for `threads` = 0: the machine's cores shared among the ranks
+/// running on it (decoding small images is cheap); otherwise `threads`.
+int choose_threads(int threads, int ranks_on_this_machine = 1);
 
 }  // namespace finch::train

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <set>
 
 #include "finch/core/error.h"
@@ -170,4 +171,42 @@ TEST(Loader, MixedImageSizesAskForAResize) {
   } catch (const finch::Error& e) {
     EXPECT_NE(std::string(e.what()).find("resize"), std::string::npos) << e.what();
   }
+}
+
+// Data-parallel ranks: shard k's batch b of every rank together are the one-process batch b
+// (3 ranks x 2 = 6), with the same augmentation (it depends on the sample, not the rank).
+TEST(Loader, ShardsTogetherGiveTheOneProcessBatches) {
+  auto dataset = std::make_shared<SyntheticDataset>(21);
+  const fd::Pipeline pipeline = flip_pipeline();
+  fd::LoaderOptions one = options(2, true, 6);
+  fd::Loader whole(dataset, pipeline, one);
+  std::vector<std::unique_ptr<fd::Loader>> shards;
+  for (int r = 0; r < 3; ++r) {
+    fd::LoaderOptions o = one;
+    o.batch_size = 2;
+    o.shard_rank = r;
+    o.shard_count = 3;
+    shards.push_back(std::make_unique<fd::Loader>(dataset, pipeline, o));
+    EXPECT_EQ(shards.back()->num_samples(), 7);  // 21 / 3
+    EXPECT_EQ(shards.back()->num_batches(), whole.num_batches());
+  }
+  whole.start_epoch(2);
+  for (auto& s : shards) s->start_epoch(2);
+  while (auto batch = whole.next()) {
+    std::multiset<size_t> expected(batch->indices.begin(), batch->indices.end()), got;
+    std::vector<torch::Tensor> images;
+    for (auto& s : shards) {
+      auto part = s->next();
+      ASSERT_TRUE(part);
+      got.insert(part->indices.begin(), part->indices.end());
+      for (size_t k = 0; k < part->indices.size(); ++k) {
+        const auto at = std::find(batch->indices.begin(), batch->indices.end(), part->indices[k]);
+        ASSERT_NE(at, batch->indices.end());
+        EXPECT_TRUE(part->images[static_cast<int64_t>(k)].equal(
+            batch->images[static_cast<int64_t>(at - batch->indices.begin())]));
+      }
+    }
+    EXPECT_EQ(got, expected);
+  }
+  for (auto& s : shards) EXPECT_FALSE(s->next());
 }
