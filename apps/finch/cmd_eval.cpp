@@ -25,6 +25,7 @@
 #include "finch/io/image.h"
 #include "finch/models/inference.h"
 #include "finch/models/model_file.h"
+#include "finch/train/distributed.h"
 #include "finch/train/trainer.h"
 
 namespace finch::cli {
@@ -156,7 +157,8 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
 }
 
 void run(const EvalArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(
+      train::choose_threads(args.threads, train::DistEnv::from_environment().local_world_size));
   eval::SessionOptions session_options;
   session_options.dtype = models::parse_inference_dtype(args.dtype);
   eval::InferenceSession session(args.model, session_options);
@@ -172,7 +174,20 @@ void run(const EvalArgs& args) {
   if (args.protocol != "classification") return run_open_world(args, session);
   if (!args.class_split.empty())
     throw Error("--class-split applies to --protocol retrieval or fewshot");
+  // Under torchrun each rank evaluates its shard; rank 0 prints and writes the merged metrics.
+  const train::DistEnv dist = train::DistEnv::from_environment();
+  std::shared_ptr<train::ProcessGroup> group;
+  if (dist.distributed()) {
+    if (args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty())
+      throw Error(
+          "under torchrun finch eval computes the metrics only; run --confused-examples, "
+          "--save-embeddings and --tsne on one process");
+    group = train::ProcessGroup::connect(dist, std::chrono::minutes(3));
+  }
   eval::SplitEvalOptions options;
+  options.shard_rank = dist.rank;
+  options.shard_count = dist.world_size;
+  options.combine = train::merge_metrics_over_ranks(group.get());
   options.split = args.data.split;
   options.batch_size = args.batch_size;
   options.workers = args.workers;
@@ -186,6 +201,7 @@ void run(const EvalArgs& args) {
   const eval::EvalRecords& records = result.records;
   const data::DatasetPtr& dataset = result.dataset;
   const auto& skipped = result.skipped;
+  if (dist.rank != 0) return;  // rank 0 reports for the job
   if (!args.confusion_csv.empty())
     write_file_atomic(args.confusion_csv, eval::confusion_csv(metrics));
   if (!args.reliability.empty())

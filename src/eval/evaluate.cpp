@@ -194,11 +194,15 @@ SplitEvaluation evaluate_split(InferenceSession& session, const Config& config,
   data::LoaderOptions loader_options;
   loader_options.batch_size = options.batch_size;
   loader_options.workers = options.workers;
+  loader_options.shard_rank = options.shard_rank;
+  loader_options.shard_count = options.shard_count;
+  loader_options.pad_shards = false;
   data::Loader loader(out.dataset, tta_pipeline(session.info().preprocess, options.tta),
                       loader_options);
   EvalOptions eval_options;
   eval_options.tta = options.tta;
   if (options.records) eval_options.records = &out.records;
+  eval_options.combine = options.combine;
   out.metrics = evaluate([&session](const torch::Tensor& x) { return session.forward_model(x); },
                          loader, torch::kCPU, options.progress, "eval", eval_options);
   out.skipped = loader.skipped();

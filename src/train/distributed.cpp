@@ -11,6 +11,7 @@
 #include <string>
 
 #include "finch/core/error.h"
+#include "finch/eval/metrics.h"
 
 namespace finch::train {
 
@@ -149,13 +150,15 @@ std::shared_ptr<ProcessGroup> ProcessGroup::connect(const DistEnv& env,
       impl->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
     }
     auto group_options = c10d::ProcessGroupGloo::Options::create(timeout);
-    // The interface that reaches MASTER_ADDR's network: loopback for one machine, the real one
-    // across machines (gloo resolves our own hostname when MASTER_ADDR is not loopback).
+    // The interface the ranks talk over: GLOO_SOCKET_IFNAME when set (as in PyTorch), loopback
+    // when rank 0 is on this machine's loopback, else the interface of this host's name.
+    const std::string interface = env_string("GLOO_SOCKET_IFNAME", "");
     const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost" ||
                           env.master_addr == "::1";
     group_options->devices.push_back(
-        loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                 : c10d::ProcessGroupGloo::createDefaultDevice());
+        !interface.empty() ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+        : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                           : c10d::ProcessGroupGloo::createDefaultDevice());
     impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
         c10::make_intrusive<c10d::PrefixStore>("finch/gloo", impl->store), env.rank,
         env.world_size, group_options);
@@ -349,6 +352,15 @@ std::vector<int64_t> GradientReducer::average(const std::vector<int64_t>& extra)
   }
   seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
   return std::vector<int64_t>(f + n, f + n + extra.size());
+}
+
+std::function<void(eval::MetricsAccumulator&)> merge_metrics_over_ranks(ProcessGroup* group) {
+  if (!group) return {};
+  return [group](eval::MetricsAccumulator& metrics) {
+    auto shares = group->all_gather_varying(metrics.pack(), "gathering the metrics of every shard");
+    metrics = eval::MetricsAccumulator(metrics.class_names());  // own share is among `shares`
+    for (const auto& share : shares) metrics.merge_packed(share);
+  };
 }
 
 }  // namespace finch::train

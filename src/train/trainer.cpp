@@ -157,16 +157,6 @@ TrainState summed_over_ranks(const TrainState& state, ProcessGroup* group) {
   return total;
 }
 
-// Every rank's validation share merged into one accumulator, in rank order.
-std::function<void(eval::MetricsAccumulator&)> merge_over_ranks(ProcessGroup* group) {
-  if (!group) return {};
-  return [group](eval::MetricsAccumulator& metrics) {
-    auto shares = group->all_gather_varying(metrics.pack(), "gathering validation metrics");
-    metrics = eval::MetricsAccumulator(metrics.class_names());  // own share is among `shares`
-    for (const auto& share : shares) metrics.merge_packed(share);
-  };
-}
-
 // Identity of what a rank is about to train, compared across ranks at the start.
 std::string training_fingerprint(const Config& config, const data::Dataset& train,
                                  const torch::nn::Module& model) {
@@ -510,7 +500,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
           cached_batches
               ? evaluate_cached(model, val_features, data.val->class_names())
               : eval::evaluate(model, *val_loader, device, progress_style, "  validate",
-                               {eval::Tta::kNone, nullptr, merge_over_ranks(group.get())});
+                               {eval::Tta::kNone, nullptr, merge_metrics_over_ranks(group.get())});
       val_acc = val.top1;
       record["val_loss"] = val.loss;
       record["val_acc"] = val.top1;

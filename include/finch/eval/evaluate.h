@@ -89,6 +89,10 @@ struct SplitEvalOptions {
   Tta tta = Tta::kNone;
   bool records = false;  // fill SplitEvaluation::records (embeddings, predictions)
   ProgressStyle progress = ProgressStyle::kAuto;
+  /// Data-parallel evaluation: this process evaluates shard `shard_rank` of `shard_count`
+  /// (each image once) and `combine` merges the shards' metrics (EvalOptions::combine).
+  int shard_rank = 0, shard_count = 1;
+  std::function<void(MetricsAccumulator&)> combine;
 };
 
 struct SplitEvaluation {

@@ -14,9 +14,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+namespace finch::eval {
+class MetricsAccumulator;  // eval/metrics.h
+}
 
 namespace finch::train {
 
@@ -111,5 +116,9 @@ class GradientReducer {
   int64_t bytes_per_step_ = 0;
   double seconds_ = 0;
 };
+
+/// For EvalOptions::combine: replaces a rank's accumulator by every rank's shares merged in
+/// rank order (all ranks end with the same metrics). Empty (no merging) without a group.
+std::function<void(eval::MetricsAccumulator&)> merge_metrics_over_ranks(ProcessGroup* group);
 
 }  // namespace finch::train
