@@ -384,6 +384,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                       progress_style);
     auto train_start = Clock::now();
     const double seconds_before = state.train_seconds;
+    const double allreduce_seconds_before = reducer ? reducer->seconds() : 0;
+    const int64_t first_step = state.global_step;
     while (state.batches_done < steps_per_epoch) {
       torch::Tensor inputs, labels;
       if (cached_batches) {
@@ -494,6 +496,14 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
         {"lr", current_lr(optim)},
         {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
         {"skipped", skipped.size()}};
+    if (reducer && state.global_step > first_step) {
+      // What data parallelism costs: rank 0's time in the gradient all-reduce per step.
+      const double steps = static_cast<double>(state.global_step - first_step);
+      record["world_size"] = dist.world_size;
+      record["allreduce_ms_per_step"] =
+          1e3 * (reducer->seconds() - allreduce_seconds_before) / steps;
+      record["allreduce_mb_per_step"] = reducer->bytes_per_step() / 1e6;
+    }
     double val_acc = -1;
     if (val_loader) {
       eval::Metrics val =

@@ -108,4 +108,15 @@ struct SearchBenchOptions {
 /// the gallery's memory and the process's peak RSS.
 nlohmann::json bench_search(const SearchBenchOptions& options);
 
+struct AllReduceBenchOptions {
+  int64_t max_mb = 64;     // sizes 4 KB, 16 KB, ... up to this many MB (x4 steps)
+  int64_t repeats = 10;    // timed all-reduces per size (median reported)
+  int64_t timeout_s = 120;
+};
+/// Run under torchrun (every rank): the time of one float32 sum all-reduce over the job's
+/// ranks per message size, as the gradient reducer uses it. Rank 0's JSON has per size the
+/// median ms, algorithmic bandwidth (bytes / time) and bus bandwidth (x 2 (W - 1) / W, the
+/// bytes each rank's link carries in a ring, as nccl-tests define it); other ranks return null.
+nlohmann::json bench_allreduce(const AllReduceBenchOptions& options);
+
 }  // namespace finch::bench
