@@ -43,7 +43,7 @@ train() {  # name, then finch train arguments
   local start=$(date +%s.%N)
   "$@" --config $RECIPE --out "$OUT/$name" --set train.epochs="$EPOCHS" --set train.progress=none \
     2>&1 | tail -n 3
-  echo "$(date +%s.%N) - $start" | bc > "$OUT/$name.wall_s"
+  $PY -c "print($(date +%s.%N) - $start)" > "$OUT/$name.wall_s"
   "$FINCH" eval --model "$OUT/$name/best.safetensors" --dataset idx --root $DATA --split test \
     --json > "$OUT/$name.test.json"
 }

@@ -129,3 +129,18 @@ TEST(Bench, Percentile) {
   EXPECT_DOUBLE_EQ(finch::bench::percentile({5, 1}, 100), 5);
   EXPECT_GT(finch::bench::peak_rss_mib(), 1.0);
 }
+
+// oneDNN 2.6's NHWC 1x1 backward-data kernel writes past the input gradient of convolutions
+// narrower than a SIMD register (valgrind found it on a width-4 ResNet-20): such models must
+// stay NCHW; every torchvision-width model may go channels-last.
+TEST(Inference, ChannelsLastOnlyForConvolutionsOfWholeSimdWidths) {
+  auto resnet20 = [](int64_t width) {
+    fm::ModelSpec spec = spec_of("resnet20", 3);
+    spec["width"] = width;
+    return fm::build_classifier(spec);
+  };
+  EXPECT_FALSE(fm::channels_last_is_safe(*resnet20(4)));
+  EXPECT_FALSE(fm::channels_last_is_safe(*resnet20(8)));
+  EXPECT_TRUE(fm::channels_last_is_safe(*resnet20(16)));  // the image's 3 channels are exempt
+  EXPECT_TRUE(fm::channels_last_is_safe(*fm::build_classifier(spec_of("resnet50", 10))));
+}

@@ -186,8 +186,10 @@ TEST(GradientReducer, TwoRanksEqualOneProcessOnTheGlobalBatch) {
   train(reference, global_batch, nullptr, 0, 1);
 
   std::vector<std::vector<torch::Tensor>> results(2);
+  // Built here: torch's default generator is shared by the rank threads.
+  std::vector<torch::nn::Sequential> nets{tiny_net(), tiny_net()};
   run_ranks(2, [&](ProcessGroup& g) {
-    auto net = tiny_net();
+    auto net = nets[g.rank()];
     // A different start on rank 1: the reducer's users broadcast rank 0's weights first.
     if (g.rank() == 1) {
       torch::NoGradGuard no_grad;
