@@ -192,21 +192,20 @@ void add_bench_command(CLI::App& app) {
 
   auto allreduce = std::make_shared<bench::AllReduceBenchOptions>();
   auto* rcmd = bench->add_subcommand(
-      "allreduce",
-      "Under torchrun: time of one gradient all-reduce vs message size (c10d Gloo)");
+      "allreduce", "Under torchrun: time of one gradient all-reduce vs message size (c10d Gloo)");
   add_count_option(*rcmd, "--max-mb", allreduce->max_mb, "Largest message in MB", 1, 4096);
-  add_count_option(*rcmd, "--repeats", allreduce->repeats, "Timed all-reduces per size", 1,
-                   100000);
+  add_count_option(*rcmd, "--repeats", allreduce->repeats, "Timed all-reduces per size", 1, 100000);
   add_output(
       rcmd, [allreduce] { return bench::bench_allreduce(*allreduce); },
       [](const nlohmann::json& r) {
-        std::string text = fmt::format("all-reduce over {} ranks (load {:.2f}):\n",
-                                       r["world_size"].get<int>(), r["load_avg_1min"].get<double>());
+        std::string text =
+            fmt::format("all-reduce over {} ranks (load {:.2f}):\n", r["world_size"].get<int>(),
+                        r["load_avg_1min"].get<double>());
         for (const auto& row : r["rows"])
-          text += fmt::format("  {:>10} bytes  {:9.3f} ms  algbw {:6.2f} GB/s  busbw {:6.2f} GB/s\n",
-                              row["bytes"].get<int64_t>(), row["median_ms"].get<double>(),
-                              row["algbw_gb_per_s"].get<double>(),
-                              row["busbw_gb_per_s"].get<double>());
+          text +=
+              fmt::format("  {:>10} bytes  {:9.3f} ms  algbw {:6.2f} GB/s  busbw {:6.2f} GB/s\n",
+                          row["bytes"].get<int64_t>(), row["median_ms"].get<double>(),
+                          row["algbw_gb_per_s"].get<double>(), row["busbw_gb_per_s"].get<double>());
         return text;
       });
 }

@@ -55,8 +55,8 @@ int spawn_local_ranks(const TrainArgs& args) {
   if (!args.resume_dir.empty()) argv.insert(argv.end(), {"--resume", args.resume_dir});
   for (const auto& o : args.overrides) argv.insert(argv.end(), {"--set", o});
   const int port = free_loopback_port();
-  fmt::print(stderr, "finch train --nproc {}: {} ranks on 127.0.0.1:{}\n", args.nproc,
-             args.nproc, port);
+  fmt::print(stderr, "finch train --nproc {}: {} ranks on 127.0.0.1:{}\n", args.nproc, args.nproc,
+             port);
   std::vector<pid_t> children;
   for (int rank = 0; rank < args.nproc; ++rank) {
     const pid_t pid = ::fork();

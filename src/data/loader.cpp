@@ -103,7 +103,8 @@ std::vector<size_t> shard_order(const std::vector<size_t>& order, int rank, int 
   shard.reserve(padded / w + 1);
   // Padding repeats the order from its beginning (several times when it is shorter than the
   // world, as DistributedSampler does).
-  for (size_t k = static_cast<size_t>(rank); k < padded && n > 0; k += w) shard.push_back(order[k % n]);
+  for (size_t k = static_cast<size_t>(rank); k < padded && n > 0; k += w)
+    shard.push_back(order[k % n]);
   return shard;
 }
 

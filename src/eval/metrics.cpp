@@ -95,8 +95,8 @@ void MetricsAccumulator::merge_packed(const torch::Tensor& packed) {
               "packed metrics of ", n, " classes expected, got ", t.sizes());
   const double* v = t.data_ptr<double>();
   const auto samples = static_cast<int64_t>(v[0]);
-  TORCH_CHECK(t.size(0) == header + 2 * samples, "packed metrics: ", samples,
-              " samples but ", (t.size(0) - header) / 2, " per-sample records");
+  TORCH_CHECK(t.size(0) == header + 2 * samples, "packed metrics: ", samples, " samples but ",
+              (t.size(0) - header) / 2, " per-sample records");
   samples_ += samples;
   top5_correct_ += static_cast<int64_t>(v[1]);
   loss_sum_ += v[2];

@@ -2,13 +2,13 @@
 #include "finch/train/distributed.h"
 
 #include <fmt/format.h>
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <cstdlib>
 #include <string>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "finch/core/error.h"
 #include "finch/eval/metrics.h"
@@ -160,8 +160,8 @@ std::shared_ptr<ProcessGroup> ProcessGroup::connect(const DistEnv& env,
         : loopback         ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                            : c10d::ProcessGroupGloo::createDefaultDevice());
     impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
-        c10::make_intrusive<c10d::PrefixStore>("finch/gloo", impl->store), env.rank,
-        env.world_size, group_options);
+        c10::make_intrusive<c10d::PrefixStore>("finch/gloo", impl->store), env.rank, env.world_size,
+        group_options);
   } catch (const std::exception& e) {
     throw Error(fmt::format(
         "rank {} of {} could not join the job through the store at {} within {} s: {}. Check "
@@ -174,25 +174,42 @@ std::shared_ptr<ProcessGroup> ProcessGroup::connect(const DistEnv& env,
 int ProcessGroup::rank() const { return impl_->env.rank; }
 int ProcessGroup::size() const { return impl_->env.world_size; }
 
+namespace {
+// Gloo works on dense row-major memory; channels-last weights (and any other strided tensor)
+// travel through a contiguous copy that is written back.
+template <typename Collective>
+void on_contiguous(torch::Tensor& tensor, Collective&& collective) {
+  if (tensor.is_contiguous()) {
+    std::vector<at::Tensor> one{tensor};
+    collective(one);
+    return;
+  }
+  std::vector<at::Tensor> one{tensor.contiguous()};
+  collective(one);
+  torch::NoGradGuard no_grad;
+  tensor.copy_(one[0]);
+}
+}  // namespace
+
 void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int root,
                              const std::string& what) {
   impl_->guarded(what, [&] {
     c10d::BroadcastOptions options;
     options.rootRank = root;
-    for (auto& tensor : tensors) {
-      std::vector<at::Tensor> one{tensor};
-      impl_->group->broadcast(one, options)->wait(impl_->timeout);
-    }
+    for (auto& tensor : tensors)
+      on_contiguous(tensor, [&](std::vector<at::Tensor>& one) {
+        impl_->group->broadcast(one, options)->wait(impl_->timeout);
+      });
     return 0;
   });
 }
 
 void ProcessGroup::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
   impl_->guarded(what, [&] {
-    for (auto& tensor : tensors) {
-      std::vector<at::Tensor> one{tensor};
-      impl_->group->allreduce(one)->wait(impl_->timeout);
-    }
+    for (auto& tensor : tensors)
+      on_contiguous(tensor, [&](std::vector<at::Tensor>& one) {
+        impl_->group->allreduce(one)->wait(impl_->timeout);
+      });
     return 0;
   });
 }
@@ -212,6 +229,7 @@ class GlooPending : public ProcessGroup::Pending {
 
 std::unique_ptr<ProcessGroup::Pending> ProcessGroup::all_reduce_sum_async(torch::Tensor tensor,
                                                                           const std::string& what) {
+  TORCH_CHECK(tensor.is_contiguous(), "all_reduce_sum_async needs a contiguous tensor");
   return impl_->guarded(what, [&] {
     std::vector<at::Tensor> one{tensor};
     auto work = impl_->group->allreduce(one);
@@ -265,10 +283,10 @@ void ProcessGroup::require_same(const std::string& what, const std::string& valu
     impl_->group->allreduce(flags)->wait(impl_->timeout);
     for (int r = 0; r < size(); ++r) {
       if (flags[0][r].item<int64_t>() != 0)
-        throw Error(fmt::format(
-            "rank {} has a different {} than rank 0; start every rank with the same "
-            "configuration, data and finch version",
-            r, what));
+        throw Error(
+            fmt::format("rank {} has a different {} than rank 0; start every rank with the same "
+                        "configuration, data and finch version",
+                        r, what));
     }
     return 0;
   });
@@ -283,73 +301,122 @@ void ProcessGroup::note_progress(const std::string& where) {
 }
 
 GradientReducer::GradientReducer(std::shared_ptr<ProcessGroup> group,
-                                 std::vector<torch::Tensor> parameters, int64_t bucket_bytes)
-    : group_(std::move(group)) {
+                                 std::vector<torch::Tensor> parameters, int64_t bucket_bytes,
+                                 bool overlap)
+    : group_(std::move(group)), overlap_(overlap) {
   for (auto& p : parameters)
     if (p.requires_grad()) parameters_.push_back(p);
+  bucket_of_.resize(parameters_.size());
+  offset_of_.resize(parameters_.size());
   // Reverse registration order: backward produces the last layers' gradients first.
-  int64_t filled = 0;
+  int64_t filled = 0, elements = 0;
   for (size_t k = parameters_.size(); k-- > 0;) {
     const auto& p = parameters_[k];
-    const int64_t bytes = p.numel() * static_cast<int64_t>(sizeof(float));
-    bool same_kind = !buckets_.empty() &&
-                     parameters_[buckets_.back().front()].scalar_type() == p.scalar_type() &&
-                     parameters_[buckets_.back().front()].device() == p.device();
+    const int64_t bytes = p.numel() * p.element_size();
+    const bool same_kind = !buckets_.empty() &&
+                           parameters_[buckets_.back().front()].scalar_type() == p.scalar_type() &&
+                           parameters_[buckets_.back().front()].device() == p.device();
     if (buckets_.empty() || !same_kind || filled + bytes > bucket_bytes) {
+      if (!buckets_.empty())
+        flats_.push_back(torch::zeros({elements}, parameters_[buckets_.back().front()].options()));
       buckets_.emplace_back();
-      filled = 0;
+      filled = elements = 0;
     }
+    bucket_of_[k] = buckets_.size() - 1;
+    offset_of_[k] = elements;
     buckets_.back().push_back(k);
     filled += bytes;
-    bytes_per_step_ += p.numel() * p.element_size();
+    elements += p.numel();
+    bytes_per_step_ += bytes;
+  }
+  if (!buckets_.empty())
+    flats_.push_back(torch::zeros({elements}, parameters_[buckets_.back().front()].options()));
+  for (auto& flat : flats_) flat.set_requires_grad(false);
+  received_.assign(parameters_.size(), 0);
+  received_in_bucket_.assign(buckets_.size(), 0);
+  pending_.resize(buckets_.size());
+  if (overlap_) {
+    for (size_t k = 0; k < parameters_.size(); ++k)
+      hooks_.push_back(parameters_[k].register_hook([this, k](torch::Tensor grad) {
+        on_gradient(k, grad);
+        return grad;
+      }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t k = 0; k < hooks_.size(); ++k) parameters_[k].remove_hook(hooks_[k]);
+}
+
+void GradientReducer::on_gradient(size_t k, const torch::Tensor& grad) {
+  TORCH_CHECK(!received_[k],
+              "a parameter received two gradients in one backward; data-parallel training "
+              "needs each parameter used once per step");
+  torch::NoGradGuard no_grad;
+  const size_t b = bucket_of_[k];
+  flats_[b].slice(0, offset_of_[k], offset_of_[k] + grad.numel()).view(grad.sizes()).copy_(grad);
+  received_[k] = 1;
+  ++received_in_bucket_[b];
+  launch_ready_buckets(false);
+}
+
+// Buckets start strictly in index order, so that every rank issues the same collectives in the
+// same sequence. `all`: start the rest too (after backward), zeros standing in for gradients
+// this rank did not produce.
+void GradientReducer::launch_ready_buckets(bool all) {
+  while (next_bucket_ < buckets_.size() &&
+         (all || received_in_bucket_[next_bucket_] == buckets_[next_bucket_].size())) {
+    const size_t b = next_bucket_++;
+    pending_[b] = group_->all_reduce_sum_async(flats_[b], "the gradient all-reduce");
   }
 }
 
 std::vector<int64_t> GradientReducer::average(const std::vector<int64_t>& extra) {
   const auto start = Clock::now();
   const int world = group_->size();
-  // Which gradients exist anywhere (unused parameters) and the callers' flags: one small
-  // all-reduce.
+  torch::NoGradGuard no_grad;
   const size_t n = parameters_.size();
+  std::vector<char> have(n);
+  for (size_t k = 0; k < n; ++k)
+    have[k] = overlap_ ? received_[k] : parameters_[k].grad().defined();
+  // Pack what backward produced (without overlap: all of it now; with overlap: the hooks did,
+  // and the buckets not yet started get zeros for the missing gradients), then start the rest.
+  for (size_t b = next_bucket_; b < buckets_.size(); ++b) {
+    for (size_t k : buckets_[b]) {
+      auto slot = flats_[b].slice(0, offset_of_[k], offset_of_[k] + parameters_[k].numel());
+      if (!have[k])
+        slot.zero_();
+      else if (!overlap_)
+        slot.view(parameters_[k].sizes()).copy_(parameters_[k].grad());
+    }
+  }
+  launch_ready_buckets(true);
+  // Which gradients exist anywhere (unused parameters) and the callers' flags: one small
+  // all-reduce, issued after the buckets on every rank.
   torch::Tensor flags = torch::zeros({static_cast<int64_t>(n + extra.size())}, torch::kInt64);
   auto* f = flags.data_ptr<int64_t>();
-  for (size_t k = 0; k < n; ++k) f[k] = parameters_[k].grad().defined() ? 1 : 0;
+  for (size_t k = 0; k < n; ++k) f[k] = have[k];
   for (size_t k = 0; k < extra.size(); ++k) f[n + k] = extra[k];
   std::vector<torch::Tensor> flag_list{flags};
   group_->all_reduce_sum(flag_list, "the gradient all-reduce");
   f = flags.data_ptr<int64_t>();
-
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> flats;
-  std::vector<std::unique_ptr<ProcessGroup::Pending>> pending;
-  for (const auto& bucket : buckets_) {
-    std::vector<torch::Tensor> pieces;
-    for (size_t k : bucket) {
+  for (auto& p : pending_) {
+    if (p) p->wait();
+    p.reset();
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    flats_[b].div_(world);
+    for (size_t k : buckets_[b]) {
       if (f[k] == 0) continue;  // no rank has it: stays undefined, like in one process
       auto& p = parameters_[k];
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      pieces.push_back(p.grad().reshape({-1}));
-    }
-    if (pieces.empty()) {
-      flats.emplace_back();
-      continue;
-    }
-    flats.push_back(torch::cat(pieces));
-    pending.push_back(group_->all_reduce_sum_async(flats.back(), "the gradient all-reduce"));
-  }
-  for (auto& p : pending) p->wait();
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    if (!flats[b].defined()) continue;
-    flats[b].div_(world);
-    int64_t offset = 0;
-    for (size_t k : buckets_[b]) {
-      if (f[k] == 0) continue;
-      auto& grad = parameters_[k].mutable_grad();
-      const int64_t n = grad.numel();
-      grad.copy_(flats[b].slice(0, offset, offset + n).view_as(grad));
-      offset += n;
+      const auto slot = flats_[b].slice(0, offset_of_[k], offset_of_[k] + p.numel());
+      p.mutable_grad().copy_(slot.view(p.sizes()));
     }
   }
+  std::fill(received_.begin(), received_.end(), 0);
+  std::fill(received_in_bucket_.begin(), received_in_bucket_.end(), 0);
+  next_bucket_ = 0;
   seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
   return std::vector<int64_t>(f + n, f + n + extra.size());
 }

@@ -191,7 +191,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
              : ProgressStyle::kNone;
   if (!resume && dist.restart_count > 0 && fs::exists(run_dir / "checkpoint" / "state.json")) {
     resume = true;  // torchrun restarted the job after a failure: continue, do not start over
-    if (writer) fmt::print(stderr, "restart {}: resuming from the run's checkpoint\n", dist.restart_count);
+    if (writer)
+      fmt::print(stderr, "restart {}: resuming from the run's checkpoint\n", dist.restart_count);
   }
 
   if (writer) {
@@ -256,8 +257,8 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     channels_last = false;
     if (writer)
       fmt::print(stderr,
-               "note: training in NCHW: the model has convolutions whose channel counts are not "
-               "multiples of 16, where oneDNN's channels-last kernels are unsafe\n");
+                 "note: training in NCHW: the model has convolutions whose channel counts are not "
+                 "multiples of 16, where oneDNN's channels-last kernels are unsafe\n");
   }
   if (channels_last) models::convert_to_channels_last(*model);
   OptimizerBundle optim = build_optimizer(config, model);
@@ -307,8 +308,9 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     group->broadcast(tensors, 0, "broadcasting rank 0's weights");
     std::vector<torch::Tensor> trained = model->parameters();
     for (const auto& p : objective->parameters()) trained.push_back(p);
-    reducer = std::make_unique<GradientReducer>(
-        group, trained, config.get<int64_t>("train.dist_bucket_mb") << 20);
+    reducer = std::make_unique<GradientReducer>(group, trained,
+                                                config.get<int64_t>("train.dist_bucket_mb") << 20,
+                                                config.get<bool>("train.dist_overlap"));
   }
 
   // Cached features: the frozen backbone's embeddings of train and val, computed once per run
@@ -345,23 +347,24 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
   const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
 
-  if (writer) fmt::print(
-      stderr,
-      "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
-      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}{}\n",
-      kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
-      classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
-      [&] {
-        int64_t n = 0;
-        for (const auto& p : model->parameters()) n += p.numel();
-        return n / 1e6;
-      }(),
-      freeze.description, threads, config.get<int>("data.workers"), device.str(),
-      group ? fmt::format("; data parallel over {} ranks: global batch {} ({} x {}), {} gradient "
-                          "bucket(s) of {:.1f} MB per step",
-                          dist.world_size, global_batch, dist.world_size, batch_size,
-                          reducer->bucket_count(), reducer->bytes_per_step() / 1e6)
-            : "");
+  if (writer)
+    fmt::print(
+        stderr,
+        "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
+        "parameters, frozen: {}); {} compute threads, {} loader workers, device {}{}\n",
+        kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
+        classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
+        [&] {
+          int64_t n = 0;
+          for (const auto& p : model->parameters()) n += p.numel();
+          return n / 1e6;
+        }(),
+        freeze.description, threads, config.get<int>("data.workers"), device.str(),
+        group ? fmt::format("; data parallel over {} ranks: global batch {} ({} x {}), {} gradient "
+                            "bucket(s) of {:.1f} MB per step",
+                            dist.world_size, global_batch, dist.world_size, batch_size,
+                            reducer->bucket_count(), reducer->bytes_per_step() / 1e6)
+              : "");
 
   if (writer) warn_if_short_of_space(run_dir, *model);
 
@@ -429,10 +432,12 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       loss.backward();
       bool stop_now = false;
       if (reducer) {
-        group->note_progress(fmt::format("epoch {}, step {}", state.epoch + 1, state.global_step + 1));
-        const auto any = reducer->average({std::isfinite(loss_value) ? 0 : 1,
-                                           interrupt_requested() ? 1 : 0});
-        if (any[0] > 0) throw non_finite_loss(fmt::format(" on {} of {} ranks", any[0], dist.world_size));
+        group->note_progress(
+            fmt::format("epoch {}, step {}", state.epoch + 1, state.global_step + 1));
+        const auto any =
+            reducer->average({std::isfinite(loss_value) ? 0 : 1, interrupt_requested() ? 1 : 0});
+        if (any[0] > 0)
+          throw non_finite_loss(fmt::format(" on {} of {} ranks", any[0], dist.world_size));
         stop_now = any[1] > 0;
       } else {
         stop_now = interrupt_requested();
@@ -529,16 +534,18 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
       state.best_epoch = state.epoch + 1;
       if (writer) models::save_model_file(summary.best_model, model, info);
     }
-    if (writer) fmt::print(
-        stderr,
-        "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} img/s "
-        "| {}\n",
-        state.epoch + 1, epochs, record["train_loss"].get<double>(),
-        record["train_acc"].get<double>(),
-        record["val_loss"].is_null() ? "-"
-                                     : fmt::format("{:.4f}", record["val_loss"].get<double>()),
-        record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(optim),
-        record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
+    if (writer)
+      fmt::print(
+          stderr,
+          "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} "
+          "img/s "
+          "| {}\n",
+          state.epoch + 1, epochs, record["train_loss"].get<double>(),
+          record["train_acc"].get<double>(),
+          record["val_loss"].is_null() ? "-"
+                                       : fmt::format("{:.4f}", record["val_loss"].get<double>()),
+          record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(optim),
+          record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
 
     // Epoch done: reset the running sums and checkpoint at the start of the next epoch.
     TrainState next = state;

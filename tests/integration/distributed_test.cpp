@@ -56,7 +56,8 @@ TEST_F(DistributedTest, TwoRanksEqualOneProcessOnTheGlobalBatch) {
   EXPECT_CONTAINS(parallel.output, "data parallel over 2 ranks: global batch 8 (2 x 4)");
   // Rank 0 alone reports and writes.
   size_t reports = 0;
-  for (size_t at = 0; (at = parallel.output.find("trained 3 epochs", at)) != std::string::npos; ++at)
+  for (size_t at = 0; (at = parallel.output.find("trained 3 epochs", at)) != std::string::npos;
+       ++at)
     ++reports;
   EXPECT_EQ(reports, 1u) << parallel.output;
 
@@ -66,8 +67,8 @@ TEST_F(DistributedTest, TwoRanksEqualOneProcessOnTheGlobalBatch) {
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].first, b[i].first);
     // float32: a mean of two half-batch means vs one mean differ by rounding only.
-    EXPECT_TRUE(torch::allclose(a[i].second.to(torch::kDouble), b[i].second.to(torch::kDouble),
-                                0, 1e-6))
+    EXPECT_TRUE(
+        torch::allclose(a[i].second.to(torch::kDouble), b[i].second.to(torch::kDouble), 0, 1e-6))
         << a[i].first;
   }
   // Sharded validation merged over ranks counts every image once: the same figures.
@@ -117,16 +118,19 @@ TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {
 // where each rank was, exits non-zero, and the run folder resumes on one process.
 TEST_F(DistributedTest, AKilledRankStopsTheOtherAndTheRunResumesOnOneProcess) {
   const fs::path run = dir() / "killed";
-  const std::string env = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ";
+  const std::string env =
+      "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ";
   const std::string train = cli() + " train --config " + recipe() + " --out " + run.string() +
                             " --set train.epochs=400 --set train.dist_timeout_s=60";
   // The kill waits for the first checkpoint (a deterministic trigger, not a sleep).
   auto result = run_command(
-      "exec 2>&1; port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
-      "print(s.getsockname()[1])'); cd " + dir().string() + " && " +
-      env + "RANK=1 LOCAL_RANK=1 " + train + " > rank1.log 2>&1 & p1=$!; " +
-      env + "RANK=0 LOCAL_RANK=0 " + train + " > rank0.log 2>&1 & p0=$!; " +
-      "while [ ! -f " + (run / "checkpoint" / "state.json").string() +
+      "exec 2>&1; port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); "
+      "s.bind((\"127.0.0.1\", 0)); "
+      "print(s.getsockname()[1])'); cd " +
+      dir().string() + " && " + env + "RANK=1 LOCAL_RANK=1 " + train +
+      " > rank1.log 2>&1 & p1=$!; " + env + "RANK=0 LOCAL_RANK=0 " + train +
+      " > rank0.log 2>&1 & p0=$!; " + "while [ ! -f " +
+      (run / "checkpoint" / "state.json").string() +
       " ] && kill -0 $p0 2>/dev/null; do sleep 0.05; done; kill -9 $p1; wait $p0; "
       "echo rank0-exit=$?; cat rank0.log");
   EXPECT_CONTAINS(result.output, "rank0-exit=1");
@@ -147,10 +151,12 @@ TEST_F(DistributedTest, AKilledRankStopsTheOtherAndTheRunResumesOnOneProcess) {
 
 TEST_F(DistributedTest, RanksWithDifferentRecipesAreRefused) {
   const fs::path run = dir() / "differ";
-  const std::string env = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ";
+  const std::string env =
+      "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ";
   const std::string train = cli() + " train --config " + recipe() + " --out " + run.string();
   auto result = run_command(
-      "exec 2>&1; port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+      "exec 2>&1; port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); "
+      "s.bind((\"127.0.0.1\", 0)); "
       "print(s.getsockname()[1])'); " +
       env + "RANK=1 LOCAL_RANK=1 " + train + " --set optim.lr=0.5 > /dev/null 2>&1 & " + env +
       "RANK=0 LOCAL_RANK=0 " + train + "; echo exit=$?; wait");

@@ -109,8 +109,8 @@ struct SearchBenchOptions {
 nlohmann::json bench_search(const SearchBenchOptions& options);
 
 struct AllReduceBenchOptions {
-  int64_t max_mb = 64;     // sizes 4 KB, 16 KB, ... up to this many MB (x4 steps)
-  int64_t repeats = 10;    // timed all-reduces per size (median reported)
+  int64_t max_mb = 64;   // sizes 4 KB, 16 KB, ... up to this many MB (x4 steps)
+  int64_t repeats = 10;  // timed all-reduces per size (median reported)
   int64_t timeout_s = 120;
 };
 /// Run under torchrun (every rank): the time of one float32 sum all-reduce over the job's

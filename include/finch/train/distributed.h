@@ -50,7 +50,8 @@ class ProcessGroup {
  public:
   /// Connects to the job described by `env` (blocks until every rank has joined, at most
   /// `timeout`). `timeout` also bounds every later collective.
-  static std::shared_ptr<ProcessGroup> connect(const DistEnv& env, std::chrono::milliseconds timeout);
+  static std::shared_ptr<ProcessGroup> connect(const DistEnv& env,
+                                               std::chrono::milliseconds timeout);
   ~ProcessGroup();
 
   int rank() const;
@@ -87,32 +88,51 @@ class ProcessGroup {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Averages gradients across ranks after backward, as DDP does: the parameters that require a
-/// gradient are packed into buckets of about `bucket_bytes` in reverse registration order (the
-/// order backward produces them), each bucket is flattened and summed with one all-reduce (all
-/// buckets in flight at once) and divided by the world size. A parameter whose gradient is
-/// undefined on every rank stays undefined (the optimizer skips it, as in one process); one
-/// defined on some ranks only is treated as zero where it is missing.
+/// Averages gradients across ranks, as DDP does: the parameters that require a gradient are
+/// packed into buckets of about `bucket_bytes` in reverse registration order (the order
+/// backward produces them), each bucket is flattened and summed with one all-reduce and divided
+/// by the world size. With `overlap`, autograd hooks copy each gradient into its bucket as
+/// backward produces it and a bucket's all-reduce starts as soon as it is full (buckets start in
+/// the same order on every rank), so communication runs while backward computes the earlier
+/// layers; without it every bucket starts after backward (all in flight at once). A parameter
+/// whose gradient is undefined on every rank stays undefined (the optimizer skips it, as in
+/// one process); one defined on some ranks only counts as zero where it is missing. Each
+/// parameter must receive its gradient at most once per backward (as DDP requires).
 class GradientReducer {
  public:
   GradientReducer(std::shared_ptr<ProcessGroup> group, std::vector<torch::Tensor> parameters,
-                  int64_t bucket_bytes = 25 << 20);
+                  int64_t bucket_bytes = 25 << 20, bool overlap = false);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
   /// Call after backward and before the optimizer step. `flags` (e.g. "my loss is NaN", "I was
-  /// interrupted") travel in the same small all-reduce as the gradients' bookkeeping; returns
+  /// interrupted") travel in one small all-reduce with the gradients' bookkeeping; returns
   /// their sums over ranks, so that every rank takes the same decision at the same step.
   std::vector<int64_t> average(const std::vector<int64_t>& flags = {});
 
   int64_t bucket_count() const { return static_cast<int64_t>(buckets_.size()); }
+  bool overlaps() const { return overlap_; }
   /// Payload bytes each rank sends into the all-reduces of one step (gradients only).
   int64_t bytes_per_step() const { return bytes_per_step_; }
-  /// Seconds spent in average() so far (communication + packing).
+  /// Seconds spent in average() so far (the communication backward did not hide, packing).
   double seconds() const { return seconds_; }
 
  private:
+  void on_gradient(size_t k, const torch::Tensor& grad);  // an overlap hook
+  void launch_ready_buckets(bool all);
   std::shared_ptr<ProcessGroup> group_;
   std::vector<torch::Tensor> parameters_;
   std::vector<std::vector<size_t>> buckets_;  // indices into parameters_
+  std::vector<size_t> bucket_of_;             // per parameter
+  std::vector<int64_t> offset_of_;            // per parameter: its place in the bucket
+  std::vector<torch::Tensor> flats_;          // per bucket: the flattened gradients
+  std::vector<char> received_;                // per parameter, this step (overlap)
+  std::vector<size_t> received_in_bucket_;    // per bucket, this step (overlap)
+  std::vector<std::unique_ptr<ProcessGroup::Pending>> pending_;  // per bucket, this step
+  size_t next_bucket_ = 0;                                       // next to start, in order
+  std::vector<unsigned> hooks_;
+  bool overlap_ = false;
   int64_t bytes_per_step_ = 0;
   double seconds_ = 0;
 };

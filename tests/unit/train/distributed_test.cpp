@@ -69,8 +69,10 @@ class ScopedEnv {
   ScopedEnv(const ScopedEnv&) = delete;
   ~ScopedEnv() {
     for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      else ::unsetenv(it->first.c_str());
+      if (it->second)
+        ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else
+        ::unsetenv(it->first.c_str());
     }
   }
 
@@ -83,7 +85,8 @@ class ScopedEnv {
 torch::nn::Sequential tiny_net() {
   torch::manual_seed(7);
   torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1)),
-                            torch::nn::ReLU(), torch::nn::Flatten(), torch::nn::Linear(4 * 6 * 6, 5));
+                            torch::nn::ReLU(), torch::nn::Flatten(),
+                            torch::nn::Linear(4 * 6 * 6, 5));
   net->to(torch::kDouble);
   return net;
 }
@@ -114,12 +117,12 @@ TEST(ShardOrder, ShardsAreStridedPaddedAndCoverTheEpoch) {
 
 TEST(DistEnv, ReadsTorchrunVariablesAndRefusesBadOnes) {
   ScopedEnv env({{"RANK", "1"},
-                              {"WORLD_SIZE", "2"},
-                              {"LOCAL_RANK", "1"},
-                              {"LOCAL_WORLD_SIZE", "2"},
-                              {"MASTER_ADDR", "127.0.0.1"},
-                              {"MASTER_PORT", "29511"},
-                              {"TORCHELASTIC_RESTART_COUNT", "3"}});
+                 {"WORLD_SIZE", "2"},
+                 {"LOCAL_RANK", "1"},
+                 {"LOCAL_WORLD_SIZE", "2"},
+                 {"MASTER_ADDR", "127.0.0.1"},
+                 {"MASTER_PORT", "29511"},
+                 {"TORCHELASTIC_RESTART_COUNT", "3"}});
   DistEnv d = DistEnv::from_environment();
   EXPECT_EQ(d.rank, 1);
   EXPECT_EQ(d.world_size, 2);
@@ -146,6 +149,15 @@ TEST(ProcessGroup, CollectivesOnTwoRanks) {
     std::vector<torch::Tensor> b{torch::full({2}, g.rank() == 0 ? 5.0 : -1.0)};
     g.broadcast(b);
     EXPECT_TRUE(b[0].equal(torch::full({2}, 5.0)));
+    // Channels-last weights (not row-major contiguous) arrive in place too.
+    auto weight = (torch::arange(2 * 3 * 2 * 2, torch::kFloat).reshape({2, 3, 2, 2}) *
+                   (g.rank() == 0 ? 1 : -1))
+                      .contiguous(torch::MemoryFormat::ChannelsLast);
+    ASSERT_FALSE(weight.is_contiguous());
+    std::vector<torch::Tensor> w{weight};
+    g.broadcast(w);
+    EXPECT_TRUE(weight.equal(torch::arange(2 * 3 * 2 * 2, torch::kFloat).reshape({2, 3, 2, 2})));
+    EXPECT_TRUE(weight.is_contiguous(torch::MemoryFormat::ChannelsLast));
     auto gathered = g.all_gather_varying(torch::arange(g.rank() + 2, torch::kDouble));
     ASSERT_EQ(gathered.size(), 2u);
     EXPECT_TRUE(gathered[0].equal(torch::arange(2, torch::kDouble)));
@@ -158,13 +170,21 @@ TEST(ProcessGroup, CollectivesOnTwoRanks) {
 }
 
 // As PyTorch's _test_DDP_niter: 2 ranks x local batch B/2 and 1 process x batch B take the same
-// SGD-with-momentum steps on reshuffled inputs, including an uneven last batch.
-TEST(GradientReducer, TwoRanksEqualOneProcessOnTheGlobalBatch) {
+// SGD-with-momentum steps on reshuffled inputs, including an uneven last batch; buckets
+// reduced after backward and overlapped with it.
+class GradientReducerTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Overlap, GradientReducerTest, ::testing::Values(false, true),
+                         [](const auto& info) {
+                           return info.param ? "Overlapped" : "AfterBackward";
+                         });
+
+TEST_P(GradientReducerTest, TwoRanksEqualOneProcessOnTheGlobalBatch) {
   torch::manual_seed(3);
   const torch::Tensor x = torch::randn({10, 3, 6, 6}, torch::kDouble);
   const torch::Tensor y = torch::randint(0, 5, {10}, torch::kInt64);
   const int64_t global_batch = 4;  // steps of 4, 4, 2 samples per epoch; 2 epochs
-  auto train = [&](torch::nn::Sequential& net, int64_t batch, GradientReducer* reducer, int rank, int world) {
+  auto train = [&](torch::nn::Sequential& net, int64_t batch, GradientReducer* reducer, int rank,
+                   int world) {
     torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
     for (int64_t epoch = 0; epoch < 2; ++epoch) {
       auto order = finch::data::epoch_order(10, true, 5, epoch);
@@ -199,7 +219,8 @@ TEST(GradientReducer, TwoRanksEqualOneProcessOnTheGlobalBatch) {
     for (auto& p : net->parameters()) params.push_back(p.data());
     g.broadcast(params);
     auto shared = std::shared_ptr<ProcessGroup>(&g, [](ProcessGroup*) {});
-    GradientReducer reducer(shared, net->parameters(), /*bucket_bytes=*/200);  // several buckets
+    GradientReducer reducer(shared, net->parameters(), /*bucket_bytes=*/200,  // several buckets
+                            /*overlap=*/GetParam());
     EXPECT_GT(reducer.bucket_count(), 1);
     train(net, global_batch / 2, &reducer, g.rank(), 2);
     for (auto& p : net->parameters()) results[g.rank()].push_back(p.detach().clone());
@@ -216,13 +237,14 @@ TEST(GradientReducer, TwoRanksEqualOneProcessOnTheGlobalBatch) {
   }
 }
 
-TEST(GradientReducer, FlagsAreSummedAndUnusedParametersStayWithoutGradient) {
-  run_ranks(2, [](ProcessGroup& g) {
+TEST_P(GradientReducerTest, FlagsAreSummedAndUnusedParametersStayWithoutGradient) {
+  const bool overlap = GetParam();
+  run_ranks(2, [overlap](ProcessGroup& g) {
     auto used = torch::ones({3}, torch::requires_grad());
     auto unused = torch::ones({2}, torch::requires_grad());
     auto sometimes = torch::ones({2}, torch::requires_grad());
     auto shared = std::shared_ptr<ProcessGroup>(&g, [](ProcessGroup*) {});
-    GradientReducer reducer(shared, {used, unused, sometimes});
+    GradientReducer reducer(shared, {used, unused, sometimes}, 25 << 20, overlap);
     auto loss = (used * (g.rank() + 1.0)).sum();
     if (g.rank() == 0) loss = loss + (sometimes * 4.0).sum();
     loss.backward();
