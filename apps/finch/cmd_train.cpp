@@ -115,7 +115,11 @@ void run(const TrainArgs& args) {
       throw Error("train needs --config FILE.yaml and --out RUN_DIR (or --resume RUN_DIR)");
     }
     run_dir = args.out_dir;
-    if (fs::exists(run_dir / "checkpoint") || fs::exists(run_dir / "metrics.jsonl")) {
+    // torchrun restarted the job after a failure: run_training resumes from the checkpoint.
+    const bool restarted = train::DistEnv::from_environment().restart_count > 0 &&
+                           fs::exists(run_dir / "checkpoint" / "state.json");
+    if (!restarted &&
+        (fs::exists(run_dir / "checkpoint") || fs::exists(run_dir / "metrics.jsonl"))) {
       throw Error(run_dir.string() + " already holds a run; continue it with --resume " +
                   run_dir.string() + " or choose another --out");
     }

@@ -149,6 +149,26 @@ TEST_F(DistributedTest, AKilledRankStopsTheOtherAndTheRunResumesOnOneProcess) {
   EXPECT_EQ(metrics_of(run).size(), done_before + 2);
 }
 
+// torchrun --max_restarts: after a rank is killed torchrun restarts every rank, and the
+// restarted ranks (TORCHELASTIC_RESTART_COUNT=1) continue from the checkpoint by themselves.
+TEST_F(DistributedTest, ATorchrunRestartResumesFromTheCheckpoint) {
+  const fs::path run = dir() / "restarted";
+  auto result = run_command(
+      "exec 2>&1; /usr/bin/torchrun --nproc_per_node 2 --max_restarts 1 -r 2 -t 2 --no_python " +
+      cli() + " train --config " + recipe() + " --out " + run.string() +
+      " --set train.epochs=150 > " + (dir() / "restarted.log").string() + " 2>&1 & tr=$!; " +
+      "while [ ! -f " + (run / "checkpoint" / "state.json").string() +
+      " ] && kill -0 $tr 2>/dev/null; do sleep 0.05; done; kill -9 $(pgrep -P $tr | tail -1); "
+      "wait $tr; echo torchrun-exit=$?; cat " +
+      (dir() / "restarted.log").string());
+  EXPECT_CONTAINS(result.output, "torchrun-exit=0");
+  EXPECT_CONTAINS(result.output, "restart 1: resuming from the run's checkpoint");
+  EXPECT_CONTAINS(result.output, "trained 150 epochs");
+  const auto records = metrics_of(run);
+  ASSERT_EQ(records.size(), 150u);
+  for (size_t e = 0; e < records.size(); ++e) EXPECT_EQ(records[e]["epoch"], e + 1);
+}
+
 TEST_F(DistributedTest, RanksWithDifferentRecipesAreRefused) {
   const fs::path run = dir() / "differ";
   const std::string env =
