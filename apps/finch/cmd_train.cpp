@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 
@@ -90,8 +92,20 @@ int spawn_local_ranks(const TrainArgs& args) {
       break;
     }
     ++done;
+    std::replace(children.begin(), children.end(), pid, pid_t{0});
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (code != 0 && result == 0) result = code;
+    if (code != 0 && result == 0) {
+      result = code;
+      // Interrupted ranks (130) agreed on a step and rank 0 is writing the checkpoint: let it.
+      // A failed one would keep the others waiting until train.dist_timeout_s (e.g. while
+      // joining): stop them now (a second SIGTERM ends a finch process at once).
+      if (code != 130)
+        for (pid_t other : children) {
+          if (other == 0) continue;  // already reaped (its pid may belong to someone else now)
+          ::kill(other, SIGTERM);
+          ::kill(other, SIGTERM);
+        }
+    }
   }
   return result;
 }

@@ -12,6 +12,7 @@
 
 #include "finch/core/error.h"
 #include "finch/eval/metrics.h"
+#include "finch/models/batchnorm.h"
 
 namespace finch::train {
 
@@ -106,8 +107,8 @@ struct ProcessGroup::Impl {
   [[noreturn]] void fail(const std::string& what, const std::exception& e) {
     throw Error(fmt::format(
         "rank {} of {}: {} failed: {}{}. Another rank has stopped, hung or lost its connection "
-        "(the limit is train.dist_timeout_s = {} s); every rank stops, and the run folder can be "
-        "resumed with --resume at any world size",
+        "(the limit is {} s, train.dist_timeout_s in training); every rank stops, and a training "
+        "run folder can be resumed with --resume at any world size",
         env.rank, env.world_size, what.empty() ? "a collective operation" : what, first_line(e),
         last_seen(), timeout.count() / 1000));
   }
@@ -419,6 +420,24 @@ std::vector<int64_t> GradientReducer::average(const std::vector<int64_t>& extra)
   next_bucket_ = 0;
   seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
   return std::vector<int64_t>(f + n, f + n + extra.size());
+}
+
+namespace {
+class GroupStatsSync : public models::BatchStatsSync {
+ public:
+  explicit GroupStatsSync(std::shared_ptr<ProcessGroup> group) : group_(std::move(group)) {}
+  void all_reduce_sum(torch::Tensor& tensor) override {
+    std::vector<torch::Tensor> one{tensor};
+    group_->all_reduce_sum(one, "SyncBatchNorm's statistics");
+  }
+
+ private:
+  std::shared_ptr<ProcessGroup> group_;
+};
+}  // namespace
+
+std::shared_ptr<models::BatchStatsSync> batch_stats_sync(std::shared_ptr<ProcessGroup> group) {
+  return std::make_shared<GroupStatsSync>(std::move(group));
 }
 
 std::function<void(eval::MetricsAccumulator&)> merge_metrics_over_ranks(ProcessGroup* group) {

@@ -19,6 +19,7 @@
 #include "finch/core/yaml_json.h"
 #include "finch/data/from_config.h"
 #include "finch/eval/evaluate.h"
+#include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 #include "finch/models/pretrained.h"
@@ -306,6 +307,12 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     for (const auto& t : model->buffers()) tensors.push_back(t);
     for (const auto& t : objective->buffers()) tensors.push_back(t);
     group->broadcast(tensors, 0, "broadcasting rank 0's weights");
+    if (config.get<bool>("train.sync_bn")) {
+      const int64_t synced = models::set_batch_stats_sync(*model, batch_stats_sync(group));
+      if (writer)
+        fmt::print(stderr, "SyncBatchNorm: {} BatchNorm layers use global-batch statistics\n",
+                   synced);
+    }
     std::vector<torch::Tensor> trained = model->parameters();
     for (const auto& p : objective->parameters()) trained.push_back(p);
     reducer = std::make_unique<GradientReducer>(group, trained,

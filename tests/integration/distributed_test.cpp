@@ -83,6 +83,33 @@ TEST_F(DistributedTest, TwoRanksEqualOneProcessOnTheGlobalBatch) {
   }
 }
 
+// train.sync_bn: with BatchNorms training, 2 ranks x 4 with global-batch statistics equal one
+// process x 8 (the model is narrow, so both run NCHW; see channels_last_is_safe).
+TEST_F(DistributedTest, SyncBatchNormTwoRanksEqualOneProcess) {
+  const fs::path one = dir() / "sync_one", two = dir() / "sync_two";
+  auto single =
+      run_command(cli() + " train --config " + recipe() + " --out " + one.string() +
+                  " --set train.freeze=none --set train.batch_size=8 --set optim.name=sgd");
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  auto parallel =
+      run_command(cli() + " train --nproc 2 --config " + recipe() + " --out " + two.string() +
+                  " --set train.freeze=none --set train.sync_bn=true --set optim.name=sgd");
+  ASSERT_EQ(parallel.exit_code, 0) << parallel.output;
+  EXPECT_CONTAINS(parallel.output,
+                  "SyncBatchNorm: 21 BatchNorm layers use global-batch statistics");
+  auto a = finch::io::read_safetensors(one / "last.safetensors").tensors;
+  auto b = finch::io::read_safetensors(two / "last.safetensors").tensors;
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    // float32 statistics summed in another order, 3 epochs of SGD (Adam would magnify the
+    // rounding of near-zero gradients into lr-sized steps).
+    EXPECT_TRUE(
+        torch::allclose(a[i].second.to(torch::kDouble), b[i].second.to(torch::kDouble), 1e-5, 1e-5))
+        << a[i].first << " differs by " << (a[i].second - b[i].second).abs().max().item<double>();
+  }
+}
+
 // torchrun --no_python, the documented launcher. Debian's torchrun 1.13 on Python 3.11 cannot
 // parse its own default "--redirects 0 --tee 0" (IntFlag iteration changed), hence -r 2 -t 2.
 TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {

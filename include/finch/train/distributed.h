@@ -22,6 +22,9 @@
 namespace finch::eval {
 class MetricsAccumulator;  // eval/metrics.h
 }
+namespace finch::models {
+class BatchStatsSync;  // models/batchnorm.h
+}
 
 namespace finch::train {
 
@@ -136,6 +139,9 @@ class GradientReducer {
   int64_t bytes_per_step_ = 0;
   double seconds_ = 0;
 };
+
+/// SyncBatchNorm's statistics sums over the ranks of `group` (models::set_batch_stats_sync).
+std::shared_ptr<models::BatchStatsSync> batch_stats_sync(std::shared_ptr<ProcessGroup> group);
 
 /// For EvalOptions::combine: replaces a rank's accumulator by every rank's shares merged in
 /// rank order (all ranks end with the same metrics). Empty (no merging) without a group.

@@ -12,6 +12,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include "finch/models/batchnorm.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -30,11 +31,11 @@ class BasicConvImpl : public nn::Module {
             "conv",
             nn::Conv2d(
                 nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(false)))),
-        bn(register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out).eps(0.001)))) {}
+        bn(register_module("bn", BatchNorm2d(nn::BatchNormOptions(out).eps(0.001)))) {}
   Tensor forward(const Tensor& x) { return bn(conv(x)).relu_(); }
 
   nn::Conv2d conv;
-  nn::BatchNorm2d bn;
+  BatchNorm2d bn;
 };
 TORCH_MODULE(BasicConv);
 

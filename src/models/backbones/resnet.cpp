@@ -26,18 +26,21 @@ nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
 // torchvision's shortcut: 1x1 conv + BN when the shape changes ("option B" in the paper).
 nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
   if (stride == 1 && in == out) return nullptr;
-  return nn::Sequential(conv1x1(in, out, stride), nn::BatchNorm2d(out));
+  return nn::Sequential(conv1x1(in, out, stride), BatchNorm2d(out));
 }
 
 // After fold_batchnorm() a BN holder is empty and the conv's output passes through.
-torch::Tensor bn_or_identity(nn::BatchNorm2d& bn, torch::Tensor x) { return bn ? bn(x) : x; }
+torch::Tensor bn_or_identity(BatchNorm2d& bn, torch::Tensor x) { return bn ? bn(x) : x; }
 
 // Replaces `conv_name` with the conv folded with `bn_name`, unregisters the BN and empties
 // its holder.
 void fold_and_drop(nn::Module& parent, const std::string& conv_name, nn::Conv2d& conv,
-                   const std::string& bn_name, nn::BatchNorm2d& bn) {
+                   const std::string& bn_name, BatchNorm2d& bn) {
   if (!bn) return;
-  conv = parent.replace_module(conv_name, fold_batchnorm(conv, bn));
+  conv = parent.replace_module(
+      conv_name,
+      fold_batchnorm(conv,
+                     nn::BatchNorm2d(std::static_pointer_cast<nn::BatchNorm2dImpl>(bn.ptr()))));
   parent.unregister_module(bn_name);
   bn = nullptr;
 }
@@ -58,9 +61,9 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride
     throw Error("BasicBlock supports only groups=1 and width_per_group=64");
   }
   conv1 = register_module("conv1", conv3x3(in_planes, planes, stride));
-  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", BatchNorm2d(planes));
   conv2 = register_module("conv2", conv3x3(planes, planes));
-  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", BatchNorm2d(planes));
   downsample = make_downsample(in_planes, planes * kExpansion, stride);
   if (downsample) register_module("downsample", downsample);
 }
@@ -82,11 +85,11 @@ BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride
                                int64_t width_per_group) {
   const int64_t width = static_cast<int64_t>(planes * (width_per_group / 64.0)) * groups;
   conv1 = register_module("conv1", conv1x1(in_planes, width));
-  bn1 = register_module("bn1", nn::BatchNorm2d(width));
+  bn1 = register_module("bn1", BatchNorm2d(width));
   conv2 = register_module("conv2", conv3x3(width, width, stride, groups));
-  bn2 = register_module("bn2", nn::BatchNorm2d(width));
+  bn2 = register_module("bn2", BatchNorm2d(width));
   conv3 = register_module("conv3", conv1x1(width, planes * kExpansion));
-  bn3 = register_module("bn3", nn::BatchNorm2d(planes * kExpansion));
+  bn3 = register_module("bn3", BatchNorm2d(planes * kExpansion));
   downsample = make_downsample(in_planes, planes * kExpansion, stride);
   if (downsample) register_module("downsample", downsample);
 }
@@ -115,7 +118,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
               ? nn::Conv2d(nn::Conv2dOptions(3, stem, 3).stride(1).padding(1).bias(false))
               : nn::Conv2d(nn::Conv2dOptions(3, stem, 7).stride(2).padding(3).bias(false));
   register_module("conv1", conv1);
-  bn1 = register_module("bn1", nn::BatchNorm2d(stem));
+  bn1 = register_module("bn1", BatchNorm2d(stem));
   if (!options.small_input) {
     maxpool =
         register_module("maxpool", nn::MaxPool2d(nn::MaxPool2dOptions(3).stride(2).padding(1)));

@@ -18,6 +18,7 @@
 
 #include <map>
 
+#include "finch/models/batchnorm.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -60,7 +61,7 @@ class VggImpl : public BackboneImpl {
       features_->push_back(nn::Conv2d(nn::Conv2dOptions(in, channels, 3).padding(1)));
       if (batch_norm) {
         stage.push_back("features." + std::to_string(features_->size()));
-        features_->push_back(nn::BatchNorm2d(channels));
+        features_->push_back(BatchNorm2d(channels));
       }
       features_->push_back(nn::ReLU(nn::ReLUOptions(true)));
       in = channels;

@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "finch/core/error.h"
+#include "finch/models/batchnorm.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -43,7 +44,7 @@ class BilinearHeadImpl : public HeadImpl {
     if (reduce > 0) {
       reduce_conv =
           register_module("reduce", nn::Conv2d(nn::Conv2dOptions(channels, reduce, 1).bias(false)));
-      reduce_bn = register_module("reduce_bn", nn::BatchNorm2d(reduce));
+      reduce_bn = register_module("reduce_bn", BatchNorm2d(reduce));
       channels = reduce;
     }
     int64_t features = channels * channels;
@@ -103,7 +104,7 @@ class BilinearHeadImpl : public HeadImpl {
   bool compact_ = false;
   int64_t dim_ = 0;
   nn::Conv2d reduce_conv{nullptr};
-  nn::BatchNorm2d reduce_bn{nullptr};
+  BatchNorm2d reduce_bn{nullptr};
   torch::Tensor hash_[2], sign_[2];
   nn::Dropout dropout{nullptr};
   nn::Linear fc{nullptr};

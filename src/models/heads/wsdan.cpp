@@ -22,6 +22,7 @@
 #include <torch/torch.h>
 
 #include "finch/core/error.h"
+#include "finch/models/batchnorm.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -85,7 +86,7 @@ class WsdanHeadImpl : public HeadImpl {
     const int64_t channels = backbone.num_features();
     attention = register_module("attention",
                                 nn::Conv2d(nn::Conv2dOptions(channels, parts_, 1).bias(false)));
-    attention_bn = register_module("attention_bn", nn::BatchNorm2d(parts_));
+    attention_bn = register_module("attention_bn", BatchNorm2d(parts_));
     dropout = register_module("dropout", nn::Dropout(spec_value<double>(spec, "dropout", 0.0)));
     fc = register_module(
         "fc", nn::Linear(parts_ * channels, spec_value<int64_t>(spec, "num_classes", 0)));
@@ -156,7 +157,7 @@ class WsdanHeadImpl : public HeadImpl {
   bool refine_ = true;
   double refine_threshold_ = 0.1;
   nn::Conv2d attention{nullptr};
-  nn::BatchNorm2d attention_bn{nullptr};
+  BatchNorm2d attention_bn{nullptr};
   nn::Dropout dropout{nullptr};
   nn::Linear fc{nullptr};
 };

@@ -18,6 +18,8 @@
 #include "finch/core/error.h"
 #include "finch/data/loader.h"
 #include "finch/eval/metrics.h"
+#include "finch/models/batchnorm.h"
+#include "finch/models/inference.h"
 #include "test_support.h"
 
 using finch::train::DistEnv;
@@ -299,4 +301,84 @@ TEST(MetricsAccumulator, MergedSharesEqualOneAccumulator) {
   EXPECT_NEAR(a.loss, b.loss, 1e-12);
   EXPECT_NEAR(a.calibration.ece, b.calibration.ece, 1e-12);
   EXPECT_THROW(merged.merge_packed(torch::zeros({5}, torch::kFloat64)), c10::Error);
+}
+
+// SyncBatchNorm (train.sync_bn): 2 ranks x local batch B/2 with statistics over both equal one
+// process x batch B with an ordinary BatchNorm: weights, gradients through the statistics, and
+// running mean / variance; float64, 2 epochs of reshuffled batches of 4, 4, 2.
+class SyncBatchNormTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Layout, SyncBatchNormTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "ChannelsLast" : "Nchw"; });
+
+TEST_P(SyncBatchNormTest, TwoRanksEqualOneProcessWithPlainBatchNorm) {
+  const bool channels_last = GetParam();
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({10, 3, 6, 6}, torch::kDouble) * 2 + 1;
+  const torch::Tensor y = torch::randint(0, 5, {10}, torch::kInt64);
+  auto make = [channels_last] {
+    torch::manual_seed(9);
+    torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1)),
+                              finch::models::BatchNorm2d(4), torch::nn::ReLU(),
+                              torch::nn::Flatten(), torch::nn::Linear(4 * 6 * 6, 5));
+    net->to(torch::kDouble);
+    if (channels_last) finch::models::convert_to_channels_last(*net);
+    return net;
+  };
+  auto train = [&](torch::nn::Sequential& net, int64_t batch, GradientReducer* reducer, int rank,
+                   int world) {
+    torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      auto mine =
+          finch::data::shard_order(finch::data::epoch_order(10, true, 5, epoch), rank, world, true);
+      for (size_t begin = 0; begin < mine.size(); begin += batch) {
+        std::vector<int64_t> rows(mine.begin() + begin,
+                                  mine.begin() + std::min(mine.size(), begin + batch));
+        auto index = torch::tensor(rows, torch::kInt64);
+        sgd.zero_grad();
+        auto batch_x = x.index_select(0, index);
+        if (channels_last) batch_x = batch_x.contiguous(torch::MemoryFormat::ChannelsLast);
+        torch::nn::functional::cross_entropy(net->forward(batch_x), y.index_select(0, index))
+            .backward();
+        if (reducer) reducer->average();
+        sgd.step();
+      }
+    }
+  };
+  auto reference = make();
+  train(reference, 4, nullptr, 0, 1);
+  std::vector<torch::nn::Sequential> nets{make(), make()};
+  std::vector<std::vector<torch::Tensor>> results(2);
+  run_ranks(2, [&](ProcessGroup& g) {
+    auto& net = nets[g.rank()];
+    auto shared = std::shared_ptr<ProcessGroup>(&g, [](ProcessGroup*) {});
+    EXPECT_EQ(finch::models::set_batch_stats_sync(*net, finch::train::batch_stats_sync(shared)), 1);
+    GradientReducer reducer(shared, net->parameters(), 25 << 20, /*overlap=*/true);
+    train(net, 2, &reducer, g.rank(), 2);
+    for (auto& p : net->parameters()) results[g.rank()].push_back(p.detach().clone());
+    for (auto& b : net->buffers()) results[g.rank()].push_back(b.detach().clone());
+  });
+  std::vector<torch::Tensor> expected = reference->parameters();
+  for (auto& b : reference->buffers()) expected.push_back(b);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(results[r].size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i)
+      EXPECT_TRUE(torch::allclose(results[r][i].to(torch::kDouble), expected[i].to(torch::kDouble),
+                                  0, 1e-10))
+          << "rank " << r << " tensor " << i << " differs by "
+          << (results[r][i].to(torch::kDouble) - expected[i].to(torch::kDouble))
+                 .abs()
+                 .max()
+                 .item<double>();
+  }
+  // Without synchronisation the shards' statistics differ and so do the weights: the test can
+  // tell the two apart.
+  std::vector<torch::nn::Sequential> plain{make(), make()};
+  std::vector<torch::Tensor> unsynced;
+  run_ranks(2, [&](ProcessGroup& g) {
+    auto shared = std::shared_ptr<ProcessGroup>(&g, [](ProcessGroup*) {});
+    GradientReducer reducer(shared, plain[g.rank()]->parameters());
+    train(plain[g.rank()], 2, &reducer, g.rank(), 2);
+    if (g.rank() == 0) unsynced = plain[0]->parameters();
+  });
+  EXPECT_FALSE(torch::allclose(unsynced[0], expected[0], 0, 1e-6));
 }

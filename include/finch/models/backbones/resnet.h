@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "finch/models/batchnorm.h"
 #include "finch/models/model.h"
 
 namespace finch::models {
@@ -34,7 +35,7 @@ class BasicBlockImpl : public torch::nn::Module {
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -50,7 +51,7 @@ class BottleneckImpl : public torch::nn::Module {
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -72,7 +73,7 @@ class ResNetImpl : public BackboneImpl {
   bool onednn_ = false;  // weights prepacked; forward_features runs on oneDNN tensors
   int64_t num_features_ = 0;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  BatchNorm2d bn1{nullptr};
   torch::nn::MaxPool2d maxpool{nullptr};
   std::vector<torch::nn::Sequential> stages_;  // registered as layer1..layerN
 };
