@@ -169,46 +169,56 @@ std::string training_fingerprint(const Config& config, const data::Dataset& trai
 
 }  // namespace
 
-TrainSummary run_training(const Config& config, const fs::path& run_dir, bool resume,
-                          const TrainHooks& hooks) {
-  const uint64_t seed = config.get<uint64_t>("seed");
-  const torch::Device device = parse_device(config.get<std::string>("device"));
-  const int64_t epochs = config.get<int64_t>("train.epochs");
-  if (epochs < 1) throw Error("train.epochs must be >= 1");
-
+struct Trainer::Impl {
+  explicit Impl(const Config& c) : config(c) {}
+  Config config;
+  fs::path run_dir;
+  TrainHooks hooks;
+  uint64_t seed = 0;
+  torch::Device device{torch::kCPU};
+  int64_t epochs = 0;
   // Data parallelism (torchrun): one rank per process; rank 0 writes every artifact.
-  const DistEnv dist = DistEnv::from_environment();
+  DistEnv dist;
   std::shared_ptr<ProcessGroup> group;
-  if (dist.distributed()) {
-    const int64_t timeout_s = config.get<int64_t>("train.dist_timeout_s");
-    if (timeout_s < 1) throw Error("train.dist_timeout_s must be >= 1");
-    group = ProcessGroup::connect(dist, std::chrono::seconds(timeout_s));
-  }
-  const bool writer = dist.rank == 0;
-  const int threads = choose_threads(config.get<int>("threads"), dist.local_world_size);
-  torch::set_num_threads(threads);
-  const ProgressStyle progress_style =
-      writer ? parse_progress_style(config.get<std::string>("train.progress"))
-             : ProgressStyle::kNone;
-  if (!resume && dist.restart_count > 0 && fs::exists(run_dir / "checkpoint" / "state.json")) {
-    resume = true;  // torchrun restarted the job after a failure: continue, do not start over
-    if (writer)
-      fmt::print(stderr, "restart {}: resuming from the run's checkpoint\n", dist.restart_count);
-  }
+  bool writer = true;
+  int threads = 1;
+  ProgressStyle progress_style = ProgressStyle::kNone;
+  data::TrainValData data;
+  std::unique_ptr<data::Loader> train_loader, val_loader;
+  int64_t batch_size = 0, global_batch = 0;
+  models::ModelSpec spec;
+  models::Classifier model{nullptr};
+  FreezePlan freeze;
+  bool channels_last = false;
+  OptimizerBundle optim;
+  Objective objective{nullptr};
+  TrainState state;
+  std::unique_ptr<GradientReducer> reducer;
+  // Cached features: the frozen backbone's embeddings of train and val, computed once per run
+  // directory (eval transforms) and reused on resume.
+  CachedFeatures train_features, val_features;
+  std::unique_ptr<CachedBatches> cached_batches;
+  int64_t steps_per_epoch = 0;
+  std::unique_ptr<LrSchedule> schedule;
+  int64_t checkpoint_every = 0;
+  TrainSummary summary;
 
-  if (writer) {
-    require_writable_folder(run_dir, "the run folder");
-    write_file_atomic(run_dir / "config.yaml", config.to_yaml());
-  }
+  void open_data();
+  void build_model(bool resume);
+  void restore_or_start(bool resume);
+  void join_ranks();
+  void cache_features();
+  void plan_steps();
+  void print_summary_line() const;
+};
 
-  // Data.
-  data::TrainValData data = data::open_train_val(config);
-  const auto& classes = data.train->class_names();
+void Trainer::Impl::open_data() {
+  data = data::open_train_val(config);
   data::LoaderOptions train_options = data::train_loader_options(config, data.train);
   train_options.shard_rank = dist.rank;
   train_options.shard_count = dist.world_size;
-  data::Loader train_loader(data.train, data::train_pipeline(config), train_options);
-  std::unique_ptr<data::Loader> val_loader;
+  train_loader =
+      std::make_unique<data::Loader>(data.train, data::train_pipeline(config), train_options);
   if (data.val) {
     data::LoaderOptions val_options = data::loader_options(config, false);
     val_options.shard_rank = dist.rank;
@@ -216,11 +226,13 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     val_options.pad_shards = false;  // every validation image counted exactly once
     val_loader = std::make_unique<data::Loader>(data.val, data::eval_pipeline(config), val_options);
   }
-  const int64_t batch_size = config.get<int64_t>("train.batch_size");
-  const int64_t global_batch = batch_size * dist.world_size;
+  batch_size = config.get<int64_t>("train.batch_size");
+  global_batch = batch_size * dist.world_size;
+}
 
-  // Model.
-  models::ModelSpec spec = yaml_to_json(config.node("model"));
+void Trainer::Impl::build_model(bool resume) {
+  const auto& classes = data.train->class_names();
+  spec = yaml_to_json(config.node("model"));
   if (spec.value("num_classes", int64_t{0}) == 0)
     spec["num_classes"] = static_cast<int64_t>(classes.size());
   if (spec["num_classes"].get<int64_t>() != static_cast<int64_t>(classes.size())) {
@@ -228,20 +240,20 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                             spec["num_classes"].dump(), classes.size()));
   }
   torch::manual_seed(derive_seed(seed, kInitStream));
-  models::Classifier model = models::build_classifier(spec);
+  model = models::build_classifier(spec);
   const std::string pretrained = config.get<std::string>("model.pretrained");
   if (!pretrained.empty() && !resume) {  // on resume the checkpoint holds the weights
     auto report = models::load_pretrained(model, models::read_weights_file(pretrained), pretrained,
                                           config.get<bool>("model.pretrained_strict"));
     fmt::print(stderr, "{}\n", report.summary());
   }
-  const bool cache_features = config.get<bool>("train.cache_features");
-  if (cache_features && group)
+  const bool cache = config.get<bool>("train.cache_features");
+  if (cache && group)
     throw Error(
         "train.cache_features trains the head in seconds on one process; run it without "
         "torchrun");
-  FreezePlan freeze = plan_freeze(config.get<std::string>("train.freeze"), *model->backbone());
-  if (cache_features) {
+  freeze = plan_freeze(config.get<std::string>("train.freeze"), *model->backbone());
+  if (cache) {
     if (!model->head()->uses_embedding_only())
       throw Error(
           "train.cache_features needs a head that classifies the backbone's pooled "
@@ -253,7 +265,7 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
   model->to(device);
   // NHWC weights and batches: oneDNN's convolutions (forward and backward) then run without
   // reordering either on every call.
-  bool channels_last = config.get<bool>("train.channels_last") && device.is_cpu();
+  channels_last = config.get<bool>("train.channels_last") && device.is_cpu();
   if (channels_last && !models::channels_last_is_safe(*model)) {
     channels_last = false;
     if (writer)
@@ -262,15 +274,17 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
                  "multiples of 16, where oneDNN's channels-last kernels are unsafe\n");
   }
   if (channels_last) models::convert_to_channels_last(*model);
-  OptimizerBundle optim = build_optimizer(config, model);
-  Objective objective(config, static_cast<int64_t>(classes.size()), model->head()->embedding_dim());
+  optim = build_optimizer(config, model);
+  objective =
+      Objective(config, static_cast<int64_t>(classes.size()), model->head()->embedding_dim());
   objective->to(device);
   if (objective->wants_class_balanced_batches() && config.get<std::string>("data.sampler") != "pk")
     fmt::print(stderr,
                "warning: triplet loss with random batches finds few positive pairs; set "
                "data.sampler: pk (class-balanced batches)\n");
+}
 
-  TrainState state;
+void Trainer::Impl::restore_or_start(bool resume) {
   if (resume) {
     auto loaded = load_checkpoint(run_dir, model, *optim.optimizer, objective.ptr().get());
     if (!loaded) throw Error("nothing to resume: " + run_dir.string() + " has no checkpoint/");
@@ -295,284 +309,348 @@ TrainSummary run_training(const Config& config, const fs::path& run_dir, bool re
     fs::remove(run_dir / "metrics.jsonl");
   }
   state.global_batch = global_batch;
+}
 
-  // Every rank starts from rank 0's weights and statistics, as DDP does, and trains the same
-  // thing (refused otherwise: ranks that differ would silently average unrelated gradients).
-  std::unique_ptr<GradientReducer> reducer;
-  if (group) {
-    group->require_same("configuration, data and model",
-                        training_fingerprint(config, *data.train, *model));
-    std::vector<torch::Tensor> tensors;
-    for (const auto& t : model->parameters()) tensors.push_back(t.data());
-    for (const auto& t : model->buffers()) tensors.push_back(t);
-    for (const auto& t : objective->buffers()) tensors.push_back(t);
-    group->broadcast(tensors, 0, "broadcasting rank 0's weights");
-    if (config.get<bool>("train.sync_bn")) {
-      const int64_t synced = models::set_batch_stats_sync(*model, batch_stats_sync(group));
-      if (writer)
-        fmt::print(stderr, "SyncBatchNorm: {} BatchNorm layers use global-batch statistics\n",
-                   synced);
-    }
-    std::vector<torch::Tensor> trained = model->parameters();
-    for (const auto& p : objective->parameters()) trained.push_back(p);
-    reducer = std::make_unique<GradientReducer>(group, trained,
-                                                config.get<int64_t>("train.dist_bucket_mb") << 20,
-                                                config.get<bool>("train.dist_overlap"));
+// Every rank starts from rank 0's weights and statistics, as DDP does, and trains the same
+// thing (refused otherwise: ranks that differ would silently average unrelated gradients).
+void Trainer::Impl::join_ranks() {
+  if (!group) return;
+  group->require_same("configuration, data and model",
+                      training_fingerprint(config, *data.train, *model));
+  std::vector<torch::Tensor> tensors;
+  for (const auto& t : model->parameters()) tensors.push_back(t.data());
+  for (const auto& t : model->buffers()) tensors.push_back(t);
+  for (const auto& t : objective->buffers()) tensors.push_back(t);
+  group->broadcast(tensors, 0, "broadcasting rank 0's weights");
+  if (config.get<bool>("train.sync_bn")) {
+    const int64_t synced = models::set_batch_stats_sync(*model, batch_stats_sync(group));
+    if (writer)
+      fmt::print(stderr, "SyncBatchNorm: {} BatchNorm layers use global-batch statistics\n",
+                 synced);
   }
+  std::vector<torch::Tensor> trained = model->parameters();
+  for (const auto& p : objective->parameters()) trained.push_back(p);
+  reducer = std::make_unique<GradientReducer>(group, trained,
+                                              config.get<int64_t>("train.dist_bucket_mb") << 20,
+                                              config.get<bool>("train.dist_overlap"));
+}
 
-  // Cached features: the frozen backbone's embeddings of train and val, computed once per run
-  // directory (eval transforms) and reused on resume.
-  CachedFeatures train_features, val_features;
-  std::unique_ptr<CachedBatches> cached_batches;
-  if (cache_features) {
-    const std::string key = yaml_to_json(config.node("data")).dump() +
-                            yaml_to_json(config.node("model")).dump() +
-                            std::to_string(data.train->size());
-    data::Loader train_eval(data.train, data::eval_pipeline(config),
-                            data::loader_options(config, false));
-    train_features =
-        cached_embeddings(model, train_eval, device, run_dir / "features" / "train.safetensors",
-                          key, progress_style, "cache train features");
-    if (val_loader) {
-      val_features =
-          cached_embeddings(model, *val_loader, device, run_dir / "features" / "val.safetensors",
-                            key, progress_style, "cache val features");
-    }
-    cached_batches =
-        std::make_unique<CachedBatches>(train_features, config.get<int64_t>("train.batch_size"),
-                                        config.get<bool>("train.drop_last"), seed);
+void Trainer::Impl::cache_features() {
+  if (!config.get<bool>("train.cache_features")) return;
+  const std::string key = yaml_to_json(config.node("data")).dump() +
+                          yaml_to_json(config.node("model")).dump() +
+                          std::to_string(data.train->size());
+  data::Loader train_eval(data.train, data::eval_pipeline(config),
+                          data::loader_options(config, false));
+  train_features =
+      cached_embeddings(model, train_eval, device, run_dir / "features" / "train.safetensors", key,
+                        progress_style, "cache train features");
+  if (val_loader) {
+    val_features =
+        cached_embeddings(model, *val_loader, device, run_dir / "features" / "val.safetensors", key,
+                          progress_style, "cache val features");
   }
+  cached_batches = std::make_unique<CachedBatches>(train_features, batch_size,
+                                                   config.get<bool>("train.drop_last"), seed);
+}
 
-  int64_t steps_per_epoch =
-      cached_batches ? cached_batches->num_batches() : train_loader.num_batches();
+void Trainer::Impl::plan_steps() {
+  steps_per_epoch = cached_batches ? cached_batches->num_batches() : train_loader->num_batches();
   const int64_t max_steps = config.get<int64_t>("train.max_steps_per_epoch");
   if (max_steps > 0) steps_per_epoch = std::min(steps_per_epoch, max_steps);
   if (steps_per_epoch < 1) {
     throw Error(fmt::format("the training split has {} samples, fewer than one batch of {}",
-                            data.train->size(), config.get<int64_t>("train.batch_size")));
+                            data.train->size(), batch_size));
   }
-  LrSchedule schedule(config, steps_per_epoch, steps_per_epoch * epochs);
-  const int64_t checkpoint_every = config.get<int64_t>("train.checkpoint_every");
+  schedule = std::make_unique<LrSchedule>(config, steps_per_epoch, steps_per_epoch * epochs);
+  checkpoint_every = config.get<int64_t>("train.checkpoint_every");
+}
 
-  if (writer)
+void Trainer::Impl::print_summary_line() const {
+  int64_t parameters = 0;
+  for (const auto& p : model->parameters()) parameters += p.numel();
+  fmt::print(
+      stderr,
+      "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
+      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}{}\n",
+      kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
+      data.train->class_names().size(), spec["backbone"].get<std::string>(),
+      spec["head"].get<std::string>(), parameters / 1e6, freeze.description, threads,
+      config.get<int>("data.workers"), device.str(),
+      group ? fmt::format("; data parallel over {} ranks: global batch {} ({} x {}), {} gradient "
+                          "bucket(s) of {:.1f} MB per step",
+                          dist.world_size, global_batch, dist.world_size, batch_size,
+                          reducer->bucket_count(), reducer->bytes_per_step() / 1e6)
+            : "");
+}
+
+Trainer::Trainer(const Config& config, const fs::path& run_dir, bool resume, TrainHooks hooks)
+    : impl_(std::make_unique<Impl>(config)) {
+  Impl& t = *impl_;
+  t.run_dir = run_dir;
+  t.hooks = std::move(hooks);
+  t.seed = config.get<uint64_t>("seed");
+  t.device = parse_device(config.get<std::string>("device"));
+  t.epochs = config.get<int64_t>("train.epochs");
+  if (t.epochs < 1) throw Error("train.epochs must be >= 1");
+
+  t.dist = DistEnv::from_environment();
+  if (t.dist.distributed()) {
+    const int64_t timeout_s = config.get<int64_t>("train.dist_timeout_s");
+    if (timeout_s < 1) throw Error("train.dist_timeout_s must be >= 1");
+    t.group = ProcessGroup::connect(t.dist, std::chrono::seconds(timeout_s));
+  }
+  t.writer = t.dist.rank == 0;
+  t.threads = choose_threads(config.get<int>("threads"), t.dist.local_world_size);
+  torch::set_num_threads(t.threads);
+  t.progress_style = t.writer ? parse_progress_style(config.get<std::string>("train.progress"))
+                              : ProgressStyle::kNone;
+  if (!resume && t.dist.restart_count > 0 && fs::exists(run_dir / "checkpoint" / "state.json")) {
+    resume = true;  // torchrun restarted the job after a failure: continue, do not start over
+    if (t.writer)
+      fmt::print(stderr, "restart {}: resuming from the run's checkpoint\n", t.dist.restart_count);
+  }
+  if (t.writer) {
+    require_writable_folder(run_dir, "the run folder");
+    write_file_atomic(run_dir / "config.yaml", config.to_yaml());
+  }
+
+  t.open_data();
+  t.build_model(resume);
+  t.restore_or_start(resume);
+  t.join_ranks();
+  t.cache_features();
+  t.plan_steps();
+  if (t.writer) {
+    t.print_summary_line();
+    warn_if_short_of_space(run_dir, *t.model);
+  }
+  t.summary.best_val_acc = t.state.best_val_acc;
+  t.summary.best_epoch = t.state.best_epoch;
+  t.summary.best_model = run_dir / "best.safetensors";
+  t.summary.last_model = run_dir / "last.safetensors";
+}
+
+Trainer::~Trainer() = default;
+
+bool Trainer::is_writer() const { return impl_->writer; }
+const TrainState& Trainer::state() const { return impl_->state; }
+models::Classifier& Trainer::model() { return impl_->model; }
+int64_t Trainer::steps_per_epoch() const { return impl_->steps_per_epoch; }
+
+TrainSummary Trainer::run() {
+  while (impl_->state.epoch < impl_->epochs) {
+    if (!train_epoch()) break;
+  }
+  return impl_->summary;
+}
+
+bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
+  Impl& t = *impl_;
+  TrainState& state = t.state;
+  inputs = inputs.to(t.device);
+  if (t.channels_last && inputs.dim() == 4)
+    inputs = inputs.contiguous(torch::MemoryFormat::ChannelsLast);
+  labels = labels.to(t.device);
+  torch::manual_seed(derive_seed(t.seed, kStepStream, state.global_step));  // dropout etc.
+  set_lr_factor(t.optim, t.schedule->factor(state.global_step));
+  auto output =
+      t.cached_batches ? t.model->head()->forward_embedding(inputs) : t.model->forward(inputs);
+  // Extra views the head asks for (WS-DAN's attention crops and drops).
+  std::vector<torch::Tensor> view_logits;
+  if (!t.cached_batches) {
+    Rng view_rng(derive_seed(t.seed, kViewStream, state.global_step));
+    for (const auto& view : t.model->head()->training_views(inputs, output, view_rng))
+      view_logits.push_back(t.model->forward(view).logits);
+  }
+  torch::Tensor loss = t.objective->forward(output, labels, view_logits);
+  const double loss_value = loss.item<double>();
+  const auto non_finite_loss = [&](const std::string& where) {
+    return Error(fmt::format(
+        "training loss became {} at epoch {}, batch {} (global step {}){}; stopping. Lower "
+        "optim.lr or check the data; the last good checkpoint is in {}",
+        loss_value, state.epoch + 1, state.batches_done + 1, state.global_step + 1, where,
+        (t.run_dir / "checkpoint").string()));
+  };
+  // One process stops before backward; data-parallel ranks first agree (in the gradient
+  // all-reduce) so that all of them stop at the same step.
+  if (!t.reducer && !std::isfinite(loss_value)) throw non_finite_loss("");
+  t.optim.optimizer->zero_grad();
+  loss.backward();
+  if (t.hooks.after_backward) t.hooks.after_backward(t.model);
+  bool stop = false;
+  if (t.reducer) {
+    t.group->note_progress(
+        fmt::format("epoch {}, step {}", state.epoch + 1, state.global_step + 1));
+    const auto any =
+        t.reducer->average({std::isfinite(loss_value) ? 0 : 1, interrupt_requested() ? 1 : 0});
+    if (any[0] > 0)
+      throw non_finite_loss(fmt::format(" on {} of {} ranks", any[0], t.dist.world_size));
+    stop = any[1] > 0;
+  }
+  t.optim.optimizer->step();
+
+  const int64_t n = labels.size(0);
+  state.loss_sum += loss_value * n;
+  state.correct += output.logits.argmax(1).eq(labels).sum().item<int64_t>();
+  state.seen += n;
+  ++state.batches_done;
+  ++state.global_step;
+  return stop;
+}
+
+eval::Metrics Trainer::validate() {
+  Impl& t = *impl_;
+  if (!t.val_loader) throw Error("this run has no validation data (data.val_fraction is 0)");
+  if (t.cached_batches) return evaluate_cached(t.model, t.val_features, t.data.val->class_names());
+  return eval::evaluate(t.model, *t.val_loader, t.device, t.progress_style, "  validate",
+                        {eval::Tta::kNone, nullptr, merge_metrics_over_ranks(t.group.get())});
+}
+
+void Trainer::save_checkpoint() {
+  Impl& t = *impl_;
+  const TrainState total = summed_over_ranks(t.state, t.group.get());
+  if (t.writer)
+    train::save_checkpoint(t.run_dir, t.model, *t.optim.optimizer, total, t.objective.ptr().get());
+}
+
+bool Trainer::train_epoch() {
+  Impl& t = *impl_;
+  TrainState& state = t.state;
+  const auto epoch_start = Clock::now();
+  t.model->train();
+  keep_frozen_in_eval(t.model, t.freeze);
+  if (t.cached_batches) {
+    t.cached_batches->start_epoch(state.epoch, state.batches_done);
+  } else {
+    t.train_loader->start_epoch(state.epoch, state.batches_done);
+  }
+  Progress progress(fmt::format("epoch {}/{}", state.epoch + 1, t.epochs), t.steps_per_epoch,
+                    t.progress_style);
+  const auto train_start = Clock::now();
+  const double seconds_before = state.train_seconds;
+  const double allreduce_seconds_before = t.reducer ? t.reducer->seconds() : 0;
+  const int64_t first_step = state.global_step;
+  while (state.batches_done < t.steps_per_epoch) {
+    torch::Tensor inputs, labels;
+    if (t.cached_batches) {
+      auto batch = t.cached_batches->next();
+      if (!batch) break;
+      std::tie(inputs, labels) = *batch;
+    } else {
+      auto batch = t.train_loader->next();
+      if (!batch) break;
+      inputs = batch->images;
+      labels = batch->labels;
+    }
+    bool stop = train_step(inputs, labels);
+    state.train_seconds = seconds_before + seconds_since(train_start);
+    progress.update(state.batches_done,
+                    fmt::format("loss {:.4f} acc {:.4f} {:.0f} img/s", state.loss_sum / state.seen,
+                                static_cast<double>(state.correct) / state.seen,
+                                state.seen / std::max(1e-9, state.train_seconds)));
+    if (t.hooks.on_step) t.hooks.on_step(state, t.model);
+    // Data-parallel ranks learn of an interrupt in the next step's all-reduce, together.
+    if (!t.reducer) stop = interrupt_requested();
+    if (stop) {
+      save_checkpoint();
+      if (t.writer)
+        fmt::print(stderr,
+                   "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
+                   "`finch train --resume {}`\n",
+                   state.epoch + 1, state.batches_done, t.run_dir.string());
+      t.summary.interrupted = true;
+      t.summary.epochs_completed = state.epoch;
+      return false;
+    }
+    if (t.checkpoint_every > 0 && state.global_step % t.checkpoint_every == 0) save_checkpoint();
+  }
+  const double train_seconds = state.train_seconds;
+  state = summed_over_ranks(state, t.group.get());  // the epoch's figures over all shards
+  state.train_seconds = train_seconds;
+  const auto skipped =
+      t.cached_batches ? std::vector<data::SkippedSample>{} : t.train_loader->skipped();
+  progress.finish(
+      fmt::format("loss {:.4f} acc {:.4f}", state.loss_sum / std::max<int64_t>(1, state.seen),
+                  static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)));
+  if (!skipped.empty()) {
+    fmt::print(stderr, "warning: skipped {} unreadable training images this epoch, e.g. {}\n",
+               skipped.size(), skipped.front().reason);
+  }
+
+  nlohmann::json record = {
+      {"epoch", state.epoch + 1},
+      {"train_loss", state.loss_sum / std::max<int64_t>(1, state.seen)},
+      {"train_acc", static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)},
+      {"val_loss", nullptr},
+      {"val_acc", nullptr},
+      {"lr", current_lr(t.optim)},
+      {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
+      {"skipped", skipped.size()}};
+  if (t.reducer && state.global_step > first_step) {
+    // What data parallelism costs: rank 0's time in the gradient all-reduce per step.
+    const double steps = static_cast<double>(state.global_step - first_step);
+    record["world_size"] = t.dist.world_size;
+    record["allreduce_ms_per_step"] =
+        1e3 * (t.reducer->seconds() - allreduce_seconds_before) / steps;
+    record["allreduce_mb_per_step"] = t.reducer->bytes_per_step() / 1e6;
+  }
+  double val_acc = -1;
+  if (t.val_loader) {
+    const eval::Metrics val = validate();
+    val_acc = val.top1;
+    record["val_loss"] = val.loss;
+    record["val_acc"] = val.top1;
+  }
+  record["seconds"] = seconds_since(epoch_start);
+
+  nlohmann::json training = {{"epoch", state.epoch + 1},
+                             {"val_acc", record["val_acc"]},
+                             {"val_source", t.data.val_source},
+                             {"seed", t.seed}};
+  const auto info = model_info(t.config, t.spec, t.data.train->class_names(), training);
+  if (t.writer) models::save_model_file(t.summary.last_model, t.model, info);
+  // Model selection uses the validation split only; without one, the last epoch is "best".
+  if (!t.val_loader || val_acc > state.best_val_acc) {
+    state.best_val_acc = val_acc;
+    state.best_epoch = state.epoch + 1;
+    if (t.writer) models::save_model_file(t.summary.best_model, t.model, info);
+  }
+  if (t.writer)
     fmt::print(
         stderr,
-        "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
-        "parameters, frozen: {}); {} compute threads, {} loader workers, device {}{}\n",
-        kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
-        classes.size(), spec["backbone"].get<std::string>(), spec["head"].get<std::string>(),
-        [&] {
-          int64_t n = 0;
-          for (const auto& p : model->parameters()) n += p.numel();
-          return n / 1e6;
-        }(),
-        freeze.description, threads, config.get<int>("data.workers"), device.str(),
-        group ? fmt::format("; data parallel over {} ranks: global batch {} ({} x {}), {} gradient "
-                            "bucket(s) of {:.1f} MB per step",
-                            dist.world_size, global_batch, dist.world_size, batch_size,
-                            reducer->bucket_count(), reducer->bytes_per_step() / 1e6)
-              : "");
+        "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | "
+        "{:.0f} img/s | {}\n",
+        state.epoch + 1, t.epochs, record["train_loss"].get<double>(),
+        record["train_acc"].get<double>(),
+        record["val_loss"].is_null() ? "-"
+                                     : fmt::format("{:.4f}", record["val_loss"].get<double>()),
+        record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(t.optim),
+        record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
 
-  if (writer) warn_if_short_of_space(run_dir, *model);
-
-  TrainSummary summary;
-  summary.best_val_acc = state.best_val_acc;
-  summary.best_epoch = state.best_epoch;
-  summary.best_model = run_dir / "best.safetensors";
-  summary.last_model = run_dir / "last.safetensors";
-
-  while (state.epoch < epochs) {
-    const auto epoch_start = Clock::now();
-    model->train();
-    keep_frozen_in_eval(model, freeze);
-    if (cached_batches) {
-      cached_batches->start_epoch(state.epoch, state.batches_done);
-    } else {
-      train_loader.start_epoch(state.epoch, state.batches_done);
-    }
-    Progress progress(fmt::format("epoch {}/{}", state.epoch + 1, epochs), steps_per_epoch,
-                      progress_style);
-    auto train_start = Clock::now();
-    const double seconds_before = state.train_seconds;
-    const double allreduce_seconds_before = reducer ? reducer->seconds() : 0;
-    const int64_t first_step = state.global_step;
-    while (state.batches_done < steps_per_epoch) {
-      torch::Tensor inputs, labels;
-      if (cached_batches) {
-        auto batch = cached_batches->next();
-        if (!batch) break;
-        std::tie(inputs, labels) = *batch;
-      } else {
-        auto batch = train_loader.next();
-        if (!batch) break;
-        inputs = batch->images;
-        labels = batch->labels;
-      }
-      inputs = inputs.to(device);
-      if (channels_last && inputs.dim() == 4)
-        inputs = inputs.contiguous(torch::MemoryFormat::ChannelsLast);
-      labels = labels.to(device);
-      torch::manual_seed(derive_seed(seed, kStepStream, state.global_step));  // dropout etc.
-      set_lr_factor(optim, schedule.factor(state.global_step));
-      auto output =
-          cached_batches ? model->head()->forward_embedding(inputs) : model->forward(inputs);
-      // Extra views the head asks for (WS-DAN's attention crops and drops).
-      std::vector<torch::Tensor> view_logits;
-      if (!cached_batches) {
-        Rng view_rng(derive_seed(seed, kViewStream, state.global_step));
-        for (const auto& view : model->head()->training_views(inputs, output, view_rng))
-          view_logits.push_back(model->forward(view).logits);
-      }
-      torch::Tensor loss = objective->forward(output, labels, view_logits);
-      const double loss_value = loss.item<double>();
-      const auto non_finite_loss = [&](const std::string& where) {
-        return Error(fmt::format(
-            "training loss became {} at epoch {}, batch {} (global step {}){}; stopping. Lower "
-            "optim.lr or check the data; the last good checkpoint is in {}",
-            loss_value, state.epoch + 1, state.batches_done + 1, state.global_step + 1, where,
-            (run_dir / "checkpoint").string()));
-      };
-      // One process stops before backward; data-parallel ranks first agree (in the gradient
-      // all-reduce) so that all of them stop at the same step.
-      if (!reducer && !std::isfinite(loss_value)) throw non_finite_loss("");
-      optim.optimizer->zero_grad();
-      loss.backward();
-      bool stop_now = false;
-      if (reducer) {
-        group->note_progress(
-            fmt::format("epoch {}, step {}", state.epoch + 1, state.global_step + 1));
-        const auto any =
-            reducer->average({std::isfinite(loss_value) ? 0 : 1, interrupt_requested() ? 1 : 0});
-        if (any[0] > 0)
-          throw non_finite_loss(fmt::format(" on {} of {} ranks", any[0], dist.world_size));
-        stop_now = any[1] > 0;
-      } else {
-        stop_now = interrupt_requested();
-      }
-      optim.optimizer->step();
-
-      const int64_t n = labels.size(0);
-      state.loss_sum += loss_value * n;
-      state.correct += output.logits.argmax(1).eq(labels).sum().item<int64_t>();
-      state.seen += n;
-      ++state.batches_done;
-      ++state.global_step;
-      state.train_seconds = seconds_before + seconds_since(train_start);
-      progress.update(
-          state.batches_done,
-          fmt::format("loss {:.4f} acc {:.4f} {:.0f} img/s", state.loss_sum / state.seen,
-                      static_cast<double>(state.correct) / state.seen,
-                      state.seen / std::max(1e-9, state.train_seconds)));
-      if (hooks.on_step) hooks.on_step(state, model);
-      if (!reducer) stop_now = interrupt_requested();  // a hook may ask too
-      if (stop_now) {
-        const TrainState total = summed_over_ranks(state, group.get());
-        if (writer) {
-          save_checkpoint(run_dir, model, *optim.optimizer, total, objective.ptr().get());
-          fmt::print(stderr,
-                     "\ninterrupted: checkpoint saved at epoch {}, batch {}; continue with "
-                     "`finch train --resume {}`\n",
-                     state.epoch + 1, state.batches_done, run_dir.string());
-        }
-        summary.interrupted = true;
-        summary.epochs_completed = state.epoch;
-        return summary;
-      }
-      if (checkpoint_every > 0 && state.global_step % checkpoint_every == 0) {
-        const TrainState total = summed_over_ranks(state, group.get());
-        if (writer) save_checkpoint(run_dir, model, *optim.optimizer, total, objective.ptr().get());
-      }
-    }
-    const double train_seconds = state.train_seconds;
-    {
-      const double seconds = state.train_seconds;
-      state = summed_over_ranks(state, group.get());  // the epoch's figures over all shards
-      state.train_seconds = seconds;
-    }
-    const auto skipped =
-        cached_batches ? std::vector<data::SkippedSample>{} : train_loader.skipped();
-    progress.finish(
-        fmt::format("loss {:.4f} acc {:.4f}", state.loss_sum / std::max<int64_t>(1, state.seen),
-                    static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)));
-    if (!skipped.empty()) {
-      fmt::print(stderr, "warning: skipped {} unreadable training images this epoch, e.g. {}\n",
-                 skipped.size(), skipped.front().reason);
-    }
-
-    nlohmann::json record = {
-        {"epoch", state.epoch + 1},
-        {"train_loss", state.loss_sum / std::max<int64_t>(1, state.seen)},
-        {"train_acc", static_cast<double>(state.correct) / std::max<int64_t>(1, state.seen)},
-        {"val_loss", nullptr},
-        {"val_acc", nullptr},
-        {"lr", current_lr(optim)},
-        {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
-        {"skipped", skipped.size()}};
-    if (reducer && state.global_step > first_step) {
-      // What data parallelism costs: rank 0's time in the gradient all-reduce per step.
-      const double steps = static_cast<double>(state.global_step - first_step);
-      record["world_size"] = dist.world_size;
-      record["allreduce_ms_per_step"] =
-          1e3 * (reducer->seconds() - allreduce_seconds_before) / steps;
-      record["allreduce_mb_per_step"] = reducer->bytes_per_step() / 1e6;
-    }
-    double val_acc = -1;
-    if (val_loader) {
-      eval::Metrics val =
-          cached_batches
-              ? evaluate_cached(model, val_features, data.val->class_names())
-              : eval::evaluate(model, *val_loader, device, progress_style, "  validate",
-                               {eval::Tta::kNone, nullptr, merge_metrics_over_ranks(group.get())});
-      val_acc = val.top1;
-      record["val_loss"] = val.loss;
-      record["val_acc"] = val.top1;
-    }
-    record["seconds"] = seconds_since(epoch_start);
-
-    nlohmann::json training = {{"epoch", state.epoch + 1},
-                               {"val_acc", record["val_acc"]},
-                               {"val_source", data.val_source},
-                               {"seed", seed}};
-    const auto info = model_info(config, spec, classes, training);
-    if (writer) models::save_model_file(summary.last_model, model, info);
-    // Model selection uses the validation split only; without one, the last epoch is "best".
-    if (!val_loader || val_acc > state.best_val_acc) {
-      state.best_val_acc = val_acc;
-      state.best_epoch = state.epoch + 1;
-      if (writer) models::save_model_file(summary.best_model, model, info);
-    }
-    if (writer)
-      fmt::print(
-          stderr,
-          "epoch {}/{}: train loss {:.4f} acc {:.4f} | val loss {} acc {} | lr {:.5f} | {:.0f} "
-          "img/s "
-          "| {}\n",
-          state.epoch + 1, epochs, record["train_loss"].get<double>(),
-          record["train_acc"].get<double>(),
-          record["val_loss"].is_null() ? "-"
-                                       : fmt::format("{:.4f}", record["val_loss"].get<double>()),
-          record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(optim),
-          record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
-
-    // Epoch done: reset the running sums and checkpoint at the start of the next epoch.
-    TrainState next = state;
-    next.epoch = state.epoch + 1;
-    next.batches_done = 0;
-    next.loss_sum = 0;
-    next.correct = next.seen = 0;
-    next.train_seconds = 0;
-    // The record goes first: a crash before the checkpoint re-runs the epoch, and resume
-    // trims records of epochs the checkpoint has not reached.
-    if (writer) {
-      append_line(run_dir / "metrics.jsonl", record.dump());
-      save_checkpoint(run_dir, model, *optim.optimizer, next, objective.ptr().get());
-    }
-    state = next;
-    summary.epochs_completed = state.epoch;
-    summary.best_val_acc = state.best_val_acc;
-    summary.best_epoch = state.best_epoch;
+  // Epoch done: reset the running sums and checkpoint at the start of the next epoch.
+  TrainState next = state;
+  next.epoch = state.epoch + 1;
+  next.batches_done = 0;
+  next.loss_sum = 0;
+  next.correct = next.seen = 0;
+  next.train_seconds = 0;
+  // The record goes first: a crash before the checkpoint re-runs the epoch, and resume
+  // trims records of epochs the checkpoint has not reached.
+  if (t.writer) {
+    append_line(t.run_dir / "metrics.jsonl", record.dump());
+    train::save_checkpoint(t.run_dir, t.model, *t.optim.optimizer, next, t.objective.ptr().get());
   }
-  return summary;
+  state = next;
+  t.summary.epochs_completed = state.epoch;
+  t.summary.best_val_acc = state.best_val_acc;
+  t.summary.best_epoch = state.best_epoch;
+  return true;
+}
+
+TrainSummary run_training(const Config& config, const fs::path& run_dir, bool resume,
+                          const TrainHooks& hooks) {
+  return Trainer(config, run_dir, resume, hooks).run();
 }
 
 }  // namespace finch::train

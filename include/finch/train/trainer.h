@@ -11,9 +11,11 @@
 //   checkpoint/         resume state (model, optimizer, state.json)
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "finch/core/config.h"
+#include "finch/eval/metrics.h"
 #include "finch/train/checkpoint.h"
 
 namespace finch::train {
@@ -30,15 +32,54 @@ struct TrainSummary {
 struct TrainHooks {
   /// Called after every optimizer step, before the interrupt check.
   std::function<void(const TrainState& state, models::Classifier& model)> on_step;
+  /// Called after backward, before the gradients are averaged across ranks and applied
+  /// (gradient clipping, logging gradient norms).
+  std::function<void(models::Classifier& model)> after_backward;
 };
 
-/// Trains according to `config` into `run_dir`. With `resume`, continues from the run's
-/// checkpoint (config must be the run's own config.yaml, possibly with --set changes).
-/// Under torchrun (WORLD_SIZE > 1 in the environment) it trains data-parallel with the other
-/// ranks (train/distributed.h): each rank reads its shard of every epoch, gradients are
-/// averaged, rank 0 alone writes into `run_dir` (which every rank must be able to read for a
-/// resume), and after a torchrun restart (TORCHELASTIC_RESTART_COUNT > 0) a run with a
-/// checkpoint resumes by itself.
+/// The training loop as an object a program can step (PyTorch Lightning's hooks, dlib's
+/// train_one_step): the constructor sets everything up (data, model, optimizer, checkpoint,
+/// ranks), run() trains the remaining epochs, and train_epoch / train_step / validate /
+/// save_checkpoint are the pieces run() is made of. Under torchrun (WORLD_SIZE > 1 in the
+/// environment) it trains data-parallel with the other ranks (train/distributed.h): each rank
+/// reads its shard of every epoch, gradients are averaged, rank 0 alone writes into `run_dir`
+/// (which every rank must be able to read for a resume), and after a torchrun restart
+/// (TORCHELASTIC_RESTART_COUNT > 0) a run with a checkpoint resumes by itself.
+class Trainer {
+ public:
+  /// With `resume`, continues from the run's checkpoint (config must be the run's own
+  /// config.yaml, possibly with --set changes).
+  Trainer(const Config& config, const std::filesystem::path& run_dir, bool resume,
+          TrainHooks hooks = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  /// Trains until train.epochs are done or an interrupt (Ctrl-C) checkpointed the run.
+  TrainSummary run();
+  /// One epoch from where the state stands: steps, validation, model files, metrics record,
+  /// checkpoint. False when interrupted (a checkpoint was written).
+  bool train_epoch();
+  /// One optimizer step on a batch ([B, 3, H, W] images, or [B, D] cached embeddings, and [B]
+  /// labels). Collective under torchrun. Returns whether a rank asked to stop (interrupt).
+  bool train_step(torch::Tensor inputs, torch::Tensor labels);
+  /// Metrics of the model on the validation data (every rank's shard merged).
+  eval::Metrics validate();
+  /// Writes the resume checkpoint (rank 0; collective under torchrun).
+  void save_checkpoint();
+
+  /// Whether this process writes the run's files (rank 0, or the only process).
+  bool is_writer() const;
+  const TrainState& state() const;
+  models::Classifier& model();
+  int64_t steps_per_epoch() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Trains according to `config` into `run_dir`: Trainer(config, run_dir, resume, hooks).run().
 TrainSummary run_training(const Config& config, const std::filesystem::path& run_dir, bool resume,
                           const TrainHooks& hooks = {});
 

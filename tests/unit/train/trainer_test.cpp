@@ -206,3 +206,27 @@ TEST_F(TrainerTest, DamagedCheckpointIsDetectedAndNamed) {
   restart.set("train.epochs", "1");
   EXPECT_EQ(finch::train::run_training(restart, dir_ / "restart", false).epochs_completed, 1);
 }
+
+// The steppable trainer: driving train_epoch by hand gives run()'s weights; after_backward sees
+// every step's gradients; validate() evaluates the carved validation split.
+TEST_F(TrainerTest, SteppedByHandEqualsRun) {
+  Config config = tiny_config(dir_ / "data", 2);
+  finch::train::run_training(config, dir_ / "whole", false);
+
+  int64_t backward_calls = 0;
+  finch::train::TrainHooks hooks;
+  hooks.after_backward = [&](finch::models::Classifier& model) {
+    ++backward_calls;
+    for (const auto& p : model->parameters())
+      if (p.requires_grad()) EXPECT_TRUE(p.grad().defined());
+  };
+  finch::train::Trainer trainer(config, dir_ / "stepped", false, hooks);
+  EXPECT_TRUE(trainer.is_writer());
+  EXPECT_EQ(trainer.steps_per_epoch(), 4);  // 36 train images, batch 8, drop_last
+  while (trainer.state().epoch < 2) ASSERT_TRUE(trainer.train_epoch());
+  EXPECT_EQ(backward_calls, 8);
+  EXPECT_EQ(trainer.state().global_step, 8);
+  expect_same_weights(dir_ / "whole" / "last.safetensors", dir_ / "stepped" / "last.safetensors");
+  const auto val = trainer.validate();
+  EXPECT_EQ(val.num_samples, 12);
+}
