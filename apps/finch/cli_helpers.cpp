@@ -9,6 +9,7 @@
 #include "finch/data/formats.h"
 #include "finch/data/from_config.h"
 #include "finch/io/image.h"
+#include "finch/train/distributed.h"
 
 namespace finch::cli {
 
@@ -136,6 +137,11 @@ gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
   options.batch_size = args.batch_size;
   options.workers = args.workers;
   options.progress = quiet ? ProgressStyle::kNone : ProgressStyle::kAuto;
+  const train::DistEnv dist = train::DistEnv::from_environment();
+  if (dist.distributed() && !from_dataset)
+    throw Error(
+        "under torchrun the ranks share out a dataset (--dataset F --root R); embed image files "
+        "and folders on one process");
   if (from_dataset) {
     if (args.data.format.empty() || args.data.root.empty())
       throw Error("a dataset source needs both --dataset and --root");
@@ -143,7 +149,16 @@ gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
     if (args.per_class > 0)
       dataset = std::make_shared<data::SubsetDataset>(
           dataset, choose_per_class(dataset->labels(), args.per_class, args.seed));
-    return gallery::embed_dataset(session, dataset, options);
+    if (!dist.distributed()) return gallery::embed_dataset(session, dataset, options);
+    // Each rank embeds its shard; every rank ends with the whole, rank 0 writes it.
+    auto group = train::ProcessGroup::connect(dist, std::chrono::minutes(3));
+    options.shard_rank = dist.rank;
+    options.shard_count = dist.world_size;
+    if (dist.rank != 0) options.progress = ProgressStyle::kNone;
+    return gallery::merge_embedded_shards(
+        gallery::embed_dataset(session, dataset, options), *dataset, [&](const torch::Tensor& t) {
+          return group->all_gather_varying(t, "gathering embeddings");
+        });
   }
   std::vector<fs::path> paths;
   std::vector<int64_t> labels;

@@ -10,6 +10,7 @@
 #include "finch/eval/session.h"
 #include "finch/gallery/gallery.h"
 #include "finch/models/inference.h"
+#include "finch/train/distributed.h"
 #include "finch/train/trainer.h"
 
 namespace finch::cli {
@@ -29,6 +30,7 @@ void run(const EmbedArgs& args) {
   options.dtype = models::parse_inference_dtype(args.dtype);
   eval::InferenceSession session(args.model, options);
   const auto images = embed_image_source(session, args.source, args.json);
+  if (train::DistEnv::from_environment().rank != 0) return;  // rank 0 writes for the job
   gallery::save_embeddings_file(args.out, images, session.content_hash());
   report_embed_errors(images);
   const int64_t n = images.embeddings.size(0), d = images.embeddings.size(1);

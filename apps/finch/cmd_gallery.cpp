@@ -9,6 +9,7 @@
 #include "finch/core/error.h"
 #include "finch/eval/session.h"
 #include "finch/gallery/gallery.h"
+#include "finch/train/distributed.h"
 #include "finch/train/trainer.h"
 
 namespace finch::cli {
@@ -49,15 +50,18 @@ void print_summary(const gallery::Gallery& g, const std::string& path, size_t ad
   if (unreadable) fmt::print("{} images could not be read (listed above)\n", unreadable);
 }
 
-void add_items(gallery::Gallery& g, eval::InferenceSession& session, const GalleryArgs& args,
+// False on the ranks other than 0 of a torchrun job: they helped embed; rank 0 writes.
+bool add_items(gallery::Gallery& g, eval::InferenceSession& session, const GalleryArgs& args,
                size_t& added, size_t& unreadable) {
   const auto images = embed_image_source(session, args.source, args.json);
+  if (train::DistEnv::from_environment().rank != 0) return false;
   report_embed_errors(images);
   if (images.embeddings.size(0) == 0)
     throw Error("no image could be embedded: the gallery is unchanged");
   g.add(images);
   added = static_cast<size_t>(images.embeddings.size(0));
   unreadable = images.errors.size();
+  return true;
 }
 
 void build(const GalleryArgs& args) {
@@ -65,7 +69,7 @@ void build(const GalleryArgs& args) {
   eval::InferenceSession session(args.model);
   gallery::Gallery g(session);
   size_t added = 0, unreadable = 0;
-  add_items(g, session, args, added, unreadable);
+  if (!add_items(g, session, args, added, unreadable)) return;
   g.save(args.out);
   print_summary(g, args.out, added, unreadable, args.json);
 }
@@ -76,7 +80,7 @@ void add(const GalleryArgs& args) {
   eval::InferenceSession session(args.model);
   g.check_model(session);
   size_t added = 0, unreadable = 0;
-  add_items(g, session, args, added, unreadable);
+  if (!add_items(g, session, args, added, unreadable)) return;
   g.save(args.gallery);
   print_summary(g, args.gallery, added, unreadable, args.json);
 }

@@ -33,6 +33,9 @@ EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::Datase
   data::LoaderOptions loader_options;
   loader_options.batch_size = options.batch_size;
   loader_options.workers = std::max(1, options.workers);
+  loader_options.shard_rank = options.shard_rank;
+  loader_options.shard_count = options.shard_count;
+  loader_options.pad_shards = false;  // each sample once
   data::Loader loader(dataset, session.pipeline(), loader_options);
   EmbeddedImages out;
   out.classes = dataset->class_names();
@@ -49,6 +52,7 @@ EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::Datase
     for (size_t i : batch->indices) {
       out.labels.push_back(dataset->label(i));
       out.paths.push_back(dataset->describe(i));
+      out.indices.push_back(static_cast<int64_t>(i));
     }
     progress.update(++done, "");
   }
@@ -57,6 +61,45 @@ EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::Datase
     out.errors.emplace_back(dataset->describe(skipped.index), skipped.reason);
   out.embeddings = cat_rows(rows, dim);
   out.logits = cat_rows(logit_rows, static_cast<int64_t>(session.classes().size()));
+  return out;
+}
+
+EmbeddedImages merge_embedded_shards(const EmbeddedImages& mine, const data::Dataset& dataset,
+                                     const AllGather& all_gather) {
+  auto flat = [](const torch::Tensor& t) { return t.reshape({-1}).contiguous(); };
+  const auto indices = all_gather(torch::tensor(mine.indices, torch::kInt64));
+  const auto embeddings = all_gather(flat(mine.embeddings));
+  const auto logits = all_gather(flat(mine.logits));
+  const std::string errors_json = nlohmann::json(mine.errors).dump();
+  const auto errors =
+      all_gather(torch::from_blob(const_cast<char*>(errors_json.data()),
+                                  {static_cast<int64_t>(errors_json.size())}, torch::kUInt8)
+                     .clone());
+  EmbeddedImages out;
+  out.classes = mine.classes;
+  const torch::Tensor all_indices = torch::cat(indices);
+  const int64_t rows = all_indices.numel();
+  // Row widths from the totals: a rank whose shard was all unreadable has no rows to tell.
+  const torch::Tensor all_embeddings = torch::cat(embeddings), all_logits = torch::cat(logits);
+  const int64_t dim = rows ? all_embeddings.numel() / rows : mine.embeddings.size(1);
+  const int64_t classes = rows ? all_logits.numel() / rows : mine.logits.size(1);
+  // Dataset order, as one process delivers it (the shards take every world-th sample).
+  const torch::Tensor order = std::get<1>(all_indices.sort());
+  out.embeddings = all_embeddings.view({rows, dim}).index_select(0, order).contiguous();
+  out.logits = all_logits.view({rows, classes}).index_select(0, order).contiguous();
+  const torch::Tensor sorted = all_indices.index_select(0, order).contiguous();
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto k = static_cast<size_t>(sorted.data_ptr<int64_t>()[r]);
+    out.indices.push_back(static_cast<int64_t>(k));
+    out.labels.push_back(dataset.label(k));
+    out.paths.push_back(dataset.describe(k));
+  }
+  for (const auto& bytes : errors) {
+    const std::string text(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
+                           static_cast<size_t>(bytes.numel()));
+    for (const auto& e : nlohmann::json::parse(text))
+      out.errors.emplace_back(e.at(0).get<std::string>(), e.at(1).get<std::string>());
+  }
   return out;
 }
 

@@ -139,6 +139,34 @@ TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {
   for (const char* key : {"num_samples", "top1", "top5", "mean_class_accuracy", "confusion_matrix"})
     EXPECT_EQ(a[0][key], b[0][key]) << key;
   EXPECT_NEAR(a[0]["loss"].get<double>(), b[0]["loss"].get<double>(), 1e-12);
+
+  // finch embed and gallery build under torchrun: the ranks share the split, rank 0 writes
+  // what one process writes (rows in dataset order).
+  const std::string source = " --model " + (run / "best.safetensors").string() +
+                             " --dataset imagefolder --root " + (dir() / "data").string() +
+                             " --split train --batch-size 5";
+  const std::string launch = "/usr/bin/torchrun --nproc_per_node 2 -r 2 -t 2 --no_python ";
+  for (const std::string& how : {std::string(), launch}) {
+    const std::string tag = how.empty() ? "one" : "two";
+    auto embedded = run_command(how + cli() + " embed" + source + " --out " +
+                                (dir() / ("emb_" + tag + ".safetensors")).string());
+    ASSERT_EQ(embedded.exit_code, 0) << embedded.output;
+    auto built = run_command(how + cli() + " gallery build" + source + " --out " +
+                             (dir() / ("gal_" + tag + ".safetensors")).string());
+    ASSERT_EQ(built.exit_code, 0) << built.output;
+  }
+  for (const char* kind : {"emb_", "gal_"}) {
+    auto x = finch::io::read_safetensors(dir() / (std::string(kind) + "one.safetensors"));
+    auto y = finch::io::read_safetensors(dir() / (std::string(kind) + "two.safetensors"));
+    ASSERT_EQ(x.tensors.size(), y.tensors.size()) << kind;
+    for (size_t i = 0; i < x.tensors.size(); ++i) {
+      ASSERT_EQ(x.tensors[i].first, y.tensors[i].first);
+      EXPECT_TRUE(torch::allclose(x.tensors[i].second.to(torch::kDouble),
+                                  y.tensors[i].second.to(torch::kDouble), 1e-5, 1e-6))
+          << kind << x.tensors[i].first;
+    }
+    EXPECT_EQ(x.metadata, y.metadata) << kind;  // paths, classes, model hash
+  }
 }
 
 // A rank killed with SIGKILL mid-run: the other stops with a message naming what failed and

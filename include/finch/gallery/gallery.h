@@ -13,6 +13,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@ struct EmbeddedImages {
   torch::Tensor logits;              // [N, C] the classifier's logits (open-set scores)
   std::vector<int64_t> labels;       // N entries, index into `classes`, or -1 (unknown)
   std::vector<std::string> paths;    // N entries
+  std::vector<int64_t> indices;      // N dataset indices (embed_dataset only)
   std::vector<std::string> classes;  // label index -> name (may be empty)
   /// Images that could not be decoded: (path, message). Never a crash.
   std::vector<std::pair<std::string, std::string>> errors;
@@ -39,11 +41,23 @@ struct EmbedOptions {
   int workers = 2;                // decode threads for datasets
   int64_t max_pixels = 40000000;  // image files declaring more are errors (not decoded)
   ProgressStyle progress = ProgressStyle::kNone;
+  /// Data-parallel embedding of a dataset: this process embeds shard `shard_rank` of
+  /// `shard_count` (each sample once); merge_embedded_shards puts the shards together.
+  int shard_rank = 0, shard_count = 1;
 };
 
 /// Every sample of `dataset` (unreadable ones land in errors).
 EmbeddedImages embed_dataset(eval::InferenceSession& session, const data::DatasetPtr& dataset,
                              const EmbedOptions& options);
+
+/// Every rank's 1-d tensor, in rank order (train::ProcessGroup::all_gather_varying).
+using AllGather = std::function<std::vector<torch::Tensor>(const torch::Tensor&)>;
+
+/// The shards of a data-parallel embed_dataset (this rank's `mine`, the others' through
+/// `all_gather`, a collective every rank calls) merged in dataset order: what one process
+/// embedding all of `dataset` returns.
+EmbeddedImages merge_embedded_shards(const EmbeddedImages& mine, const data::Dataset& dataset,
+                                     const AllGather& all_gather);
 
 /// Image files; `labels` is empty (unknown) or one class index per path into `classes`.
 EmbeddedImages embed_files(eval::InferenceSession& session,
