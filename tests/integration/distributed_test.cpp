@@ -24,6 +24,21 @@ std::vector<nlohmann::json> metrics_of(const fs::path& run) {
   return finch::test::json_lines(text.str());
 }
 
+// Every tensor of two safetensors files, by name and order, within rtol / atol (compared in
+// float64); the largest difference is printed for the one that is not.
+void expect_same_tensors(const fs::path& file_a, const fs::path& file_b, double rtol, double atol) {
+  auto a = finch::io::read_safetensors(file_a).tensors;
+  auto b = finch::io::read_safetensors(file_b).tensors;
+  ASSERT_EQ(a.size(), b.size()) << file_a << " vs " << file_b;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    const auto x = a[i].second.to(torch::kDouble), y = b[i].second.to(torch::kDouble);
+    EXPECT_TRUE(torch::allclose(x, y, rtol, atol))
+        << file_a.filename() << " " << a[i].first << " differs by "
+        << (x - y).abs().max().item<double>();
+  }
+}
+
 class DistributedTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -61,16 +76,8 @@ TEST_F(DistributedTest, TwoRanksEqualOneProcessOnTheGlobalBatch) {
     ++reports;
   EXPECT_EQ(reports, 1u) << parallel.output;
 
-  auto a = finch::io::read_safetensors(one / "last.safetensors").tensors;
-  auto b = finch::io::read_safetensors(two / "last.safetensors").tensors;
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    // float32: a mean of two half-batch means vs one mean differ by rounding only.
-    EXPECT_TRUE(
-        torch::allclose(a[i].second.to(torch::kDouble), b[i].second.to(torch::kDouble), 0, 1e-6))
-        << a[i].first;
-  }
+  // float32: a mean of two half-batch means vs one mean differ by rounding only.
+  expect_same_tensors(one / "last.safetensors", two / "last.safetensors", 0, 1e-6);
   // Sharded validation merged over ranks counts every image once: the same figures.
   auto ma = metrics_of(one), mb = metrics_of(two);
   ASSERT_EQ(ma.size(), 3u);
@@ -97,17 +104,9 @@ TEST_F(DistributedTest, SyncBatchNormTwoRanksEqualOneProcess) {
   ASSERT_EQ(parallel.exit_code, 0) << parallel.output;
   EXPECT_CONTAINS(parallel.output,
                   "SyncBatchNorm: 21 BatchNorm layers use global-batch statistics");
-  auto a = finch::io::read_safetensors(one / "last.safetensors").tensors;
-  auto b = finch::io::read_safetensors(two / "last.safetensors").tensors;
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].first, b[i].first);
-    // float32 statistics summed in another order, 3 epochs of SGD (Adam would magnify the
-    // rounding of near-zero gradients into lr-sized steps).
-    EXPECT_TRUE(
-        torch::allclose(a[i].second.to(torch::kDouble), b[i].second.to(torch::kDouble), 1e-5, 1e-5))
-        << a[i].first << " differs by " << (a[i].second - b[i].second).abs().max().item<double>();
-  }
+  // float32 statistics summed in another order, 3 epochs of SGD (Adam would magnify the
+  // rounding of near-zero gradients into lr-sized steps).
+  expect_same_tensors(one / "last.safetensors", two / "last.safetensors", 1e-5, 1e-5);
 }
 
 // torchrun --no_python, the documented launcher. Debian's torchrun 1.13 on Python 3.11 cannot
@@ -156,15 +155,10 @@ TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {
     ASSERT_EQ(built.exit_code, 0) << built.output;
   }
   for (const char* kind : {"emb_", "gal_"}) {
-    auto x = finch::io::read_safetensors(dir() / (std::string(kind) + "one.safetensors"));
-    auto y = finch::io::read_safetensors(dir() / (std::string(kind) + "two.safetensors"));
-    ASSERT_EQ(x.tensors.size(), y.tensors.size()) << kind;
-    for (size_t i = 0; i < x.tensors.size(); ++i) {
-      ASSERT_EQ(x.tensors[i].first, y.tensors[i].first);
-      EXPECT_TRUE(torch::allclose(x.tensors[i].second.to(torch::kDouble),
-                                  y.tensors[i].second.to(torch::kDouble), 1e-5, 1e-6))
-          << kind << x.tensors[i].first;
-    }
+    const fs::path x_file = dir() / (std::string(kind) + "one.safetensors"),
+                   y_file = dir() / (std::string(kind) + "two.safetensors");
+    expect_same_tensors(x_file, y_file, 1e-5, 1e-6);
+    auto x = finch::io::read_safetensors(x_file), y = finch::io::read_safetensors(y_file);
     EXPECT_EQ(x.metadata, y.metadata) << kind;  // paths, classes, model hash
   }
 }
