@@ -16,6 +16,7 @@ PACKAGES=(
   python-matplotlib-data  # grace_hopper.jpg: a real photograph for the predict parity test
   chromium chromium-driver python3-selenium  # the serve web page tested in a real browser
   python3-fastapi python3-uvicorn python3-multipart wrk  # serving peer and load generator (bench/)
+  procps iproute2  # pgrep in the torchrun restart test; ip netns for scripts/two_hosts.sh
 )
 
 # `--fuzz`: also clang and its libFuzzer runtime, for scripts/fuzz.sh (fuzz/README.md).
