@@ -136,8 +136,13 @@ Loader::Loader(DatasetPtr dataset, Pipeline pipeline, LoaderOptions options)
     throw Error("loader shard " + std::to_string(options_.shard_rank) + " of " +
                 std::to_string(options_.shard_count) + " does not exist");
   // Every epoch's order has the same length (a custom order, e.g. P x K batches, is as long as
-  // its epoch 0).
-  epoch_samples_ = static_cast<int64_t>(order_of(0).size());
+  // its epoch 0); a shard takes every world-th position of it.
+  const int64_t n = options_.order ? static_cast<int64_t>(options_.order(0).size())
+                                   : static_cast<int64_t>(dataset_->size());
+  const int64_t world = options_.shard_count, rank = options_.shard_rank;
+  epoch_samples_ = world == 1            ? n
+                   : options_.pad_shards ? (n + world - 1) / world
+                                         : std::max<int64_t>(0, (n - rank + world - 1) / world);
 }
 
 std::vector<size_t> Loader::order_of(int64_t epoch) const {
