@@ -5,7 +5,8 @@
 // RUN_DIR layout:
 //   config.yaml         the effective configuration (defaults + recipe + --set)
 //   metrics.jsonl       one record per epoch (epoch, train_loss, train_acc, val_loss,
-//                       val_acc, lr, img_per_s, seconds)
+//                       val_acc, lr, img_per_s, seconds, skipped; under torchrun also
+//                       world_size, allreduce_ms_per_step, allreduce_mb_per_step)
 //   best.safetensors    the model with the best validation top-1 (self-describing)
 //   last.safetensors    the model after the last finished epoch
 //   checkpoint/         resume state (model, optimizer, state.json)
