@@ -124,6 +124,14 @@ std::vector<size_t> choose_per_class(const std::vector<int64_t>& labels, int64_t
 }
 }  // namespace
 
+std::shared_ptr<train::ProcessGroup> join_inference_ranks(const train::DistEnv& dist) {
+  if (!dist.distributed()) return nullptr;
+  // Joining waits for every rank to start (each loads the model first), and the same limit
+  // then bounds every collective; inference has no train.dist_timeout_s to take it from.
+  constexpr std::chrono::minutes kJoinTimeout{3};
+  return train::ProcessGroup::connect(dist, kJoinTimeout);
+}
+
 gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
                                            const ImageSourceArgs& args, bool quiet) {
   const bool from_dataset = !args.data.format.empty() || !args.data.root.empty();
@@ -151,7 +159,7 @@ gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
           dataset, choose_per_class(dataset->labels(), args.per_class, args.seed));
     if (!dist.distributed()) return gallery::embed_dataset(session, dataset, options);
     // Each rank embeds its shard; every rank ends with the whole, rank 0 writes it.
-    auto group = train::ProcessGroup::connect(dist, std::chrono::minutes(3));
+    auto group = join_inference_ranks(dist);
     options.shard_rank = dist.rank;
     options.shard_count = dist.world_size;
     if (dist.rank != 0) options.progress = ProgressStyle::kNone;

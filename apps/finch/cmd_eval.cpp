@@ -176,14 +176,12 @@ void run(const EvalArgs& args) {
     throw Error("--class-split applies to --protocol retrieval or fewshot");
   // Under torchrun each rank evaluates its shard; rank 0 prints and writes the merged metrics.
   const train::DistEnv dist = train::DistEnv::from_environment();
-  std::shared_ptr<train::ProcessGroup> group;
-  if (dist.distributed()) {
-    if (args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty())
-      throw Error(
-          "under torchrun finch eval computes the metrics only; run --confused-examples, "
-          "--save-embeddings and --tsne on one process");
-    group = train::ProcessGroup::connect(dist, std::chrono::minutes(3));
-  }
+  if (dist.distributed() &&
+      (args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty()))
+    throw Error(
+        "under torchrun finch eval computes the metrics only; run --confused-examples, "
+        "--save-embeddings and --tsne on one process");
+  const std::shared_ptr<train::ProcessGroup> group = join_inference_ranks(dist);
   eval::SplitEvalOptions options;
   options.shard_rank = dist.rank;
   options.shard_count = dist.world_size;

@@ -1,7 +1,4 @@
-#include <arpa/inet.h>
 #include <fmt/format.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,24 +25,6 @@ struct TrainArgs {
   int nproc = 1;
 };
 
-// A free TCP port on loopback for rank 0's store (the kernel picks it; released at once, so the
-// store binds it a moment later).
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw Error("cannot open a socket to find a free port");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    ::close(fd);
-    throw Error("cannot find a free port on 127.0.0.1");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 // `finch train --nproc N`: N local ranks on loopback with torchrun's environment, each this
 // same command without --nproc. Returns the exit status for the shell: the first failing
 // rank's, 130 when interrupted, else 0. torchrun is the documented launcher (restarts,
@@ -56,7 +35,7 @@ int spawn_local_ranks(const TrainArgs& args) {
   if (!args.out_dir.empty()) argv.insert(argv.end(), {"--out", args.out_dir});
   if (!args.resume_dir.empty()) argv.insert(argv.end(), {"--resume", args.resume_dir});
   for (const auto& o : args.overrides) argv.insert(argv.end(), {"--set", o});
-  const int port = free_loopback_port();
+  const int port = train::free_loopback_port();
   fmt::print(stderr, "finch train --nproc {}: {} ranks on 127.0.0.1:{}\n", args.nproc, args.nproc,
              port);
   std::vector<pid_t> children;

@@ -8,6 +8,7 @@
 
 #include "finch/core/config.h"
 #include "finch/gallery/gallery.h"
+#include "finch/train/distributed.h"
 
 namespace finch::cli {
 
@@ -54,6 +55,10 @@ void add_image_source_options(CLI::App& cmd, ImageSourceArgs& args, bool class_f
 gallery::EmbeddedImages embed_image_source(eval::InferenceSession& session,
                                            const ImageSourceArgs& args, bool quiet);
 /// Prints each unreadable image to stderr ("skipped PATH: WHY"), at most `limit` lines.
+/// Under torchrun (WORLD_SIZE > 1): joins the job's ranks for a sharded inference command
+/// (eval, embed, gallery); null otherwise. Each rank then works on its shard and rank 0 writes.
+std::shared_ptr<train::ProcessGroup> join_inference_ranks(const train::DistEnv& dist);
+
 void report_embed_errors(const gallery::EmbeddedImages& images, size_t limit = 20);
 
 /// Image files named on the command line: files as given, folders expanded recursively to

@@ -1,8 +1,12 @@
 // USE_C10D_GLOO comes with LibTorch's compile flags (its libtorch_cpu is built with gloo).
 #include "finch/train/distributed.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -435,6 +439,22 @@ class GroupStatsSync : public models::BatchStatsSync {
   std::shared_ptr<ProcessGroup> group_;
 };
 }  // namespace
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error("cannot open a socket to find a free port");
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ::close(fd);
+    throw Error("cannot find a free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
 
 std::shared_ptr<models::BatchStatsSync> batch_stats_sync(std::shared_ptr<ProcessGroup> group) {
   return std::make_shared<GroupStatsSync>(std::move(group));

@@ -140,6 +140,10 @@ class GradientReducer {
   double seconds_ = 0;
 };
 
+/// A free TCP port on 127.0.0.1 (the kernel picks it and it is released at once), for rank 0's
+/// store when finch starts the ranks itself (`finch train --nproc`, tests).
+int free_loopback_port();
+
 /// SyncBatchNorm's statistics sums over the ranks of `group` (models::set_batch_stats_sync).
 std::shared_ptr<models::BatchStatsSync> batch_stats_sync(std::shared_ptr<ProcessGroup> group);
 

@@ -2,12 +2,8 @@
 // with its own TCPStore client and ProcessGroupGloo), in the CLI tests as processes.
 #include "finch/train/distributed.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <future>
@@ -28,22 +24,10 @@ using finch::train::ProcessGroup;
 
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t n = sizeof(a);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // Runs `body(group)` on `world` ranks (threads) of one job; rethrows the first failure.
 void run_ranks(int world, const std::function<void(ProcessGroup&)>& body,
                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  const int port = free_port();
+  const int port = finch::train::free_loopback_port();
   std::vector<std::future<void>> ranks;
   for (int r = 0; r < world; ++r) {
     ranks.push_back(std::async(std::launch::async, [=] {
