@@ -1,6 +1,8 @@
 // Data-parallel training end to end: real rank processes on loopback, started by
 // `finch train --nproc`, by torchrun (python3-torch's launcher) and by hand with torchrun's
 // environment variables.
+#include "finch/train/distributed.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -37,6 +39,16 @@ void expect_same_tensors(const fs::path& file_a, const fs::path& file_b, double 
         << file_a.filename() << " " << a[i].first << " differs by "
         << (x - y).abs().max().item<double>();
   }
+}
+
+// torchrun with 2 local ranks; each launch gets its own free port (torchrun's default, 29500,
+// would collide when ctest runs two of these tests at once). Debian's torchrun 1.13 on Python
+// 3.11 cannot parse its own default "--redirects 0 --tee 0" (IntFlag iteration changed), hence
+// -r 2 -t 2.
+std::string torchrun(const std::string& extra = "") {
+  return "/usr/bin/torchrun --nproc_per_node 2 --master_port " +
+         std::to_string(finch::train::free_loopback_port()) + " " + extra +
+         " -r 2 -t 2 --no_python ";
 }
 
 class DistributedTest : public ::testing::Test {
@@ -109,13 +121,11 @@ TEST_F(DistributedTest, SyncBatchNormTwoRanksEqualOneProcess) {
   expect_same_tensors(one / "last.safetensors", two / "last.safetensors", 1e-5, 1e-5);
 }
 
-// torchrun --no_python, the documented launcher. Debian's torchrun 1.13 on Python 3.11 cannot
-// parse its own default "--redirects 0 --tee 0" (IntFlag iteration changed), hence -r 2 -t 2.
+// torchrun --no_python, the documented launcher.
 TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {
   const fs::path run = dir() / "torchrun";
-  auto result = run_command("/usr/bin/torchrun --nproc_per_node 2 -r 2 -t 2 --no_python " + cli() +
-                            " train --config " + recipe() + " --out " + run.string() +
-                            " --set train.epochs=2");
+  auto result = run_command(torchrun() + cli() + " train --config " + recipe() + " --out " +
+                            run.string() + " --set train.epochs=2");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_CONTAINS(result.output, "global batch 8 (2 x 4)");
   EXPECT_EQ(metrics_of(run).size(), 2u);
@@ -127,8 +137,7 @@ TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {
                            " --dataset imagefolder --root " + (dir() / "data").string() +
                            " --split train --json --batch-size 5";
   auto one = run_command(eval + " 2>/dev/null");
-  auto two = run_command("/usr/bin/torchrun --nproc_per_node 2 -r 2 -t 2 --no_python " + eval +
-                         " 2>/dev/null");
+  auto two = run_command(torchrun() + eval + " 2>/dev/null");
   ASSERT_EQ(one.exit_code, 0) << one.output;
   ASSERT_EQ(two.exit_code, 0) << two.output;
   auto a = finch::test::json_lines(one.output), b = finch::test::json_lines(two.output);
@@ -144,7 +153,7 @@ TEST_F(DistributedTest, TorchrunLaunchesTheRanks) {
   const std::string source = " --model " + (run / "best.safetensors").string() +
                              " --dataset imagefolder --root " + (dir() / "data").string() +
                              " --split train --batch-size 5";
-  const std::string launch = "/usr/bin/torchrun --nproc_per_node 2 -r 2 -t 2 --no_python ";
+  const std::string launch = torchrun();
   for (const std::string& how : {std::string(), launch}) {
     const std::string tag = how.empty() ? "one" : "two";
     auto embedded = run_command(how + cli() + " embed" + source + " --out " +
@@ -203,10 +212,9 @@ TEST_F(DistributedTest, AKilledRankStopsTheOtherAndTheRunResumesOnOneProcess) {
 TEST_F(DistributedTest, ATorchrunRestartResumesFromTheCheckpoint) {
   const fs::path run = dir() / "restarted";
   auto result = run_command(
-      "exec 2>&1; /usr/bin/torchrun --nproc_per_node 2 --max_restarts 1 -r 2 -t 2 --no_python " +
-      cli() + " train --config " + recipe() + " --out " + run.string() +
-      " --set train.epochs=150 > " + (dir() / "restarted.log").string() + " 2>&1 & tr=$!; " +
-      "while [ ! -f " + (run / "checkpoint" / "state.json").string() +
+      "exec 2>&1; " + torchrun("--max_restarts 1") + cli() + " train --config " + recipe() +
+      " --out " + run.string() + " --set train.epochs=150 > " + (dir() / "restarted.log").string() +
+      " 2>&1 & tr=$!; " + "while [ ! -f " + (run / "checkpoint" / "state.json").string() +
       " ] && kill -0 $tr 2>/dev/null; do sleep 0.05; done; kill -9 $(pgrep -P $tr | tail -1); "
       "wait $tr; echo torchrun-exit=$?; cat " +
       (dir() / "restarted.log").string());
