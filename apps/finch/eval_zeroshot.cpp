@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "eval_args.h"
 #include "finch/core/error.h"
@@ -27,15 +28,41 @@ std::vector<std::string> pick(const std::vector<std::string>& names,
 
 void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
   if (args.attributes.empty())
-    throw Error("--protocol zeroshot needs --attributes FILE.csv (or cub)");
-  if (args.unseen_classes.empty()) throw Error("--protocol zeroshot needs --unseen-classes LIST");
+    throw Error("--protocol zeroshot needs --attributes FILE.csv (or cub, or att_splits.mat)");
+  const auto is_mat = [](const std::string& p) {
+    return p.size() > 4 && p.compare(p.size() - 4, 4, ".mat") == 0;
+  };
+  // Xian et al.'s att_splits.mat: attributes, unseen classes, or both.
+  const std::string xian_file = is_mat(args.attributes)       ? args.attributes
+                                : is_mat(args.unseen_classes) ? args.unseen_classes
+                                                              : "";
+  const std::optional<eval::XianSplit> xian =
+      xian_file.empty() ? std::nullopt : std::optional(eval::read_xian_split(xian_file));
+  const bool unseen_from_xian =
+      xian && (args.unseen_classes.empty() || is_mat(args.unseen_classes));
+  if (args.unseen_classes.empty() && !xian)
+    throw Error("--protocol zeroshot needs --unseen-classes LIST (or an att_splits.mat)");
   if (args.zeroshot_train_split == args.data.split)
     throw Error("--zeroshot-train-split and --split are both '" + args.data.split +
                 "': the compatibility must be fit on other images than it is tested on");
   const Config config = eval_data_config(args);
   const data::DatasetPtr test = data::open_split(config, args.data.split);
   const auto& names = test->class_names();
-  const auto unseen_index = data::parse_class_list(args.unseen_classes, names, "--unseen-classes");
+  std::vector<int64_t> unseen_index;
+  if (unseen_from_xian) {
+    for (const auto& name : xian->unseen_classes) {
+      auto it = std::find(names.begin(), names.end(), name);
+      if (it == names.end())
+        throw Error(
+            fmt::format("{} names the unseen class '{}', which split '{}' of the dataset "
+                        "does not have (its first class: '{}')",
+                        xian_file, name, args.data.split, names.front()));
+      unseen_index.push_back(it - names.begin());
+    }
+    std::sort(unseen_index.begin(), unseen_index.end());
+  } else {
+    unseen_index = data::parse_class_list(args.unseen_classes, names, "--unseen-classes");
+  }
   std::vector<int64_t> seen_index;
   for (int64_t c = 0; c < static_cast<int64_t>(names.size()); ++c)
     if (!std::binary_search(unseen_index.begin(), unseen_index.end(), c)) seen_index.push_back(c);
@@ -50,8 +77,9 @@ void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
                   "with data.classes set to the seen ones)");
 
   const eval::AttributeTable table =
-      args.attributes == "cub" ? eval::read_cub_attributes(config.get<std::string>("data.root"))
-                               : eval::read_attribute_csv(args.attributes);
+      is_mat(args.attributes)    ? xian->attributes
+      : args.attributes == "cub" ? eval::read_cub_attributes(config.get<std::string>("data.root"))
+                                 : eval::read_attribute_csv(args.attributes);
   const torch::Tensor seen_attributes = eval::attribute_rows(table, seen);
   const torch::Tensor unseen_attributes = eval::attribute_rows(table, unseen);
 
@@ -106,6 +134,11 @@ void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
                      {"zsl_top1", r.zsl},
                      {"chance", 1.0 / static_cast<double>(unseen.size())},
                      {"gzsl", {{"seen", r.gzsl_seen}, {"unseen", r.gzsl_unseen}, {"h", r.h}}},
+                     {"gzsl_calibrated",
+                      {{"seen", r.calibrated_seen},
+                       {"unseen", r.calibrated_unseen},
+                       {"h", r.calibrated_h},
+                       {"stacking", r.stacking}}},
                      {"seen_test_images", r.seen_images},
                      {"unseen_test_images", r.unseen_images}};
   if (args.json) {
@@ -117,20 +150,25 @@ void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
       "classes, {} attributes from {}\n"
       "compatibility: {} ({})\n"
       "ZSL  per-class top-1 on the unseen classes: {:6.2f}%  (chance {:.2f}%)\n"
-      "GZSL per-class top-1 among all classes: seen {:6.2f}%  unseen {:6.2f}%  H {:6.2f}%\n",
+      "GZSL per-class top-1 among all classes: seen {:6.2f}%  unseen {:6.2f}%  H {:6.2f}%\n"
+      "GZSL with calibrated stacking ({:.2f} sd): seen {:6.2f}%  unseen {:6.2f}%  H {:6.2f}%\n",
       args.model, args.data.format, args.data.split, seen.size(), train.labels.size(),
       args.zeroshot_train_split, unseen.size(), table.attributes.size(), table.source,
       to_string(options.method), model.hyperparameters.dump(), 100 * r.zsl, 100.0 / unseen.size(),
-      100 * r.gzsl_seen, 100 * r.gzsl_unseen, 100 * r.h);
+      100 * r.gzsl_seen, 100 * r.gzsl_unseen, 100 * r.h, r.stacking, 100 * r.calibrated_seen,
+      100 * r.calibrated_unseen, 100 * r.calibrated_h);
 }
 
 void add_zeroshot_options(CLI::App& cmd, EvalArgs& args) {
   cmd.add_option("--attributes", args.attributes,
-                 "zeroshot: class attribute table, a CSV `class,attr_1,...` or `cub` (CUB's "
-                 "attributes/class_attribute_labels_continuous.txt under --root)");
+                 "zeroshot: class attribute table, a CSV `class,attr_1,...`, `cub` (CUB's "
+                 "attributes/class_attribute_labels_continuous.txt under --root), or Xian et "
+                 "al.'s att_splits.mat (its `att`, and its unseen classes unless "
+                 "--unseen-classes is given)");
   cmd.add_option("--unseen-classes", args.unseen_classes,
                  "zeroshot: the classes without training images: names, indices, ranges "
-                 "begin:end, or @FILE (e.g. Xian et al.'s testclasses.txt)");
+                 "begin:end, @FILE (e.g. Xian et al.'s testclasses.txt), or att_splits.mat (with "
+                 "res101.mat next to it)");
   cmd.add_option("--zeroshot-method", args.zeroshot_method,
                  "zeroshot: eszsl (closed form) | softmax (cross-entropy over seen classes); "
                  "hyperparameters by cross-validation over seen classes")

@@ -13,6 +13,7 @@
 #include "finch/core/csv.h"
 #include "finch/core/error.h"
 #include "finch/core/rng.h"
+#include "finch/io/mat.h"
 
 namespace finch::eval {
 
@@ -85,6 +86,108 @@ std::vector<int64_t> argmax_rows(const torch::Tensor& scores) {
   return std::vector<int64_t>(best.data_ptr<int64_t>(), best.data_ptr<int64_t>() + best.numel());
 }
 
+// Scores [N, C] with `shift` subtracted from the first `seen` columns (calibrated stacking).
+torch::Tensor stacked(const torch::Tensor& scores, int64_t seen, double shift) {
+  if (shift == 0) return scores;
+  torch::Tensor out = scores.clone();
+  out.narrow(1, 0, seen).sub_(shift);
+  return out;
+}
+
+// One cross-validation fold over seen classes: a seeded choice of `held` pseudo-unseen
+// classes (relabelled 0..held-1 in val_labels), the others relabelled 0..T-1.
+struct FoldSplit {
+  std::vector<int64_t> train_classes, val_classes;
+  std::vector<int64_t> train_rows, val_rows, train_labels, val_labels;
+};
+
+FoldSplit split_fold(const torch::Tensor& y, int64_t classes, int64_t held, uint64_t seed,
+                     int fold) {
+  std::vector<int64_t> order(classes);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(derive_seed(seed, static_cast<uint64_t>(fold)));
+  for (int64_t i = classes - 1; i > 0; --i)
+    std::swap(order[i], order[rng.below(static_cast<uint64_t>(i + 1))]);
+  FoldSplit split;
+  std::vector<int64_t> relabel(classes, -1);
+  std::vector<bool> is_val(classes, false);
+  for (int64_t i = 0; i < classes; ++i) {
+    auto& group = i < held ? split.val_classes : split.train_classes;
+    relabel[order[i]] = static_cast<int64_t>(group.size());
+    group.push_back(order[i]);
+    is_val[order[i]] = i < held;
+  }
+  auto la = y.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < y.size(0); ++i) {
+    (is_val[la[i]] ? split.val_rows : split.train_rows).push_back(i);
+    (is_val[la[i]] ? split.val_labels : split.train_labels).push_back(relabel[la[i]]);
+  }
+  return split;
+}
+
+// Compatibility scores have no fixed scale (it depends on the method and its ridge terms), so
+// the stacking constant is expressed in units of the scores' standard deviation on the
+// training images and carried over from the folds' fits to the final one in those units.
+double score_scale(const torch::Tensor& scores) {
+  const double sd = scores.numel() > 1 ? scores.std().item<double>() : 0.0;
+  return std::isfinite(sd) && sd > 0 ? sd : 1.0;
+}
+
+double harmonic_mean(double a, double b) { return a + b > 0 ? 2 * a * b / (a + b) : 0.0; }
+
+// Calibrated stacking (Chao et al. 2016): in GZSL the seen classes' scores are lowered by a
+// constant before the argmax, because a compatibility fit on seen classes scores them higher
+// than any unseen class. The constant maximises the mean H over the same folds as the
+// hyperparameters: each fold fits on four fifths of its training classes' images and
+// measures seen accuracy on the other fifth and unseen accuracy on its pseudo-unseen classes.
+// Returns the constant (in score standard deviations) and its validation H.
+std::pair<double, double> calibrate_stacking(const torch::Tensor& x, const torch::Tensor& y,
+                                             const torch::Tensor& s, const ZeroShotOptions& options,
+                                             const nlohmann::json& params, int64_t held) {
+  constexpr int kSteps = 121;  // 0, 0.05, ..., 6 standard deviations
+  std::vector<double> h(kSteps, 0.0);
+  int used = 0;
+  for (int fold = 0; fold < options.folds; ++fold) {
+    const FoldSplit split = split_fold(y, s.size(0), held, options.seed, fold);
+    // Every fifth training image (in a seeded order) is held out as a seen test image.
+    std::vector<int64_t> order(split.train_rows.size());
+    std::iota(order.begin(), order.end(), 0);
+    Rng rng(derive_seed(options.seed ^ 0x5eedca1bULL, static_cast<uint64_t>(fold)));
+    for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i)
+      std::swap(order[i], order[rng.below(static_cast<uint64_t>(i + 1))]);
+    std::vector<int64_t> fit_rows, fit_labels, seen_rows, seen_labels;
+    for (size_t k = 0; k < order.size(); ++k) {
+      const bool test = k % 5 == 4;
+      (test ? seen_rows : fit_rows).push_back(split.train_rows[order[k]]);
+      (test ? seen_labels : fit_labels).push_back(split.train_labels[order[k]]);
+    }
+    if (seen_rows.empty() || fit_rows.empty() || split.val_rows.empty()) continue;
+    const int64_t t = static_cast<int64_t>(split.train_classes.size());
+    const torch::Tensor st = s.index_select(0, torch::tensor(split.train_classes));
+    const torch::Tensor all = torch::cat({st, s.index_select(0, torch::tensor(split.val_classes))});
+    const torch::Tensor xf = x.index_select(0, torch::tensor(fit_rows));
+    const torch::Tensor w =
+        fit_with(xf, torch::tensor(fit_labels, torch::kLong), st, options, params);
+    const double scale = score_scale(xf.mm(w).mm(st.t()));
+    const torch::Tensor seen_scores = x.index_select(0, torch::tensor(seen_rows)).mm(w).mm(all.t());
+    const torch::Tensor unseen_scores =
+        x.index_select(0, torch::tensor(split.val_rows)).mm(w).mm(all.t());
+    std::vector<int64_t> unseen_labels;
+    for (int64_t l : split.val_labels) unseen_labels.push_back(l + t);
+    for (int k = 0; k < kSteps; ++k) {
+      const double shift = 0.05 * k * scale;
+      const double acc_seen =
+          per_class_accuracy(argmax_rows(stacked(seen_scores, t, shift)), seen_labels);
+      const double acc_unseen =
+          per_class_accuracy(argmax_rows(stacked(unseen_scores, t, shift)), unseen_labels);
+      h[k] += harmonic_mean(acc_seen, acc_unseen);
+    }
+    ++used;
+  }
+  if (used == 0) return {0.0, 0.0};
+  const int chosen = static_cast<int>(std::max_element(h.begin(), h.end()) - h.begin());
+  return {0.05 * chosen, h[chosen] / used};
+}
 }  // namespace
 
 AttributeTable read_attribute_csv(const fs::path& file) {
@@ -156,6 +259,70 @@ AttributeTable read_cub_attributes(const fs::path& root) {
   }
   table.values = to_tensor(rows);
   return table;
+}
+
+XianSplit read_xian_split(const fs::path& att_splits) {
+  const io::MatFile file(att_splits);
+  XianSplit split;
+  AttributeTable& table = split.attributes;
+  table.source = att_splits.string() + " (att)";
+  table.classes = file.read("allclasses_names").strings();
+  const io::MatVar att = file.read("att");
+  const auto dims = att.dims();
+  if (dims.size() != 2 || dims[1] != table.classes.size())
+    throw Error(
+        fmt::format("{}: expected an attributes x {} matrix (one column per class of "
+                    "allclasses_names), got {} dimensions{}",
+                    att.context(), table.classes.size(), dims.size(),
+                    dims.size() == 2 ? fmt::format(" {} x {}", dims[0], dims[1]) : ""));
+  const std::vector<double> values = att.numbers();  // column-major: class c is column c
+  std::vector<std::vector<double>> rows(dims[1], std::vector<double>(dims[0]));
+  for (size_t c = 0; c < dims[1]; ++c)
+    for (size_t a = 0; a < dims[0]; ++a) {
+      const double v = values[a + dims[0] * c];
+      if (!std::isfinite(v))
+        throw Error(fmt::format("{}: attribute {} of class '{}' is {} (attributes must be finite)",
+                                att.context(), a + 1, table.classes[c], v));
+      rows[c][a] = v;
+    }
+  for (size_t a = 0; a < dims[0]; ++a) table.attributes.push_back(fmt::format("attr_{}", a + 1));
+  table.values = to_tensor(rows);
+
+  const fs::path features = att_splits.parent_path() / "res101.mat";
+  if (!fs::exists(features))
+    throw Error(fmt::format(
+        "{} names the unseen classes only through image indices (test_unseen_loc) into "
+        "res101.mat, which is not next to it ({}): keep the archive's folder whole, or pass "
+        "--unseen-classes @testclasses.txt",
+        att_splits.string(), features.string()));
+  const std::vector<double> labels = io::MatFile(features).read("labels").numbers();
+  std::vector<bool> unseen(table.classes.size(), false);
+  for (const char* part : {"test_unseen_loc", "trainval_loc"}) {
+    const io::MatVar loc = file.read(part);
+    for (double index : loc.numbers()) {
+      if (!(index >= 1 && index <= static_cast<double>(labels.size())))
+        throw Error(fmt::format("{}: image index {} is outside res101.mat's {} images",
+                                loc.context(), index, labels.size()));
+      const double label = labels[static_cast<size_t>(index) - 1];
+      if (!(label >= 1 && label <= static_cast<double>(table.classes.size())))
+        throw Error(fmt::format("{}: label {} is not a class of allclasses_names (1..{})",
+                                features.string(), label, table.classes.size()));
+      const size_t c = static_cast<size_t>(label) - 1;
+      if (std::string(part) == "test_unseen_loc") {
+        unseen[c] = true;
+      } else if (unseen[c]) {
+        throw Error(
+            fmt::format("{}: class '{}' has images in both trainval_loc and "
+                        "test_unseen_loc: not a zero-shot split",
+                        att_splits.string(), table.classes[c]));
+      }
+    }
+  }
+  for (size_t c = 0; c < table.classes.size(); ++c)
+    (unseen[c] ? split.unseen_classes : split.seen_classes).push_back(table.classes[c]);
+  if (split.unseen_classes.empty())
+    throw Error(att_splits.string() + ": test_unseen_loc is empty: no unseen class");
+  return split;
 }
 
 torch::Tensor attribute_rows(const AttributeTable& table, const std::vector<std::string>& classes) {
@@ -235,40 +402,21 @@ Compatibility fit_compatibility(const torch::Tensor& embeddings, const torch::Te
   Compatibility out;
   out.validation = nlohmann::json::array();
   const int64_t held = std::max<int64_t>(2, classes / 5);
-  if (classes - held >= 2 && options.folds > 0) {
+  const bool cross_validate = classes - held >= 2 && options.folds > 0;
+  if (cross_validate) {
     std::vector<double> score(grid.size(), 0.0);
     for (int fold = 0; fold < options.folds; ++fold) {
-      // A seeded choice of pseudo-unseen classes; the fit sees only the others.
-      std::vector<int64_t> order(classes);
-      std::iota(order.begin(), order.end(), 0);
-      Rng rng(derive_seed(options.seed, static_cast<uint64_t>(fold)));
-      for (int64_t i = classes - 1; i > 0; --i)
-        std::swap(order[i], order[rng.below(static_cast<uint64_t>(i + 1))]);
-      std::vector<int64_t> relabel(classes, -1);
-      std::vector<int64_t> train_classes, val_classes;
-      for (int64_t i = 0; i < classes; ++i) {
-        auto& group = i < held ? val_classes : train_classes;
-        relabel[order[i]] = static_cast<int64_t>(group.size());
-        group.push_back(order[i]);
-      }
-      std::vector<int64_t> train_rows, val_rows, train_labels, val_labels;
-      auto la = y.accessor<int64_t, 1>();
-      for (int64_t i = 0; i < y.size(0); ++i) {
-        const bool is_val =
-            std::find(val_classes.begin(), val_classes.end(), la[i]) != val_classes.end();
-        (is_val ? val_rows : train_rows).push_back(i);
-        (is_val ? val_labels : train_labels).push_back(relabel[la[i]]);
-      }
-      if (val_rows.empty() || train_rows.empty()) continue;
-      const torch::Tensor xt = x.index_select(0, torch::tensor(train_rows));
-      const torch::Tensor xv = x.index_select(0, torch::tensor(val_rows));
-      const torch::Tensor st = s.index_select(0, torch::tensor(train_classes));
-      const torch::Tensor sv = s.index_select(0, torch::tensor(val_classes));
-      const torch::Tensor yt = torch::tensor(train_labels, torch::kLong);
+      const FoldSplit split = split_fold(y, classes, held, options.seed, fold);
+      if (split.val_rows.empty() || split.train_rows.empty()) continue;
+      const torch::Tensor xt = x.index_select(0, torch::tensor(split.train_rows));
+      const torch::Tensor xv = x.index_select(0, torch::tensor(split.val_rows));
+      const torch::Tensor st = s.index_select(0, torch::tensor(split.train_classes));
+      const torch::Tensor sv = s.index_select(0, torch::tensor(split.val_classes));
+      const torch::Tensor yt = torch::tensor(split.train_labels, torch::kLong);
       for (size_t g = 0; g < grid.size(); ++g) {
         const torch::Tensor w = fit_with(xt, yt, st, options, grid[g]);
         score[g] +=
-            per_class_accuracy(argmax_rows(xv.mm(w).mm(sv.t())), val_labels) / options.folds;
+            per_class_accuracy(argmax_rows(xv.mm(w).mm(sv.t())), split.val_labels) / options.folds;
       }
     }
     const size_t chosen = std::max_element(score.begin(), score.end()) - score.begin();
@@ -283,6 +431,13 @@ Compatibility fit_compatibility(const torch::Tensor& embeddings, const torch::Te
   out.hyperparameters["method"] = to_string(options.method);
   out.hyperparameters["pseudo_unseen_per_fold"] = classes - held >= 2 ? held : 0;
   out.weights = fit_with(x, y, s, options, best);
+  out.score_scale = score_scale(x.mm(out.weights).mm(s.t()));
+  if (cross_validate) {
+    const auto [stacking, h] = calibrate_stacking(x, y, s, options, best, held);
+    out.stacking = stacking;
+    out.hyperparameters["stacking"] = stacking;
+    out.hyperparameters["stacking_validation_h"] = h;
+  }
   return out;
 }
 
@@ -306,9 +461,15 @@ ZeroShotResult zeroshot_evaluate(const Compatibility& model, const torch::Tensor
   r.gzsl_unseen = per_class_accuracy(argmax_rows(model.scores(unseen_embeddings, all)), shifted);
   if (!seen_labels.empty())
     r.gzsl_seen = per_class_accuracy(argmax_rows(model.scores(seen_embeddings, all)), seen_labels);
-  r.h = r.gzsl_seen + r.gzsl_unseen > 0
-            ? 2 * r.gzsl_seen * r.gzsl_unseen / (r.gzsl_seen + r.gzsl_unseen)
-            : 0.0;
+  r.h = harmonic_mean(r.gzsl_seen, r.gzsl_unseen);
+  r.stacking = model.stacking;
+  const double shift = model.stacking * model.score_scale;
+  r.calibrated_unseen = per_class_accuracy(
+      argmax_rows(stacked(model.scores(unseen_embeddings, all), s, shift)), shifted);
+  if (!seen_labels.empty())
+    r.calibrated_seen = per_class_accuracy(
+        argmax_rows(stacked(model.scores(seen_embeddings, all), s, shift)), seen_labels);
+  r.calibrated_h = harmonic_mean(r.calibrated_seen, r.calibrated_unseen);
   return r;
 }
 

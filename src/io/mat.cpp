@@ -94,6 +94,10 @@ size_t MatVar::size() const {
   return n;
 }
 
+std::vector<size_t> MatVar::dims() const {
+  return std::vector<size_t>(var_->dims, var_->dims + var_->rank);
+}
+
 bool MatVar::is_struct() const { return var_->class_type == MAT_C_STRUCT; }
 bool MatVar::is_cell() const { return var_->class_type == MAT_C_CELL; }
 bool MatVar::is_char() const { return var_->class_type == MAT_C_CHAR; }

@@ -363,3 +363,45 @@ TEST_F(OpenWorldTest, ZeroShotFromAnAttributeTableAndItsErrors) {
   EXPECT_NE(result.exit_code, 0);
   EXPECT_CONTAINS(result.output, "no row for the dataset's class 'class2'");
 }
+
+// Xian et al.'s proposed split as the xlsa17 archive ships it (att_splits.mat + res101.mat,
+// written by scipy.io.savemat): attributes and unseen classes both come from the file.
+TEST_F(OpenWorldTest, ZeroShotFromXianSplitMatFiles) {
+  const std::string classes = "class0,class1,class2,class3,class4,class5";
+  finch::test::run_python_reference("xian_split_writer.py",
+                                    path("xlsa").string() + " " + classes + " class4,class5");
+  const std::string base = cli() + " eval --protocol zeroshot --model " + model() +
+                           " --dataset imagefolder --root " + data() + " --split test";
+  const std::string mat = path("xlsa/att_splits.mat").string();
+  auto result = run_command(base + " --json --attributes " + mat);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = json_lines(result.output).back();
+  EXPECT_EQ(j["unseen_classes"], (nlohmann::json{"class4", "class5"}));
+  EXPECT_EQ(j["attributes"]["count"], 6);
+  EXPECT_EQ(j["attributes"]["source"], mat + " (att)");
+  EXPECT_TRUE(j["gzsl_calibrated"].contains("stacking"));
+  // The same figures as the CSV of the same attributes (att is attributes x classes).
+  std::string csv = "class,a1,a2,a3,a4,a5,a6\n";
+  for (int c = 0; c < 6; ++c) {
+    csv += "class" + std::to_string(c);
+    for (int a = 0; a < 6; ++a) csv += "," + std::to_string((a == c ? 1.0 : 0.0) + 0.25 * a);
+    csv += "\n";
+  }
+  finch::test::write_text(path("xlsa.csv"), csv);
+  result = run_command(base + " --json --attributes " + path("xlsa.csv").string() +
+                       " --unseen-classes " + mat);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_DOUBLE_EQ(json_lines(result.output).back()["zsl_top1"].get<double>(),
+                   j["zsl_top1"].get<double>());
+
+  // Without res101.mat the unseen classes cannot be known; an unseen class in trainval_loc.
+  fs::rename(path("xlsa/res101.mat"), path("res101.mat"));
+  result = run_command(base + " --attributes " + mat);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "res101.mat, which is not next to it");
+  finch::test::run_python_reference(
+      "xian_split_writer.py", path("bad").string() + " " + classes + " class4,class5 --overlap");
+  result = run_command(base + " --attributes " + path("bad/att_splits.mat").string());
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "has images in both trainval_loc and test_unseen_loc");
+}

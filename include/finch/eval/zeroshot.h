@@ -33,6 +33,17 @@ AttributeTable read_attribute_csv(const std::filesystem::path& file);
 /// folder above it, as the archive ships it; attr_1, ... without it).
 AttributeTable read_cub_attributes(const std::filesystem::path& cub_root);
 
+/// Xian et al.'s proposed split ("the good, the bad and the ugly", the xlsa17 archive):
+/// `att_splits.mat` holds the class names (`allclasses_names`) and the attribute matrix `att`
+/// (one column per class), and the image indices of each part of the split; the unseen
+/// classes are the labels of its `test_unseen_loc` images, read from `res101.mat` in the same
+/// folder (as the archive ships them). Errors name the file and variable.
+struct XianSplit {
+  AttributeTable attributes;
+  std::vector<std::string> seen_classes, unseen_classes;  // in allclasses_names order
+};
+XianSplit read_xian_split(const std::filesystem::path& att_splits);
+
 /// The table's rows for `classes`, in that order. Throws finch::Error naming the first class
 /// the table lacks (and a few it has).
 torch::Tensor attribute_rows(const AttributeTable& table, const std::vector<std::string>& classes);
@@ -63,6 +74,11 @@ struct Compatibility {
   torch::Tensor weights;
   nlohmann::json hyperparameters;
   nlohmann::json validation;  // the cross-validation scores of each candidate
+  /// Calibrated stacking (Chao et al. 2016) for GZSL: seen classes' scores are lowered by
+  /// stacking * score_scale before the argmax. `stacking` is chosen by the cross-validation
+  /// over seen classes (0 without it); score_scale is the standard deviation of the fit's
+  /// scores on its training images.
+  double stacking = 0, score_scale = 1;
   /// [N, C] scores of embeddings [N, D] against attribute rows [C, M].
   torch::Tensor scores(const torch::Tensor& embeddings, const torch::Tensor& attributes) const;
 };
@@ -85,6 +101,8 @@ double per_class_accuracy(const std::vector<int64_t>& predicted,
 struct ZeroShotResult {
   double zsl = 0;                                // unseen images among unseen classes
   double gzsl_seen = 0, gzsl_unseen = 0, h = 0;  // all images among all classes
+  /// The same with calibrated stacking (the model's `stacking`).
+  double calibrated_seen = 0, calibrated_unseen = 0, calibrated_h = 0, stacking = 0;
   int64_t seen_images = 0, unseen_images = 0;
 };
 

@@ -21,6 +21,8 @@ class MatVar {
   const std::string& context() const { return context_; }
   /// Number of elements (product of the dimensions).
   size_t size() const;
+  /// The dimensions (rows, columns, ...).
+  std::vector<size_t> dims() const;
   bool is_struct() const;
   bool is_cell() const;
   bool is_char() const;

@@ -68,6 +68,28 @@ TEST(ZeroShot, BothMethodsRecogniseUnseenClassesFromTheirAttributes) {
     EXPECT_EQ(r.unseen_images, 60);
     EXPECT_NEAR(r.h, 2 * r.gzsl_seen * r.gzsl_unseen / (r.gzsl_seen + r.gzsl_unseen + 1e-300),
                 1e-12);
+    // Calibrated stacking: chosen on the seen classes' folds, it only ever lowers seen scores,
+    // so unseen classes win at least as often.
+    EXPECT_GE(model.stacking, 0.0);
+    EXPECT_TRUE(model.hyperparameters.contains("stacking"));
+    EXPECT_GE(r.calibrated_unseen, r.gzsl_unseen) << fe::to_string(method);
+    EXPECT_GT(r.calibrated_h, 0.3) << fe::to_string(method);
+
+    // The two ends of the constant: 0 is plain GZSL, a huge one predicts only unseen classes
+    // (GZSL unseen accuracy becomes ZSL accuracy, seen accuracy 0).
+    auto forced = model;
+    const auto test_seen_x = test.x.index_select(0, torch::tensor(test_seen));
+    const auto test_unseen_x = test.x.index_select(0, torch::tensor(test_unseen));
+    forced.stacking = 0;
+    auto plain = fe::zeroshot_evaluate(forced, seen_attr, unseen_attr, test_seen_x,
+                                       test_seen_labels, test_unseen_x, test_unseen_labels);
+    EXPECT_DOUBLE_EQ(plain.calibrated_h, plain.h);
+    EXPECT_DOUBLE_EQ(plain.calibrated_seen, plain.gzsl_seen);
+    forced.stacking = 1e9;
+    auto only_unseen = fe::zeroshot_evaluate(forced, seen_attr, unseen_attr, test_seen_x,
+                                             test_seen_labels, test_unseen_x, test_unseen_labels);
+    EXPECT_DOUBLE_EQ(only_unseen.calibrated_unseen, only_unseen.zsl);
+    EXPECT_DOUBLE_EQ(only_unseen.calibrated_seen, 0.0);
   }
 }
 
