@@ -46,6 +46,10 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--root,-r", args->options.root, "Dataset root (default: from config.yaml)");
   cmd->add_option("--split", args->options.split, "Split to evaluate")->capture_default_str();
   cmd->add_option("--option", args->options.data_options, "Format option as key=value");
+  cmd->add_option("--hierarchy", args->options.hierarchy,
+                  "CSV of `class,parent` lines: group the confusion matrix by parent (aircraft "
+                  "and nabirds use their own hierarchy without it)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--out,-o", args->out, "Output HTML (default: RUN_DIR/report.html)");
   add_count_option(*cmd, "--gallery", args->options.gallery,
                    "Grad-CAM examples of correct and of wrong predictions", 0, 10000);

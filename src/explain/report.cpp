@@ -8,16 +8,21 @@
 #include <cmath>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <opencv2/imgproc.hpp>
+#include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/config.h"
 #include "finch/core/error.h"
 #include "finch/core/version.h"
 #include "finch/data/from_config.h"
+#include "finch/data/hierarchy.h"
 #include "finch/eval/evaluate.h"
+#include "finch/eval/hierarchy.h"
 #include "finch/eval/session.h"
 #include "finch/explain/charts.h"
 #include "finch/explain/explainer.h"
@@ -107,27 +112,29 @@ std::string cpu_model() {
   return "unknown";
 }
 
-// Row-normalised confusion heatmap, classes ordered by accuracy (worst first), one cell per
-// class pair; the SVG scales with its container (viewBox) and the page's zoom toggle widens it.
-std::string confusion_svg(const eval::Metrics& m, const std::vector<size_t>& order) {
+// Row-normalised confusion heatmap in the order `order`, one cell per class pair; the SVG
+// scales with its container (viewBox) and the page's zoom toggle widens it. `group_starts`
+// (positions in `order`) draws a dark line before each group, e.g. the classes of one parent.
+std::string confusion_svg(const std::vector<std::vector<int64_t>>& confusion,
+                          const std::vector<std::string>& names, const std::vector<size_t>& order,
+                          const std::vector<size_t>& group_starts = {}) {
   const int n = static_cast<int>(order.size());
   const int cell = std::max(2, 600 / std::max(1, n));
   const int label = n <= 40 ? 110 : 0;  // names only where they fit
   const int size = n * cell;
   std::string svg = fmt::format(
       "<svg class=\"cm\" viewBox=\"0 0 {0} {0}\" font-family=\"sans-serif\" font-size=\"{1}\" "
-      "role=\"img\"><title>confusion matrix (rows: true class, columns: predicted; worst "
-      "classes first; colour: share of the row)</title><rect width=\"{0}\" height=\"{0}\" "
-      "fill=\"white\"/>",
+      "role=\"img\"><title>confusion matrix (rows: true class, columns: predicted; colour: "
+      "share of the row)</title><rect width=\"{0}\" height=\"{0}\" fill=\"white\"/>",
       size + label, std::max(6, std::min(11, cell - 2)));
   for (int r = 0; r < n; ++r) {
-    const auto& row = m.confusion[order[r]];
+    const auto& row = confusion[order[r]];
     int64_t total = 0;
     for (int64_t v : row) total += v;
     if (label)
-      svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", label - 4,
-                         label + r * cell + cell * 0.75,
-                         html_escape(m.per_class[order[r]].name.substr(0, 18)));
+      svg +=
+          fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>", label - 4,
+                      label + r * cell + cell * 0.75, html_escape(names[order[r]].substr(0, 18)));
     for (int c = 0; c < n; ++c) {
       const int64_t v = row[order[c]];
       if (v == 0 || total == 0) continue;
@@ -139,22 +146,103 @@ std::string confusion_svg(const eval::Metrics& m, const std::vector<size_t>& ord
       svg += fmt::format(
           "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{} -> {}: {} "
           "({:.1f}%)</title></rect>",
-          label + c * cell, label + r * cell, cell, cell, colour,
-          html_escape(m.per_class[order[r]].name), html_escape(m.per_class[order[c]].name), v,
-          100 * share);
+          label + c * cell, label + r * cell, cell, cell, colour, html_escape(names[order[r]]),
+          html_escape(names[order[c]]), v, 100 * share);
     }
   }
   if (label) {
     for (int c = 0; c < n; ++c)
       svg += fmt::format("<text transform=\"translate({},{}) rotate(-90)\">{}</text>",
                          label + c * cell + cell * 0.75, label - 4,
-                         html_escape(m.per_class[order[c]].name.substr(0, 18)));
+                         html_escape(names[order[c]].substr(0, 18)));
+  }
+  for (size_t start : group_starts) {
+    if (start == 0) continue;
+    const int at = label + static_cast<int>(start) * cell;
+    svg += fmt::format(
+        "<line class=\"group\" x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"#333\"/>"
+        "<line x1=\"{2}\" x2=\"{2}\" y1=\"{0}\" y2=\"{1}\" stroke=\"#333\"/>",
+        label, label + size, at);
   }
   svg += fmt::format(
       "<rect x=\"{0}\" y=\"{0}\" width=\"{1}\" height=\"{1}\" fill=\"none\" "
       "stroke=\"#888\"/>",
       label, size);
   return svg + "</svg>";
+}
+
+// The taxonomy section: accuracy at every level, the mistakes of each parent inside and
+// outside it, and the confusion between parents. Returns the class order grouped by parent
+// (parents worst first, classes inside a parent in `order`) and where each group starts.
+std::pair<std::vector<size_t>, std::vector<size_t>> taxonomy_section(
+    const eval::Metrics& m, const data::Hierarchy& hierarchy, const std::vector<size_t>& order,
+    std::string& body) {
+  const eval::HierarchicalMetrics h = eval::hierarchical_metrics(m.confusion, hierarchy);
+  const std::string level = h.levels.size() > 1 ? h.levels[1] : "parent";
+  body += fmt::format(
+      "<h2 id=\"taxonomy\">Mistakes by {0}</h2><p>Hierarchy from {1}. A prediction is right "
+      "at a level when the predicted class's ancestor there is the true class's; a mistake's "
+      "height is the level of the lowest common ancestor (1: a sibling inside the same {0}).</p>"
+      "<table><tr><th>level</th><th>top-1</th></tr>",
+      html_escape(level), html_escape(h.source));
+  for (size_t l = 0; l < h.levels.size(); ++l)
+    body += fmt::format("<tr><td>{}</td><td>{:.2f}%</td></tr>", html_escape(h.levels[l]),
+                        100 * h.accuracy[l]);
+  body += fmt::format("</table><p>{} mistakes, mean lowest-common-ancestor height {:.3f}.</p>",
+                      h.mistakes, h.mean_mistake_height);
+
+  // Parents worst first (accuracy of their classes' images), ties by name.
+  std::vector<size_t> parents(h.by_parent.size());
+  std::iota(parents.begin(), parents.end(), 0);
+  const auto accuracy = [&](size_t p) {
+    const auto& g = h.by_parent[p];
+    return g.support ? double(g.correct) / g.support : 1.0;
+  };
+  std::stable_sort(parents.begin(), parents.end(), [&](size_t a, size_t b) {
+    if (accuracy(a) != accuracy(b)) return accuracy(a) < accuracy(b);
+    return h.by_parent[a].parent < h.by_parent[b].parent;
+  });
+  body += fmt::format(
+      "<div class=\"scroll\"><table class=\"parents\"><tr><th>{}</th><th>classes</th>"
+      "<th>images</th><th>top-1</th><th>wrong, same {}</th><th>wrong, other {}</th></tr>",
+      html_escape(level), html_escape(level), html_escape(level));
+  std::map<std::string, std::vector<size_t>> members;  // parent -> classes, in `order`
+  for (size_t c : order) members[hierarchy.ancestors[c][0]].push_back(c);
+  for (size_t p : parents) {
+    const auto& g = h.by_parent[p];
+    body += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td></tr>",
+        html_escape(g.parent), members[g.parent].size(), g.support, 100 * accuracy(p),
+        g.wrong_within, g.wrong_outside);
+  }
+  body += "</table></div>";
+
+  // Confusion between parents: the class matrix summed over each parent's classes.
+  std::vector<std::string> parent_names;
+  std::map<std::string, size_t> parent_index;
+  for (size_t p : parents) {
+    parent_index[h.by_parent[p].parent] = parent_names.size();
+    parent_names.push_back(h.by_parent[p].parent);
+  }
+  std::vector<std::vector<int64_t>> parent_confusion(parent_names.size(),
+                                                     std::vector<int64_t>(parent_names.size(), 0));
+  for (size_t t = 0; t < m.confusion.size(); ++t)
+    for (size_t p = 0; p < m.confusion[t].size(); ++p)
+      parent_confusion[parent_index.at(hierarchy.ancestors[t][0])]
+                      [parent_index.at(hierarchy.ancestors[p][0])] += m.confusion[t][p];
+  std::vector<size_t> parent_order(parent_names.size());
+  std::iota(parent_order.begin(), parent_order.end(), 0);
+  body += fmt::format("<h3>Confusion between each {}</h3><div class=\"cmbox small\">",
+                      html_escape(level));
+  body += confusion_svg(parent_confusion, parent_names, parent_order);
+  body += "</div>";
+
+  std::vector<size_t> grouped, starts;
+  for (size_t p : parents) {
+    starts.push_back(grouped.size());
+    for (size_t c : members[h.by_parent[p].parent]) grouped.push_back(c);
+  }
+  return {grouped, starts};
 }
 
 constexpr const char* kStyle = R"(
@@ -166,6 +254,7 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .charts svg{margin:4px;border:1px solid #eee}
 .cmbox{width:640px;max-width:100%;overflow:auto;border:1px solid #eee}
 .cmbox svg{width:100%;height:auto}
+.cmbox.small{width:420px}
 #zoom:checked~.cmbox svg{width:400%}
 .gallery figure{display:inline-block;margin:6px;text-align:center;font-size:.8em;vertical-align:top}
 .gallery img{image-rendering:pixelated;width:128px;height:auto}
@@ -279,12 +368,27 @@ std::string build_report(const ReportOptions& options) {
   }
   body += "</table></div>";
 
-  body +=
+  // With a taxonomy the matrix groups classes by parent (parents worst first).
+  const std::optional<data::Hierarchy> hierarchy =
+      !options.hierarchy.empty()
+          ? std::optional(data::read_hierarchy_csv(options.hierarchy, classes))
+          : data::dataset_hierarchy(config, classes);
+  std::vector<size_t> matrix_order = order, group_starts;
+  if (hierarchy)
+    std::tie(matrix_order, group_starts) = taxonomy_section(m, *hierarchy, order, body);
+  std::vector<std::string> names;
+  for (const auto& c : m.per_class) names.push_back(c.name);
+  body += fmt::format(
       "<h2 id=\"confusion\">Confusion matrix</h2><p>Rows: true class, columns: predicted, "
-      "both ordered worst class first; colour: share of the row (blue: correct, red: "
-      "errors). Hover a cell for its counts.</p><input type=\"checkbox\" id=\"zoom\"> "
-      "<label for=\"zoom\">zoom 4x (scroll inside the box)</label><div class=\"cmbox\">";
-  body += confusion_svg(m, order);
+      "both ordered {}; colour: share of the row (blue: correct, red: errors). Hover a cell "
+      "for its counts.</p><input type=\"checkbox\" id=\"zoom\"> <label for=\"zoom\">zoom 4x "
+      "(scroll inside the box)</label><div class=\"cmbox\">",
+      hierarchy ? "grouped by " +
+                      html_escape(hierarchy->levels.empty() ? std::string("parent")
+                                                            : hierarchy->levels[0]) +
+                      " (lines between groups; worst group first, worst class first inside it)"
+                : std::string("worst class first"));
+  body += confusion_svg(m.confusion, names, matrix_order, group_starts);
   body += "</div>";
 
   // --- most-confused pairs with thumbnails --------------------------------------------------

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 
@@ -186,4 +187,40 @@ TEST_F(ExplainReportTest, ReportIsOneSelfContainedPage) {
   EXPECT_EQ(html.find("<script"), std::string::npos);
   // One learning-rate polyline with one point per epoch.
   EXPECT_CONTAINS(html, "learning rate");
+  // imagefolder has no taxonomy: no section for it.
+  EXPECT_EQ(html.find("Mistakes by"), std::string::npos);
+}
+
+TEST_F(ExplainReportTest, ReportGroupsTheConfusionMatrixByParent) {
+  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  finch::test::write_text(path("taxonomy.csv"),
+                          "class,parent\nclass0,low\nclass1,low\nclass2,high\n");
+  auto result = run_command(cli() + " report " + path("run").string() + " --hierarchy " +
+                            path("taxonomy.csv").string() + " --out " +
+                            path("grouped.html").string() + " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const std::string html = finch::read_file(path("grouped.html"));
+  EXPECT_CONTAINS(html, "Mistakes by parent");
+  EXPECT_CONTAINS(html, "grouped by parent");
+  EXPECT_CONTAINS(html, "Confusion between each parent");
+  // One row per parent with its class count; the images add up to the test split's 18.
+  const std::regex row(R"(<tr><td>(low|high)</td><td>(\d+)</td><td>(\d+)</td>)");
+  int images = 0;
+  std::map<std::string, int> classes;
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), row); it != std::sregex_iterator();
+       ++it) {
+    classes[(*it)[1]] = std::stoi((*it)[2]);
+    images += std::stoi((*it)[3]);
+  }
+  EXPECT_EQ(classes, (std::map<std::string, int>{{"high", 1}, {"low", 2}}));
+  EXPECT_EQ(images, 18);
+  // Two groups: one separator line in the class matrix.
+  EXPECT_CONTAINS(html, "class=\"group\"");
+  // A CSV that misses a class is refused with its name.
+  finch::test::write_text(path("partial.csv"), "class0,low\nclass1,low\n");
+  result = run_command(cli() + " report " + path("run").string() + " --hierarchy " +
+                       path("partial.csv").string() + " --out " + path("partial.html").string() +
+                       " 2>&1");
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_CONTAINS(result.output, "class2");
 }

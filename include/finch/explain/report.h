@@ -16,6 +16,9 @@ struct ReportOptions {
   /// Evaluation data; empty format/root: the run's config.yaml `data` section.
   std::string format, root, split = "test";
   std::vector<std::string> data_options;  // data.* overrides as key=value
+  /// A `class,parent` CSV; empty: the hierarchy the dataset format ships, if any. With one,
+  /// the report adds a "mistakes by parent" section and groups the confusion matrix.
+  std::filesystem::path hierarchy;
   int gallery = 6;                        // Grad-CAM examples of each of correct / wrong
   int confused_pairs = 8, thumbnails = 3;
   int64_t tsne_points = 1500;  // t-SNE subsample (exact t-SNE is O(N^2))
