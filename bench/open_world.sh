@@ -5,6 +5,8 @@
 #     validation carve, the accuracy-vs-rejected plot;
 #  2. zero-shot: a ResNet-20 trained on 7 classes, Pullover, Dress and Sneaker recognised from
 #     configs/attributes/fashion_mnist.csv (ESZSL and softmax);
+#  1b. open-set on the generated parts data (bench/localization/make_parts_dataset.py): the
+#     plain ResNet-20 of parts.yaml trained on three glyphs, the fourth (checker) unknown;
 #  3. hierarchy: Fashion-MNIST written in the Aircraft layout with variant / family /
 #     manufacturer (bench/make_aircraft_fmnist.py), accuracy at the three levels.
 #
@@ -34,6 +36,16 @@ $FINCH eval --open-set --model "$OUT/openset6/best.safetensors" --dataset idx --
   --calibrated-out "$OUT/openset6/calibrated.safetensors" --export-scores "$OUT/scores.csv" \
   --rejection-plot "$OUT/rejection.png" 2>&1 | grep -v '^embed'
 
+echo "## 1b. open-set on the generated parts data: known cross, ring, diagonal; unknown checker"
+PARTS=$OUT/parts-data
+[[ -f $PARTS/parts.csv ]] || /usr/bin/python3 bench/localization/make_parts_dataset.py "$PARTS" \
+  --train 800 --test 200 > /dev/null
+train parts3 bench/localization/parts.yaml --set data.root="$PARTS" \
+  --set 'data.classes=[cross, ring, diagonal]' --set train.epochs=12
+$FINCH eval --open-set --model "$OUT/parts3/best.safetensors" --dataset csv --root "$PARTS" \
+  --option csv_file=parts.csv --split test --unknown-classes checker --calibrate-tpr 0.95 \
+  --rejection-plot "$OUT/parts_rejection.png" 2>&1 | grep -v '^embed'
+
 echo "## 2. zero-shot: unseen Pullover, Dress, Sneaker"
 train zsl7 configs/fashion_mnist_retrieval.yaml --set 'data.class_range=[]' \
   --set 'data.classes=[T-shirt/top, Trouser, Coat, Sandal, Shirt, Bag, Ankle boot]'
@@ -50,3 +62,6 @@ train aircraft configs/fashion_mnist.yaml --set data.format=aircraft \
 $FINCH eval --model "$OUT/aircraft/best.safetensors" --dataset aircraft \
   --root "$OUT/aircraft-fm/data" --option crop_banner=false --split test 2>&1 |
   sed -n '/^hierarchy/,/^$/p'
+$FINCH report "$OUT/aircraft" --dataset aircraft --root "$OUT/aircraft-fm/data" \
+  --option crop_banner=false --out "$OUT/aircraft_report.html" > /dev/null 2>&1 &&
+  echo "report with the confusion matrix grouped by family: $OUT/aircraft_report.html"

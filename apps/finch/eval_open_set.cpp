@@ -11,6 +11,7 @@
 
 #include "eval_args.h"
 #include "finch/core/atomic_file.h"
+#include "finch/core/csv.h"
 #include "finch/core/error.h"
 #include "finch/data/class_list.h"
 #include "finch/data/from_config.h"
@@ -78,13 +79,6 @@ TrainingSide training_side(const EvalArgs& args, eval::InferenceSession& session
                     train_config.get<std::string>("data.train_split"), side.data.val_source);
   }
   return side;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
 }
 
 void write_scores_csv(const std::string& path, const gallery::EmbeddedImages& known,

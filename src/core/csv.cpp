@@ -1,5 +1,7 @@
 #include "finch/core/csv.h"
 
+#include <cctype>
+
 #include "finch/core/error.h"
 
 namespace finch {
@@ -48,6 +50,16 @@ std::vector<std::string> split_csv_line(const std::string& line, const std::stri
     if (i >= line.size()) return fields;
     ++i;  // the comma
   }
+}
+
+std::string csv_field(const std::string& field) {
+  const bool blank_edge =
+      !field.empty() && (std::isspace(static_cast<unsigned char>(field.front())) ||
+                         std::isspace(static_cast<unsigned char>(field.back())));
+  if (!blank_edge && field.find_first_of(",\"\r\n") == std::string::npos) return field;
+  std::string out = "\"";
+  for (char c : field) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
 }
 
 }  // namespace finch

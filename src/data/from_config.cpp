@@ -7,6 +7,7 @@
 
 #include "finch/core/error.h"
 #include "finch/data/box_crop.h"
+#include "finch/data/exclude.h"
 #include "finch/data/formats.h"
 #include "finch/data/sampler.h"
 #include "finch/io/image.h"
@@ -48,6 +49,9 @@ class ClassSubsetDataset final : public Dataset {
   int64_t label(size_t i) const override { return labels_.at(i); }
   cv::Mat load_rgb(size_t i) const override { return base_->load_rgb(indices_.at(i)); }
   std::string describe(size_t i) const override { return base_->describe(indices_.at(i)); }
+  std::optional<std::filesystem::path> file(size_t i) const override {
+    return base_->file(indices_.at(i));
+  }
   std::optional<Box> box(size_t i) const override { return base_->box(indices_.at(i)); }
   const std::vector<std::string>& class_names() const override { return names_; }
 
@@ -73,6 +77,9 @@ class ConcatDataset final : public Dataset {
   int64_t label(size_t i) const override { return part(i).label(where_.at(i).second); }
   cv::Mat load_rgb(size_t i) const override { return part(i).load_rgb(where_.at(i).second); }
   std::string describe(size_t i) const override { return part(i).describe(where_.at(i).second); }
+  std::optional<std::filesystem::path> file(size_t i) const override {
+    return part(i).file(where_.at(i).second);
+  }
   std::optional<Box> box(size_t i) const override { return part(i).box(where_.at(i).second); }
   const std::vector<std::string>& class_names() const override {
     return parts_.front()->class_names();
@@ -107,6 +114,7 @@ class PixelLimitDataset final : public Dataset {
     return base_->load_rgb(i);
   }
   std::string describe(size_t i) const override { return base_->describe(i); }
+  std::optional<std::filesystem::path> file(size_t i) const override { return base_->file(i); }
   std::optional<Box> box(size_t i) const override { return base_->box(i); }
   const std::vector<std::string>& class_names() const override { return base_->class_names(); }
 
@@ -148,6 +156,8 @@ DatasetPtr open_split(const Config& config, const std::string& split) {
     dataset =
         std::make_shared<ClassSubsetDataset>(dataset, classes, format + " split '" + split + "'");
   }
+  if (const auto exclude = config.get<std::string>("data.exclude"); !exclude.empty())
+    dataset = exclude_listed(std::move(dataset), read_exclusion_list(exclude), root);
   const auto max_pixels = config.get<int64_t>("data.max_pixels");
   if (max_pixels < 1 || max_pixels > io::kDefaultMaxPixels)
     throw Error(

@@ -175,7 +175,7 @@ std::pair<double, double> calibrate_stacking(const torch::Tensor& x, const torch
     std::vector<int64_t> unseen_labels;
     for (int64_t l : split.val_labels) unseen_labels.push_back(l + t);
     for (int k = 0; k < kSteps; ++k) {
-      const double shift = 0.05 * k * scale;
+      const double shift = k / 20.0 * scale;
       const double acc_seen =
           per_class_accuracy(argmax_rows(stacked(seen_scores, t, shift)), seen_labels);
       const double acc_unseen =
@@ -186,7 +186,7 @@ std::pair<double, double> calibrate_stacking(const torch::Tensor& x, const torch
   }
   if (used == 0) return {0.0, 0.0};
   const int chosen = static_cast<int>(std::max_element(h.begin(), h.end()) - h.begin());
-  return {0.05 * chosen, h[chosen] / used};
+  return {chosen / 20.0, h[chosen] / used};
 }
 }  // namespace
 

@@ -12,4 +12,8 @@ namespace finch {
 std::vector<std::string> split_csv_line(const std::string& line, const std::string& file,
                                         size_t line_number);
 
+/// `field` as one CSV field: quoted (with "" for a quote) when it holds a comma, quote, line
+/// break or leading / trailing blanks, so that split_csv_line reads it back unchanged.
+std::string csv_field(const std::string& field);
+
 }  // namespace finch

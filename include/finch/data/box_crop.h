@@ -25,6 +25,7 @@ class BoxCropDataset final : public Dataset {
   /// Throws finch::Error naming the sample when it has no box.
   cv::Mat load_rgb(size_t i) const override;
   std::string describe(size_t i) const override { return base_->describe(i); }
+  std::optional<std::filesystem::path> file(size_t i) const override { return base_->file(i); }
   std::optional<Box> box(size_t i) const override;
   const std::vector<std::string>& class_names() const override { return base_->class_names(); }
 

@@ -2,6 +2,7 @@
 // The one dataset interface every format implements: an indexable list of labelled
 // images. Labels and names are cheap (kept in memory); images are decoded on demand.
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <opencv2/core.hpp>
 #include <optional>
@@ -29,6 +30,9 @@ class Dataset {
   virtual std::string describe(size_t i) const = 0;
   /// Object box of sample i, if the format has one.
   virtual std::optional<Box> box(size_t i) const { return std::nullopt; }
+  /// The image file of sample i, for formats that keep one file per image (nullopt for
+  /// formats that pack images, such as IDX). The data doctor reads its bytes.
+  virtual std::optional<std::filesystem::path> file(size_t i) const { return std::nullopt; }
 
   /// Class names; index = class index.
   virtual const std::vector<std::string>& class_names() const = 0;
@@ -49,6 +53,9 @@ class SubsetDataset final : public Dataset {
   cv::Mat load_rgb(size_t i) const override { return base_->load_rgb(indices_.at(i)); }
   std::string describe(size_t i) const override { return base_->describe(indices_.at(i)); }
   std::optional<Box> box(size_t i) const override { return base_->box(indices_.at(i)); }
+  std::optional<std::filesystem::path> file(size_t i) const override {
+    return base_->file(indices_.at(i));
+  }
   const std::vector<std::string>& class_names() const override { return base_->class_names(); }
 
  private:

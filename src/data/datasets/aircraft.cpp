@@ -76,6 +76,7 @@ class AircraftDataset final : public Dataset {
   size_t size() const override { return paths_.size(); }
   int64_t label(size_t i) const override { return labels_.at(i); }
   std::string describe(size_t i) const override { return paths_.at(i).string(); }
+  std::optional<std::filesystem::path> file(size_t i) const override { return paths_.at(i); }
   const std::vector<std::string>& class_names() const override { return classes_; }
 
   cv::Mat load_rgb(size_t i) const override {

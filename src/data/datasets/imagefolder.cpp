@@ -92,6 +92,7 @@ class ImageFolderDataset final : public Dataset {
   int64_t label(size_t i) const override { return labels_.at(i); }
   cv::Mat load_rgb(size_t i) const override { return io::read_image_rgb(files_.at(i)); }
   std::string describe(size_t i) const override { return files_.at(i).string(); }
+  std::optional<std::filesystem::path> file(size_t i) const override { return files_.at(i); }
   const std::vector<std::string>& class_names() const override { return classes_; }
 
  private:

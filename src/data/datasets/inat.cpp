@@ -79,6 +79,7 @@ class INatDataset final : public Dataset {
   int64_t label(size_t i) const override { return labels_.at(i); }
   cv::Mat load_rgb(size_t i) const override { return io::read_image_rgb(paths_.at(i)); }
   std::string describe(size_t i) const override { return paths_.at(i).string(); }
+  std::optional<std::filesystem::path> file(size_t i) const override { return paths_.at(i); }
   std::optional<Box> box(size_t i) const override { return boxes_.at(i); }
   const std::vector<std::string>& class_names() const override { return classes_; }
 

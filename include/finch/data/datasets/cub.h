@@ -40,6 +40,9 @@ class CubStyleDataset : public Dataset {
   int64_t label(size_t i) const override { return records_.at(i).label; }
   cv::Mat load_rgb(size_t i) const override;
   std::string describe(size_t i) const override { return records_.at(i).path.string(); }
+  std::optional<std::filesystem::path> file(size_t i) const override {
+    return records_.at(i).path;
+  }
   std::optional<Box> box(size_t i) const override { return records_.at(i).box; }
   const std::vector<std::string>& class_names() const override { return classes_; }
 
