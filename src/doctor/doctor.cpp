@@ -223,13 +223,14 @@ nlohmann::json bias_figures(const DoctorReport& r, double beta) {
       const double effective = (1 - std::pow(beta, static_cast<double>(c[k]))) / (1 - beta);
       per_class.push_back({{"class", r.classes[k]}, {"images", c[k]}, {"effective", effective}});
     }
-    out[split] = {{"images", total},
-                  {"classes_without_images", empty},
-                  {"largest_class", most},
-                  {"smallest_class", least == INT64_MAX ? 0 : least},
-                  {"imbalance_ratio", least == INT64_MAX ? 0.0 : double(most) / double(least)},
-                  {"effective_number_beta", beta},
-                  {"per_class", per_class}};
+    out["splits"][split] = {
+        {"images", total},
+        {"classes_without_images", empty},
+        {"largest_class", most},
+        {"smallest_class", least == INT64_MAX ? 0 : least},
+        {"imbalance_ratio", least == INT64_MAX ? 0.0 : double(most) / double(least)},
+        {"effective_number_beta", beta},
+        {"per_class", per_class}};
   }
   return out;
 }

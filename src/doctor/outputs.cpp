@@ -178,11 +178,10 @@ std::string format_summary(const DoctorReport& r, const DoctorOptions& options) 
     out += fmt::format("  {:<20} {:>7}  {}{}\n", reason, it->second, title,
                        is_dropped(reason, options) ? " (left out of clean.csv)" : "");
   }
-  for (const auto& [split, b] : r.bias.items())
-    if (b.contains("imbalance_ratio"))
-      out += fmt::format("  split '{}': imbalance ratio {:.1f} (largest class {}, smallest {})\n",
-                         split, b["imbalance_ratio"].get<double>(),
-                         b["largest_class"].get<int64_t>(), b["smallest_class"].get<int64_t>());
+  for (const auto& [split, b] : r.bias["splits"].items())
+    out += fmt::format("  split '{}': imbalance ratio {:.1f} (largest class {}, smallest {})\n",
+                       split, b["imbalance_ratio"].get<double>(), b["largest_class"].get<int64_t>(),
+                       b["smallest_class"].get<int64_t>());
   if (r.label_issues)
     out += fmt::format("  label issues from {}: {} of {} images\n", r.probability_source,
                        r.label_issues->issues.size(), r.label_items.size());
@@ -300,8 +299,7 @@ void write_doctor_outputs(const DoctorReport& r, const DoctorOptions& options) {
   }
 
   body += "<h2 id=\"bias\">Class balance</h2>";
-  for (const auto& [split, b] : r.bias.items()) {
-    if (!b.contains("per_class")) continue;
+  for (const auto& [split, b] : r.bias["splits"].items()) {
     body += fmt::format(
         "<h3>split '{}'</h3><p>imbalance ratio {:.1f} (largest class {}, smallest {}); "
         "effective number of samples with &beta; = {}.</p><div style=\"max-height:360px;"
