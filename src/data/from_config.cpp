@@ -232,7 +232,16 @@ LoaderOptions train_loader_options(const Config& config, const DatasetPtr& train
   LoaderOptions options = loader_options(config, true);
   const std::string sampler = config.get<std::string>("data.sampler");
   if (sampler == "random") return options;
-  if (sampler != "pk") throw Error("data.sampler must be random or pk, got '" + sampler + "'");
+  if (sampler == "balanced") {
+    const double power = config.get<double>("data.balance_power");
+    balanced_order(train->labels(), power, 0, 0);  // checks the power before training starts
+    options.order = [labels = train->labels(), power, seed = options.seed](int64_t epoch) {
+      return balanced_order(labels, power, seed, epoch);
+    };
+    return options;
+  }
+  if (sampler != "pk")
+    throw Error("data.sampler must be random, balanced or pk, got '" + sampler + "'");
   const int64_t per_class = config.get<int64_t>("data.samples_per_class");
   if (per_class < 1 || options.batch_size % per_class != 0)
     throw Error("data.sampler pk: train.batch_size (" + std::to_string(options.batch_size) +

@@ -1,5 +1,7 @@
 #include "finch/data/sampler.h"
 
+#include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <string>
@@ -12,6 +14,7 @@ namespace finch::data {
 namespace {
 
 constexpr uint64_t kPkStream = 0x504b;
+constexpr uint64_t kBalancedStream = 0x42414c;
 
 template <typename T>
 void shuffle(std::vector<T>& v, Rng& rng) {
@@ -19,6 +22,38 @@ void shuffle(std::vector<T>& v, Rng& rng) {
 }
 
 }  // namespace
+
+std::vector<size_t> balanced_order(const std::vector<int64_t>& labels, double power, uint64_t seed,
+                                   int64_t epoch) {
+  if (!(power >= 0 && power <= 1))
+    throw Error(
+        "data.balance_power must be in [0, 1] (0: natural frequencies, 1: uniform over "
+        "classes, 0.5: square-root sampling), got " +
+        std::to_string(power));
+  std::map<int64_t, std::vector<size_t>> by_class;
+  for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(i);
+  std::vector<const std::vector<size_t>*> pools;
+  std::vector<double> cumulative;
+  double total = 0;
+  for (const auto& [label, indices] : by_class) {
+    total += std::pow(static_cast<double>(indices.size()), 1.0 - power);
+    pools.push_back(&indices);
+    cumulative.push_back(total);
+  }
+  Rng rng(derive_seed(seed, kBalancedStream, static_cast<uint64_t>(epoch)));
+  std::vector<size_t> order;
+  order.reserve(labels.size());
+  for (size_t k = 0; k < labels.size(); ++k) {
+    const double u = rng.uniform() * total;
+    const size_t c =
+        std::min(pools.size() - 1,
+                 static_cast<size_t>(std::upper_bound(cumulative.begin(), cumulative.end(), u) -
+                                     cumulative.begin()));
+    const auto& pool = *pools[c];
+    order.push_back(pool[rng.below(pool.size())]);
+  }
+  return order;
+}
 
 std::vector<size_t> pk_order(const std::vector<int64_t>& labels, int64_t classes_per_batch,
                              int64_t per_class, uint64_t seed, int64_t epoch) {

@@ -149,10 +149,48 @@ std::vector<LossTerm> parse_losses(const Config& config) {
   return terms;
 }
 
-ObjectiveImpl::ObjectiveImpl(const Config& config, int64_t num_classes, int64_t embedding_dim)
+torch::Tensor effective_number_weights(const std::vector<int64_t>& class_counts, double beta) {
+  if (!(beta > 0 && beta < 1))
+    throw Error("train.class_weight_beta must be in (0, 1), got " + std::to_string(beta));
+  std::vector<double> w(class_counts.size(), 0.0);
+  double sum = 0;
+  size_t present = 0;
+  for (size_t c = 0; c < w.size(); ++c) {
+    if (class_counts[c] <= 0) continue;
+    w[c] = (1 - beta) / (1 - std::pow(beta, static_cast<double>(class_counts[c])));
+    sum += w[c];
+    ++present;
+  }
+  for (double& v : w) v = sum > 0 ? v * static_cast<double>(present) / sum : 0.0;
+  return torch::tensor(w, torch::kFloat);
+}
+
+ObjectiveImpl::ObjectiveImpl(const Config& config, int64_t num_classes, int64_t embedding_dim,
+                             const std::vector<int64_t>& class_counts)
     : terms_(parse_losses(config)),
       label_smoothing_(config.get<double>("train.label_smoothing")),
       aux_weight_(config.get<double>("train.aux_loss_weight")) {
+  const std::string weights = config.get<std::string>("train.class_weights");
+  const double tau = config.get<double>("train.logit_adjustment");
+  if (weights != "none" && weights != "effective_number")
+    throw Error("train.class_weights must be none or effective_number, got '" + weights + "'");
+  if (!(tau >= 0)) throw Error("train.logit_adjustment must be >= 0 (0: off)");
+  if ((weights != "none" || tau > 0) && static_cast<int64_t>(class_counts.size()) != num_classes)
+    throw Error(
+        "train.class_weights / train.logit_adjustment need the training data's class "
+        "counts");
+  if (weights == "effective_number")
+    class_weights_ =
+        effective_number_weights(class_counts, config.get<double>("train.class_weight_beta"));
+  if (tau > 0) {
+    // Menon et al. 2021: the prior of a class without images is taken as one image's.
+    std::vector<double> log_prior;
+    double total = 0;
+    for (int64_t n : class_counts) total += static_cast<double>(std::max<int64_t>(n, 1));
+    for (int64_t n : class_counts)
+      log_prior.push_back(tau * std::log(static_cast<double>(std::max<int64_t>(n, 1)) / total));
+    logit_shift_ = torch::tensor(log_prior, torch::kFloat);
+  }
   for (const auto& t : terms_) {
     if (t.type == "centre" && !centres_.defined())
       centres_ = register_buffer("centres", torch::zeros({num_classes, embedding_dim}));
@@ -174,7 +212,13 @@ bool ObjectiveImpl::wants_class_balanced_batches() const {
 
 torch::Tensor ObjectiveImpl::forward(const models::ModelOutput& output, const torch::Tensor& labels,
                                      const std::vector<torch::Tensor>& view_logits) {
-  const auto ce = F::CrossEntropyFuncOptions().label_smoothing(label_smoothing_);
+  auto ce = F::CrossEntropyFuncOptions().label_smoothing(label_smoothing_);
+  if (class_weights_.defined()) ce.weight(class_weights_.to(output.logits.device()));
+  // Logit adjustment shapes training only: validation sees the logits predictions use.
+  const auto adjusted = [&](const torch::Tensor& logits) {
+    return logit_shift_.defined() && is_training() ? logits + logit_shift_.to(logits.device())
+                                                   : logits;
+  };
   torch::Tensor total;
   last_.clear();
   auto add = [&](const std::string& name, double weight, const torch::Tensor& value) {
@@ -184,11 +228,12 @@ torch::Tensor ObjectiveImpl::forward(const models::ModelOutput& output, const to
   };
   for (const auto& t : terms_) {
     if (t.type == "cross_entropy") {
-      torch::Tensor loss = F::cross_entropy(output.logits, labels, ce);
-      for (const auto& logits : view_logits) loss = loss + F::cross_entropy(logits, labels, ce);
+      torch::Tensor loss = F::cross_entropy(adjusted(output.logits), labels, ce);
+      for (const auto& logits : view_logits)
+        loss = loss + F::cross_entropy(adjusted(logits), labels, ce);
       loss = loss / static_cast<double>(1 + view_logits.size());
       if (output.aux_logits.defined() && aux_weight_ > 0)
-        loss = loss + aux_weight_ * F::cross_entropy(output.aux_logits, labels, ce);
+        loss = loss + aux_weight_ * F::cross_entropy(adjusted(output.aux_logits), labels, ce);
       add("ce", t.weight, loss);
     } else if (t.type == "triplet") {
       add("triplet", t.weight, batch_hard_triplet_loss(output.embedding, labels, t.margin));

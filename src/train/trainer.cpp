@@ -275,8 +275,10 @@ void Trainer::Impl::build_model(bool resume) {
   }
   if (channels_last) models::convert_to_channels_last(*model);
   optim = build_optimizer(config, model);
-  objective =
-      Objective(config, static_cast<int64_t>(classes.size()), model->head()->embedding_dim());
+  std::vector<int64_t> class_counts(classes.size(), 0);
+  for (int64_t label : data.train->labels()) ++class_counts.at(static_cast<size_t>(label));
+  objective = Objective(config, static_cast<int64_t>(classes.size()),
+                        model->head()->embedding_dim(), class_counts);
   objective->to(device);
   if (objective->wants_class_balanced_batches() && config.get<std::string>("data.sampler") != "pk")
     fmt::print(stderr,

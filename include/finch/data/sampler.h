@@ -15,4 +15,12 @@ namespace finch::data {
 std::vector<size_t> pk_order(const std::vector<int64_t>& labels, int64_t classes_per_batch,
                              int64_t per_class, uint64_t seed, int64_t epoch);
 
+/// Class-balanced sampling for long-tailed data (`data.sampler: balanced`): an epoch of
+/// labels.size() indices drawn with replacement, class c with probability proportional to
+/// n_c^(1 - power) and uniformly within it: power 0 keeps the natural frequencies, 1 gives
+/// every class the same share, 0.5 is square-root sampling (Mahajan et al. 2018). Depends only
+/// on (labels, power, seed, epoch). Throws finch::Error for a power outside [0, 1].
+std::vector<size_t> balanced_order(const std::vector<int64_t>& labels, double power, uint64_t seed,
+                                   int64_t epoch);
+
 }  // namespace finch::data

@@ -66,13 +66,20 @@ struct LossTerm {
   double alpha = 2, base = 0.5, epsilon = 0.1;  // multi_similarity
 };
 
+/// Cui et al. 2019's class-balanced weights (1 - beta) / (1 - beta^n_c), scaled so that they
+/// average 1 over the classes that have images (classes without images get 0).
+torch::Tensor effective_number_weights(const std::vector<int64_t>& class_counts, double beta);
+
 /// Parses train.losses; throws finch::Error naming the bad entry.
 std::vector<LossTerm> parse_losses(const Config& config);
 
 /// The objective with its state (the class centres, a buffer saved with checkpoints).
 class ObjectiveImpl : public torch::nn::Module {
  public:
-  ObjectiveImpl(const Config& config, int64_t num_classes, int64_t embedding_dim);
+  /// `class_counts`: training images per class, for train.class_weights and
+  /// train.logit_adjustment (long-tailed data); may be empty when neither is set.
+  ObjectiveImpl(const Config& config, int64_t num_classes, int64_t embedding_dim,
+                const std::vector<int64_t>& class_counts = {});
   /// Loss of one step. view_logits: logits of the head's extra training views.
   torch::Tensor forward(const models::ModelOutput& output, const torch::Tensor& labels,
                         const std::vector<torch::Tensor>& view_logits);
@@ -84,6 +91,8 @@ class ObjectiveImpl : public torch::nn::Module {
  private:
   std::vector<LossTerm> terms_;
   double label_smoothing_ = 0, aux_weight_ = 0;
+  torch::Tensor class_weights_;  // [C] or undefined (not buffers: derived from the data)
+  torch::Tensor logit_shift_;    // [C] tau * log prior, or undefined
   torch::Tensor centres_;
   double cosine_scale_ = 0;  // the cosine head's scale, for margin losses
   std::vector<std::pair<std::string, double>> last_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -27,4 +28,31 @@ TEST(PkSampler, ClassBalancedBatches) {
   EXPECT_NE(order, finch::data::pk_order(labels, p, k, 11, 1));
   EXPECT_CONTAINS(finch::test::error_of([&] { finch::data::pk_order(labels, 6, 2, 0, 0); }),
                   "needs 6 classes but the training data has 5");
+}
+
+TEST(BalancedSampler, ClassSharesFollowThePower) {
+  // Classes of 800, 150 and 50 samples.
+  std::vector<int64_t> labels;
+  for (int64_t c = 0; c < 3; ++c)
+    for (int i = 0; i < (c == 0 ? 800 : c == 1 ? 150 : 50); ++i) labels.push_back(c);
+  for (double power : {0.0, 0.5, 1.0}) {
+    std::vector<double> share(3, 0.0);
+    const int epochs = 20;
+    for (int e = 0; e < epochs; ++e)
+      for (size_t i : finch::data::balanced_order(labels, power, 7, e))
+        share[labels.at(i)] += 1.0 / (epochs * labels.size());
+    double total = 0;
+    for (int n : {800, 150, 50}) total += std::pow(n, 1 - power);
+    int c = 0;
+    for (int n : {800, 150, 50})
+      EXPECT_NEAR(share[c++], std::pow(n, 1 - power) / total, 0.01) << "power " << power;
+  }
+  // Deterministic in (seed, epoch); another epoch is another draw.
+  EXPECT_EQ(finch::data::balanced_order(labels, 0.5, 7, 3),
+            finch::data::balanced_order(labels, 0.5, 7, 3));
+  EXPECT_NE(finch::data::balanced_order(labels, 0.5, 7, 3),
+            finch::data::balanced_order(labels, 0.5, 7, 4));
+  EXPECT_EQ(finch::data::balanced_order(labels, 0.5, 7, 3).size(), labels.size());
+  EXPECT_CONTAINS(finch::test::error_of([&] { finch::data::balanced_order(labels, 1.5, 0, 0); }),
+                  "data.balance_power must be in [0, 1]");
 }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "finch/core/config.h"
 #include "finch/io/safetensors.h"
 #include "finch/train/trainer.h"
@@ -226,6 +228,47 @@ TEST(Losses, ParsesTheListAndRejectsMistakes) {
   c.set("train.losses", "[{type: centre, margin: 1}]");
   EXPECT_CONTAINS(finch::test::error_of([&] { ft::parse_losses(c); }),
                   "unknown option 'margin' for centre");
+}
+
+// Long-tailed data: Cui et al.'s class-balanced weights, written out by hand, and Menon et
+// al.'s logit-adjusted loss, which only shapes training.
+TEST(Losses, EffectiveNumberWeightsAndLogitAdjustment) {
+  const std::vector<int64_t> counts{100, 10, 1, 0};
+  const auto w = ft::effective_number_weights(counts, 0.99);
+  std::vector<double> raw;
+  for (int64_t n : {100, 10, 1}) raw.push_back((1 - 0.99) / (1 - std::pow(0.99, n)));
+  const double scale = 3 / (raw[0] + raw[1] + raw[2]);
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(w[c].item<double>(), raw[c] * scale, 1e-6);
+  EXPECT_EQ(w[3].item<double>(), 0.0);  // a class without images
+  EXPECT_GT(w[2].item<double>(), w[0].item<double>());
+
+  torch::manual_seed(0);
+  finch::models::ModelOutput out;
+  out.logits = torch::randn({6, 4});
+  const torch::Tensor labels = torch::tensor({0, 1, 2, 3, 0, 1});
+  namespace F = torch::nn::functional;
+  finch::Config c = finch::Config::defaults();
+  c.set("train.class_weights", "effective_number");
+  c.set("train.class_weight_beta", "0.99");
+  ft::Objective weighted(c, 4, 8, counts);
+  EXPECT_NEAR(
+      weighted->forward(out, labels, {}).item<double>(),
+      F::cross_entropy(out.logits, labels, F::CrossEntropyFuncOptions().weight(w)).item<double>(),
+      1e-6);
+  c = finch::Config::defaults();
+  c.set("train.logit_adjustment", "1.0");
+  ft::Objective adjusted(c, 4, 8, counts);
+  // Priors with the empty class counted as one image: 100, 10, 1, 1 of 112.
+  const torch::Tensor shift = torch::log(torch::tensor({100.0f, 10.0f, 1.0f, 1.0f}) / 112.0f);
+  adjusted->train();
+  EXPECT_NEAR(adjusted->forward(out, labels, {}).item<double>(),
+              F::cross_entropy(out.logits + shift, labels).item<double>(), 1e-5);
+  adjusted->eval();
+  EXPECT_NEAR(adjusted->forward(out, labels, {}).item<double>(),
+              F::cross_entropy(out.logits, labels).item<double>(), 1e-6);
+  c.set("train.class_weights", "inverse");
+  EXPECT_CONTAINS(finch::test::error_of([&] { ft::Objective(c, 4, 8, counts); }),
+                  "must be none or effective_number");
 }
 
 // Every method trains end to end through the unchanged trainer; the centre loss's state is
