@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "datasets/cub_style.h"
+#include "finch/core/atomic_file.h"
 #include "finch/core/csv.h"
 #include "finch/core/error.h"
 
@@ -147,6 +150,54 @@ Hierarchy read_hierarchy_csv(const fs::path& file, const std::vector<std::string
   return hierarchy_from_parents(classes, edges, {}, file.string());
 }
 
+// iNaturalist: every category carries its taxonomy (2018 onwards: genus ... kingdom; 2017 only
+// a supercategory). The categories are the same in every split file of a release, so the
+// smallest file is read. Levels are the ranks every category has, nearest first.
+std::optional<Hierarchy> inat_hierarchy(const fs::path& root,
+                                        const std::vector<std::string>& classes) {
+  std::error_code ec;
+  fs::path smallest;
+  uintmax_t size = UINTMAX_MAX;
+  for (const auto& entry : fs::directory_iterator(root, ec))
+    if (entry.path().extension() == ".json" && entry.file_size(ec) < size)
+      size = entry.file_size(ec), smallest = entry.path();
+  if (smallest.empty()) return std::nullopt;
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(read_file(smallest));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(smallest.string() + ": not valid JSON: " + e.what());
+  }
+  const auto categories = doc.find("categories");
+  if (categories == doc.end() || !categories->is_array()) return std::nullopt;
+  std::map<std::string, const nlohmann::json*> by_name;
+  for (const auto& c : *categories)
+    if (c.contains("name") && c["name"].is_string()) by_name[c["name"].get<std::string>()] = &c;
+  Hierarchy h;
+  h.class_level = "species";
+  h.source = smallest.string() + " (categories)";
+  for (const char* rank :
+       {"genus", "family", "order", "class", "phylum", "kingdom", "supercategory"}) {
+    bool everywhere = true;
+    for (const auto& name : classes) {
+      auto it = by_name.find(name);
+      everywhere = everywhere && it != by_name.end() && it->second->contains(rank) &&
+                   (*it->second)[rank].is_string() &&
+                   !(*it->second)[rank].get<std::string>().empty();
+    }
+    // The 2017 supercategory only when there is no finer rank (later releases repeat the
+    // kingdom or class there).
+    if (!everywhere || (std::string(rank) == "supercategory" && !h.levels.empty())) continue;
+    h.levels.push_back(rank);
+  }
+  if (h.levels.empty()) return std::nullopt;
+  for (const auto& name : classes) {
+    auto& chain = h.ancestors.emplace_back();
+    for (const auto& rank : h.levels) chain.push_back((*by_name.at(name))[rank].get<std::string>());
+  }
+  return h;
+}
+
 std::optional<Hierarchy> dataset_hierarchy(const Config& config,
                                            const std::vector<std::string>& classes) {
   const std::string format = config.get<std::string>("data.format");
@@ -155,6 +206,7 @@ std::optional<Hierarchy> dataset_hierarchy(const Config& config,
     return aircraft_hierarchy(root, config.get<std::string>("data.level"), classes);
   }
   if (format == "nabirds") return nabirds_hierarchy(root, classes);
+  if (format == "inat") return inat_hierarchy(root, classes);
   return std::nullopt;
 }
 

@@ -35,7 +35,8 @@ Hierarchy read_hierarchy_csv(const std::filesystem::path& file,
 /// The hierarchy a dataset format ships, for the classes `classes` of the configured data:
 ///   aircraft  variant -> family -> manufacturer, joined by image id across the label files
 ///             (from data.level upward);
-///   nabirds   hierarchy.txt over classes.txt's names.
+///   nabirds   hierarchy.txt over classes.txt's names;
+///   inat      the categories' taxonomy ranks (genus ... kingdom; 2017: supercategory).
 /// std::nullopt for formats without one.
 std::optional<Hierarchy> dataset_hierarchy(const Config& config,
                                            const std::vector<std::string>& classes);

@@ -10,6 +10,7 @@
 #include "finch/data/datasets/cub.h"
 #include "finch/data/datasets/nabirds.h"
 #include "finch/data/formats.h"
+#include "finch/data/hierarchy.h"
 #include "finch/data/info.h"
 #include "test_support.h"
 
@@ -471,6 +472,25 @@ TEST(INatFormat, SplitFilesLabelsAndCategoryOrder) {
   auto val = open_dataset("inat", root, "val");
   EXPECT_EQ(val->labels(), (std::vector<int64_t>{1}));
   EXPECT_EQ(val->class_names(), train->class_names());
+  // The 2017 taxonomy: one level, the supercategory.
+  finch::Config config = finch::Config::defaults();
+  config.set_string("data.format", "inat");
+  config.set_string("data.root", root.string());
+  const auto h = finch::data::dataset_hierarchy(config, train->class_names());
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->levels, std::vector<std::string>{"supercategory"});
+  EXPECT_EQ(h->ancestors[2], std::vector<std::string>{"Plantae"});
+  // 2021 style: the ranks every category has, nearest first (the supercategory left out).
+  const fs::path root21 = dir.path() / "inat21";
+  write_text(root21 / "val.json", R"({"images": [], "annotations": [], "categories": [
+      {"id": 0, "name": "Corvus corax", "genus": "Corvus", "family": "Corvidae", "kingdom": "Animalia", "supercategory": "Birds"},
+      {"id": 1, "name": "Pica pica", "genus": "Pica", "family": "Corvidae", "kingdom": "Animalia", "supercategory": "Birds"},
+      {"id": 2, "name": "Acer rubrum", "genus": "Acer", "family": "Sapindaceae", "kingdom": "Plantae", "supercategory": "Plants"}]})");
+  config.set_string("data.root", root21.string());
+  const auto h21 = finch::data::dataset_hierarchy(config, {"Pica pica", "Acer rubrum"});
+  ASSERT_TRUE(h21.has_value());
+  EXPECT_EQ(h21->levels, (std::vector<std::string>{"genus", "family", "kingdom"}));
+  EXPECT_EQ(h21->ancestors[0], (std::vector<std::string>{"Pica", "Corvidae", "Animalia"}));
 
   // 2021 style: the exact name wins.
   fs::copy_file(root / "val2017.json", root / "val.json");
