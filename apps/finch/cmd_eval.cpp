@@ -280,7 +280,7 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--hierarchy", args->hierarchy,
                   "A `class,parent` CSV (any depth): accuracy at every level and the severity "
-                  "of mistakes (aircraft and nabirds use their own hierarchy without it)")
+                  "of mistakes (aircraft, nabirds and inat use their own hierarchy without it)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--reliability", args->reliability,
                   "Write a reliability diagram (PNG) of the 15-bin calibration");

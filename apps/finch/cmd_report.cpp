@@ -47,7 +47,7 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--split", args->options.split, "Split to evaluate")->capture_default_str();
   cmd->add_option("--option", args->options.data_options, "Format option as key=value");
   cmd->add_option("--hierarchy", args->options.hierarchy,
-                  "CSV of `class,parent` lines: group the confusion matrix by parent (aircraft "
+                  "CSV of `class,parent` lines: group the confusion matrix by parent (aircraft, inat "
                   "and nabirds use their own hierarchy without it)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--out,-o", args->out, "Output HTML (default: RUN_DIR/report.html)");
