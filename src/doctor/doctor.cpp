@@ -251,6 +251,9 @@ DoctorOptions doctor_options(const Config& config) {
   o.phash_distance = config.get<int>("doctor.phash_distance");
   o.pixel_difference = config.get<double>("doctor.pixel_difference");
   o.embedding_similarity = config.get<double>("doctor.embedding_similarity");
+  o.embedding_ratio = config.get<double>("doctor.embedding_ratio");
+  if (!(o.embedding_ratio > 0 && o.embedding_ratio <= 1))
+    throw Error(fmt::format("doctor.embedding_ratio must be in (0, 1], got {}", o.embedding_ratio));
   o.outlier_k = config.get<int>("doctor.outlier_k");
   o.outlier_share = config.get<double>("doctor.outlier_share");
   o.label_method = parse_label_issue_method(config.get<std::string>("doctor.label_method"));
@@ -325,6 +328,7 @@ DoctorReport run_doctor(const Config& config_in, const DoctorOptions& options) {
                   {"phash_distance", options.phash_distance},
                   {"pixel_difference", options.pixel_difference},
                   {"embedding_similarity", options.embedding_similarity},
+                  {"embedding_ratio", options.embedding_ratio},
                   {"outlier_k", options.outlier_k},
                   {"outlier_share", options.outlier_share}};
 

@@ -214,30 +214,44 @@ void apply_model_signals(DoctorReport& r, const DoctorOptions& options, const Mo
   const torch::Tensor index = torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()));
 
   if (signals.embeddings.defined()) {
-    // The k nearest of every image (itself excluded): near-duplicates above the similarity,
-    // and the outlier score 1 - mean similarity to them.
+    // The k nearest of every image (itself excluded): near-duplicates, and the outlier score
+    // 1 - mean similarity to them. Queries in blocks: the similarity matrix of 70,000
+    // images would be 20 GB.
     const torch::Tensor e = signals.embeddings.index_select(0, index);
-    const int64_t k = std::min<int64_t>(options.outlier_k, e.size(0) - 1);
+    const int64_t k = std::min<int64_t>(std::max(options.outlier_k, 2), e.size(0) - 1);
     if (k >= 1) {
-      const auto neighbours = gallery::exact_search(e, e, k + 1);
+      std::vector<std::vector<gallery::Neighbour>> neighbours;
+      neighbours.reserve(rows.size());
+      for (int64_t begin = 0; begin < e.size(0); begin += 1024)
+        for (auto& hits : gallery::exact_search(
+                 e.narrow(0, begin, std::min<int64_t>(1024, e.size(0) - begin)), e, k + 1))
+          neighbours.push_back(std::move(hits));
       std::set<std::pair<size_t, size_t>> known;
       for (const auto& d : r.duplicates) known.emplace(std::min(d.a, d.b), std::max(d.a, d.b));
       std::vector<std::pair<double, size_t>> isolation;
       std::vector<std::tuple<double, size_t, size_t>> pairs;
+      const int64_t outlier_k = std::min<int64_t>(options.outlier_k, k);
       for (size_t q = 0; q < rows.size(); ++q) {
+        std::vector<gallery::Neighbour> others;
+        for (const auto& n : neighbours[q])
+          if (static_cast<size_t>(n.item) != q) others.push_back(n);
         double sum = 0;
         int64_t taken = 0;
-        for (const auto& n : neighbours[q]) {
-          if (static_cast<size_t>(n.item) == q || taken == k) continue;
-          sum += n.score;
-          ++taken;
-          const size_t a = rows[q], b = rows[static_cast<size_t>(n.item)];
-          if (n.score >= options.embedding_similarity && a < b && !known.count({a, b}))
-            pairs.emplace_back(1.0 - n.score, a, b);
-        }
+        for (const auto& n : others)
+          if (taken < outlier_k) sum += n.score, ++taken;
         isolation.emplace_back(taken ? 1.0 - sum / taken : 0.0, rows[q]);
+        // A duplicate is the nearest image by a wide margin (Lowe's ratio test): a classifier's
+        // embedding puts many different images of a class almost on top of each other, so a
+        // similarity threshold alone flags thousands of them.
+        if (others.size() < 2) continue;
+        const double d1 = 1.0 - others[0].score, d2 = 1.0 - others[1].score;
+        const size_t a = rows[q], b = rows[static_cast<size_t>(others[0].item)];
+        if (others[0].score >= options.embedding_similarity && d1 <= options.embedding_ratio * d2 &&
+            !known.count({std::min(a, b), std::max(a, b)}))
+          pairs.emplace_back(d1, std::min(a, b), std::max(a, b));
       }
       std::sort(pairs.begin(), pairs.end());
+      pairs.erase(std::unique(pairs.begin(), pairs.end()), pairs.end());
       for (const auto& [distance, a, b] : pairs)
         if (!known.count({a, b})) {
           add_pair(r, a, b, "embedding", distance, dropped);
@@ -250,7 +264,7 @@ void apply_model_signals(DoctorReport& r, const DoctorOptions& options, const Mo
         r.flags.push_back({isolation[o].second, "outlier",
                            fmt::format("mean cosine similarity {:.4f} to its {} nearest images "
                                        "(rank {} of {})",
-                                       1 - isolation[o].first, k, o + 1, isolation.size()),
+                                       1 - isolation[o].first, outlier_k, o + 1, isolation.size()),
                            isolation[o].first});
     }
   }

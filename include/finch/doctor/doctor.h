@@ -28,7 +28,8 @@ struct DoctorOptions {
   Thresholds thresholds;
   int phash_distance = 4;              // Hamming distance of near-duplicates (of 64 bits)
   double pixel_difference = 4;         // and their 16 x 16 thumbnails' mean grey difference
-  double embedding_similarity = 0.97;  // cosine similarity of embedding near-duplicates
+  double embedding_similarity = 0.99;  // an image's nearest image is its near-duplicate at this
+  double embedding_ratio = 0.2;        // cosine and this share of the 2nd nearest's distance
   int outlier_k = 10;                  // k of the k-NN outlier score
   double outlier_share = 0.005;        // the most isolated share of images flagged as outliers
   LabelIssueMethod label_method = LabelIssueMethod::kPruneByNoiseRate;
