@@ -260,6 +260,8 @@ DoctorOptions doctor_options(const Config& config) {
   o.drop = config.get<std::vector<std::string>>("doctor.drop");
   o.effective_number_beta = config.get<double>("doctor.effective_number_beta");
   o.threads = config.get<int>("threads");
+  o.thumbnails = config.get<int>("doctor.thumbnails");
+  if (o.thumbnails < 0) throw Error("doctor.thumbnails must be >= 0 (0: all)");
   if (o.phash_distance < 0 || o.phash_distance > 32)
     throw Error(
         fmt::format("doctor.phash_distance must be in [0, 32] bits, got {}", o.phash_distance));

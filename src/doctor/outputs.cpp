@@ -251,10 +251,16 @@ void write_doctor_outputs(const DoctorReport& r, const DoctorOptions& options) {
     std::vector<const Flag*> shown;
     for (const auto& f : r.flags)
       if (f.reason == reason) shown.push_back(&f);
-    // Worst first where a score ranks them (label issues: least self-confidence first).
+    // Worst first: the lowest score (sharpness, brightness, self-confidence, distance) or, for
+    // reasons where more is worse, the highest.
+    const bool higher_is_worse = reason == "bright" || reason == "outlier" ||
+                                 reason == "too_large" || reason == "extreme_aspect";
+    std::stable_sort(shown.begin(), shown.end(), [&](const Flag* a, const Flag* b) {
+      return higher_is_worse ? a->score > b->score : a->score < b->score;
+    });
     int listed = 0;
     for (const Flag* f : shown) {
-      if (listed++ == options.thumbnails) break;
+      if (options.thumbnails > 0 && listed++ == options.thumbnails) break;
       const Item& item = r.items[f->item];
       if (f->other != SIZE_MAX) {
         const Item& other = r.items[f->other];
@@ -272,7 +278,7 @@ void write_doctor_outputs(const DoctorReport& r, const DoctorOptions& options) {
                         html_escape(r.classes[item.label]), html_escape(f->detail));
       }
     }
-    if (static_cast<int>(shown.size()) > options.thumbnails)
+    if (options.thumbnails > 0 && static_cast<int>(shown.size()) > options.thumbnails)
       body += fmt::format("<p>... and {} more in flagged.csv.</p>",
                           shown.size() - static_cast<size_t>(options.thumbnails));
   }

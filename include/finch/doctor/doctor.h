@@ -41,7 +41,7 @@ struct DoctorOptions {
   double effective_number_beta = 0.999;  // Cui et al. 2019's beta for the bias figures
   int threads = 0;                       // 0: every core
   int64_t batch_size = 128;
-  int thumbnails = 24;  // per section of the HTML page
+  int thumbnails = 48;                  // per section of the HTML page (0: all)
   ProgressStyle progress = ProgressStyle::kAuto;
 };
 
