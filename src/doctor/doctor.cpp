@@ -273,33 +273,15 @@ DoctorOptions doctor_options(const Config& config) {
     throw Error(fmt::format("doctor.outlier_share must be in [0, 1], got {}", o.outlier_share));
   if (o.effective_number_beta <= 0 || o.effective_number_beta >= 1)
     throw Error("doctor.effective_number_beta must be in (0, 1)");
-  static const std::vector<std::string> known = {"zero_byte",
-                                                 "truncated",
-                                                 "undecodable",
-                                                 "too_large",
-                                                 "leak",
-                                                 "conflicting_labels",
-                                                 "label_issue",
-                                                 "exact_duplicate",
-                                                 "near_duplicate",
-                                                 "near_constant",
-                                                 "low_information",
-                                                 "blurry",
-                                                 "dark",
-                                                 "bright",
-                                                 "outlier",
-                                                 "too_small",
-                                                 "extreme_aspect",
-                                                 "wrong_extension",
-                                                 "cmyk",
-                                                 "grayscale",
-                                                 "alpha",
-                                                 "high_bit_depth",
-                                                 "exif_orientation"};
-  for (const auto& reason : o.drop)
-    if (std::find(known.begin(), known.end(), reason) == known.end())
-      throw Error(fmt::format("doctor.drop: unknown reason '{}' (reasons: {})", reason,
-                              fmt::join(known, ", ")));
+  for (const auto& reason : o.drop) {
+    const auto& known = reason_titles();
+    if (std::none_of(known.begin(), known.end(),
+                     [&](const auto& k) { return k.first == reason; })) {
+      std::string names;
+      for (const auto& k : known) names += (names.empty() ? "" : ", ") + k.first;
+      throw Error(fmt::format("doctor.drop: unknown reason '{}' (reasons: {})", reason, names));
+    }
+  }
   return o;
 }
 

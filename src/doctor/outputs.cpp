@@ -28,36 +28,6 @@ bool is_dropped(const std::string& reason, const DoctorOptions& options) {
   return std::find(options.drop.begin(), options.drop.end(), reason) != options.drop.end();
 }
 
-// Reasons in the order a person should look at them.
-const std::vector<std::pair<std::string, std::string>>& reason_titles() {
-  static const std::vector<std::pair<std::string, std::string>> titles = {
-      {"zero_byte", "Empty files"},
-      {"truncated", "Truncated files"},
-      {"undecodable", "Files that do not decode"},
-      {"too_large", "Images above the pixel limit"},
-      {"leak", "Leaks: the same image in two splits"},
-      {"conflicting_labels", "The same image with two labels"},
-      {"label_issue", "Suspected wrong labels (confident learning)"},
-      {"exact_duplicate", "Exact duplicates (same pixels)"},
-      {"near_duplicate", "Near-duplicates"},
-      {"near_constant", "Near-constant images"},
-      {"low_information", "Low-information images"},
-      {"blurry", "Blurry images"},
-      {"dark", "Too dark"},
-      {"bright", "Too bright"},
-      {"outlier", "Outliers in embedding space"},
-      {"too_small", "Too small"},
-      {"extreme_aspect", "Extreme aspect ratio"},
-      {"wrong_extension", "Extension does not match the file"},
-      {"cmyk", "CMYK JPEGs"},
-      {"grayscale", "Grey images in a colour dataset"},
-      {"alpha", "Images with transparency"},
-      {"high_bit_depth", "16-bit images"},
-      {"exif_orientation", "Rotated by an Exif orientation"},
-  };
-  return titles;
-}
-
 std::map<std::string, size_t> count_reasons(const DoctorReport& r) {
   std::map<std::string, size_t> counts;
   for (const auto& f : r.flags) ++counts[f.reason];
@@ -110,6 +80,35 @@ figure img{image-rendering:pixelated;border:1px solid #ccc}
 )";
 
 }  // namespace
+
+const std::vector<std::pair<std::string, std::string>>& reason_titles() {
+  static const std::vector<std::pair<std::string, std::string>> titles = {
+      {"zero_byte", "Empty files"},
+      {"truncated", "Truncated files"},
+      {"undecodable", "Files that do not decode"},
+      {"too_large", "Images above the pixel limit"},
+      {"leak", "Leaks: the same image in two splits"},
+      {"conflicting_labels", "The same image with two labels"},
+      {"label_issue", "Suspected wrong labels (confident learning)"},
+      {"exact_duplicate", "Exact duplicates (same pixels)"},
+      {"near_duplicate", "Near-duplicates"},
+      {"near_constant", "Near-constant images"},
+      {"low_information", "Low-information images"},
+      {"blurry", "Blurry images"},
+      {"dark", "Too dark"},
+      {"bright", "Too bright"},
+      {"outlier", "Outliers in embedding space"},
+      {"too_small", "Too small"},
+      {"extreme_aspect", "Extreme aspect ratio"},
+      {"wrong_extension", "Extension does not match the file"},
+      {"cmyk", "CMYK JPEGs"},
+      {"grayscale", "Grey images in a colour dataset"},
+      {"alpha", "Images with transparency"},
+      {"high_bit_depth", "16-bit images"},
+      {"exif_orientation", "Rotated by an Exif orientation"},
+  };
+  return titles;
+}
 
 nlohmann::json to_json(const DoctorReport& r, const DoctorOptions& options) {
   nlohmann::json flags = nlohmann::json::array();

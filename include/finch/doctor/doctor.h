@@ -41,7 +41,7 @@ struct DoctorOptions {
   double effective_number_beta = 0.999;  // Cui et al. 2019's beta for the bias figures
   int threads = 0;                       // 0: every core
   int64_t batch_size = 128;
-  int thumbnails = 48;                  // per section of the HTML page (0: all)
+  int thumbnails = 48;  // per section of the HTML page (0: all)
   ProgressStyle progress = ProgressStyle::kAuto;
 };
 
@@ -87,6 +87,10 @@ struct DoctorReport {
   std::vector<data::DatasetPtr> datasets;
   std::map<std::string, size_t> dataset_of_split;
 };
+
+/// Every reason the doctor flags an image for, with a title, in the order a person should look
+/// at them (the report's order).
+const std::vector<std::pair<std::string, std::string>>& reason_titles();
 
 /// Options from the config's `doctor` section (thresholds and search settings); the caller
 /// sets out, model, cv, groups and progress.
