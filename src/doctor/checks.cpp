@@ -291,7 +291,13 @@ std::vector<ImageFinding> image_findings(const ImageFacts& f, const Thresholds& 
     return out;
   }
   if (!f.decoded) {
-    add(f.truncated ? "truncated" : "undecodable", f.error, 0);
+    if (f.truncated)
+      add("truncated",
+          f.container == "png" ? "the PNG ends before its IEND chunk"
+                               : "the JPEG ends before its EOI marker",
+          0);
+    else
+      add("undecodable", f.error, 0);
     return out;
   }
   if (f.truncated) add("truncated", "the file ends before its end marker", 0);

@@ -257,11 +257,19 @@ void write_doctor_outputs(const DoctorReport& r, const DoctorOptions& options) {
     std::stable_sort(shown.begin(), shown.end(), [&](const Flag* a, const Flag* b) {
       return higher_is_worse ? a->score > b->score : a->score < b->score;
     });
+    // Files that do not decode have nothing to show: a table.
+    const bool no_pixels = reason == "zero_byte" || reason == "truncated" ||
+                           reason == "undecodable" || reason == "too_large";
+    if (no_pixels) body += "<table><tr><th>file</th><th>split</th><th>label</th><th>why</th></tr>";
     int listed = 0;
     for (const Flag* f : shown) {
       if (options.thumbnails > 0 && listed++ == options.thumbnails) break;
       const Item& item = r.items[f->item];
-      if (f->other != SIZE_MAX) {
+      if (no_pixels) {
+        body += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                            html_escape(item.path), html_escape(item.split),
+                            html_escape(r.classes[item.label]), html_escape(f->detail));
+      } else if (f->other != SIZE_MAX) {
         const Item& other = r.items[f->other];
         body += fmt::format(
             "<div class=\"pair\"><figure>{}<figcaption>{}<br>{} &middot; {}</figcaption></figure>"
@@ -277,6 +285,7 @@ void write_doctor_outputs(const DoctorReport& r, const DoctorOptions& options) {
                         html_escape(r.classes[item.label]), html_escape(f->detail));
       }
     }
+    if (no_pixels) body += "</table>";
     if (options.thumbnails > 0 && static_cast<int>(shown.size()) > options.thumbnails)
       body += fmt::format("<p>... and {} more in flagged.csv.</p>",
                           shown.size() - static_cast<size_t>(options.thumbnails));

@@ -3,8 +3,8 @@
   doctor_page.py DOCTOR.html REASON[,REASON...]
 
 Checks that the page loads from the file alone, that every thumbnail <img> decoded (natural
-width > 0), that a section exists for each REASON with at least one thumbnail in it (or the "no image"
-placeholder of a file that does not decode), and that
+width > 0), that a section exists for each REASON with at least one thumbnail in it (or a table row, for
+files that do not decode), and that
 the page made no network request. Saves DOCTOR.png next to the page. Exits non-zero with a
 message on any failure; prints "page check: ok" otherwise.
 """
@@ -47,7 +47,7 @@ def main():
             # The thumbnails of a section sit between its heading and the next one.
             count = driver.execute_script(
                 "let n = 0, e = arguments[0].nextElementSibling;"
-                "while (e && e.tagName !== 'H2') { n += e.querySelectorAll('img, .nothumb').length;"
+                "while (e && e.tagName !== 'H2') { n += e.querySelectorAll('img, .nothumb, td').length;"
                 " e = e.nextElementSibling; } return n;", heads[0])
             if count == 0:
                 problems.append(f"section #{reason} has no thumbnail")
