@@ -12,7 +12,7 @@ PACKAGES=(
   libgloo-dev  # headers of the gloo collectives inside libtorch_cpu (c10d ProcessGroupGloo)
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
-  python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn
+  python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn python3-scipy
   python-matplotlib-data  # grace_hopper.jpg: a real photograph for the predict parity test
   chromium chromium-driver python3-selenium  # the serve web page tested in a real browser
   python3-fastapi python3-uvicorn python3-multipart wrk  # serving peer and load generator (bench/)
