@@ -290,6 +290,29 @@ MatVar MatFile::read(const std::string& name) const {
     throw Error(context + " not found (variables in the file: " + (found.empty() ? "none" : found) +
                 ")");
   }
+  // libmatio allocates whatever size a variable's header declares before it reads the data,
+  // so a damaged or hostile header (a 100000 x 100000 matrix in a 200-byte file) would ask for
+  // gigabytes. The header alone says how much: refuse more than the file can hold, even
+  // compressed (zlib expands at most about 1032:1), or more than 2 GiB.
+  matvar_t* info = Mat_VarReadInfo(mat_, name.c_str());
+  if (info == nullptr) throw Error(context + " could not be read (corrupt or unsupported)");
+  bool overflow = false;
+  uint64_t elements = 1;
+  for (int d = 0; d < info->rank; ++d)
+    overflow = overflow ||
+               __builtin_mul_overflow(elements, static_cast<uint64_t>(info->dims[d]), &elements);
+  const size_t declared = Mat_VarGetSize(info);  // 0 when matio's own product overflows
+  const bool has_data = info->class_type != MAT_C_EMPTY && elements > 0;
+  Mat_VarFree(info);
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path_, ec);
+  const uint64_t limit = std::min<uint64_t>(uint64_t{2} << 30, file_bytes * 1032 + (1 << 20));
+  if (overflow || (has_data && declared == 0) || declared > limit)
+    throw Error(context + " declares " +
+                (overflow || declared == 0 ? std::string("an impossible number of")
+                                           : std::to_string(declared)) +
+                " bytes of data in a file of " + std::to_string(file_bytes) +
+                " bytes: the file is damaged (or not what it claims to be)");
   matvar_t* var = Mat_VarRead(mat_, name.c_str());
   if (var == nullptr) throw Error(context + " could not be read (corrupt or unsupported)");
   std::shared_ptr<matvar_t> owner(var, Mat_VarFree);

@@ -211,6 +211,29 @@ TEST(MatFile, ReadsNumbersTextCellsAndStructsInV5AndV73) {
                   "not a readable MATLAB .mat file");
 }
 
+// A level-5 file whose only variable declares a 100000 x 100000 double matrix but holds one
+// value: refused from its header, before libmatio would allocate 80 GB for it.
+TEST(MatFile, RefusesAVariableLargerThanTheFileCanHold) {
+  finch::test::TempDir dir("finch-mat-hostile");
+  std::string bytes = "MATLAB 5.0 MAT-file, hostile";
+  bytes.resize(116, ' ');                 // descriptive text
+  bytes += std::string(8, '\0');          // subsystem data offset
+  bytes += std::string("\x00\x01IM", 4);  // version 0x0100, little-endian
+  const auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  u32(14), u32(56);                                         // miMATRIX, 56 bytes
+  u32(6), u32(8), u32(6), u32(0);                           // array flags: mxDOUBLE_CLASS
+  u32(5), u32(8), u32(100000), u32(100000);                 // dimensions
+  u32((1u << 16) | 1), bytes += std::string("x\0\0\0", 4);  // name "x" (small element)
+  u32(9), u32(8), bytes += std::string(8, '\0');            // one double
+  finch::test::write_text(dir.path() / "hostile.mat", bytes);
+  const finch::io::MatFile file(dir.path() / "hostile.mat");
+  EXPECT_EQ(file.variable_names(), std::vector<std::string>{"x"});
+  const std::string error = finch::test::error_of([&] { file.read("x"); });
+  EXPECT_CONTAINS(error, "variable 'x' declares 80000000000 bytes of data in a file of 192 bytes");
+}
+
 TEST(CarsFormat, DevkitLayout) {
   finch::test::TempDir dir;
   const fs::path root = make_cars_devkit(dir.path());
