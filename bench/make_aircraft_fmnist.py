@@ -16,14 +16,14 @@ train with data.crop_banner=false.
 usage: /usr/bin/python3 bench/make_aircraft_fmnist.py OUT [--root /usr/share/datasets/fashion-mnist]
 """
 import argparse
-import gzip
 import os
+import sys
 
-import numpy as np
 from PIL import Image
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fashion_mnist import CLASSES, ROOT, read_idx  # noqa: E402
+
 FAMILY = {"T-shirt/top": "light tops", "Shirt": "light tops", "Pullover": "warm tops",
           "Coat": "warm tops", "Trouser": "legwear & dresses", "Dress": "legwear & dresses",
           "Sandal": "open footwear", "Sneaker": "closed footwear", "Ankle boot": "closed footwear",
@@ -33,18 +33,10 @@ MANUFACTURER = {"light tops": "clothing", "warm tops": "clothing",
                 "closed footwear": "footwear", "bags": "accessories"}
 
 
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
     data = os.path.join(args.out, "data")
     os.makedirs(os.path.join(data, "images"), exist_ok=True)

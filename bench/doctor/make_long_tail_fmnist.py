@@ -14,7 +14,6 @@ per-class counts.
 """
 import argparse
 import csv
-import gzip
 import math
 import os
 import sys
@@ -22,17 +21,10 @@ import sys
 import numpy as np
 from PIL import Image
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot"]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fashion_mnist import CLASSES, ROOT, read_idx  # noqa: E402
+
 PER_CLASS = 6000  # Fashion-MNIST's train images per class
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def class_counts(imbalance, classes=len(CLASSES)):
@@ -48,7 +40,7 @@ def main():
     parser.add_argument("--imbalance", type=float, default=100.0,
                         help="n_0 / n_9, the head-to-tail ratio (>= 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
     if not args.imbalance >= 1:
         sys.exit("--imbalance must be at least 1")

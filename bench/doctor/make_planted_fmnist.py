@@ -32,7 +32,6 @@ Problems, --per-problem of each at seeded random items (no item carries two prob
 """
 import argparse
 import csv
-import gzip
 import io
 import os
 import struct
@@ -43,8 +42,9 @@ import zlib
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-           "Bag", "Ankle boot"]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fashion_mnist import CLASSES, ROOT, read_idx  # noqa: E402
+
 
 # Problems in planting order. "any" = an item of either split; "train" = a train item.
 FILE_DAMAGE = ["zero_byte", "truncated", "corrupt", "wrong_extension"]
@@ -52,14 +52,6 @@ COPIES = ["exact_duplicate", "reencoded_duplicate", "resized_duplicate", "croppe
           "flipped_duplicate"]
 QUALITY = ["blurred", "darkened", "brightened", "constant"]
 PROBLEMS = FILE_DAMAGE + COPIES + ["leak", "conflicting_label"] + QUALITY
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def encode(pixels, fmt="PNG"):
@@ -117,7 +109,7 @@ def main():
     parser.add_argument("--noise-kind", choices=["symmetric", "pair"], default="symmetric")
     parser.add_argument("--train", type=int, default=None, help="keep the first N train images")
     parser.add_argument("--test", type=int, default=None, help="keep the first N test images")
-    parser.add_argument("--root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--root", default=ROOT)
     args = parser.parse_args()
     if not 0 <= args.noise < 1:
         sys.exit("--noise must be in [0, 1)")

@@ -8,26 +8,17 @@ files that do not decode), and that
 the page made no network request. Saves DOCTOR.png next to the page. Exits non-zero with a
 message on any failure; prints "page check: ok" otherwise.
 """
-import json
 import os
 import sys
-import tempfile
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+from headless import network_requests, start_chromium
 
 
 def main():
     page, reasons = os.path.abspath(sys.argv[1]), sys.argv[2].split(",")
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1100,900", f"--user-data-dir={tempfile.mkdtemp()}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = start_chromium()
     problems = []
     try:
         driver.get("file://" + page)
@@ -52,12 +43,7 @@ def main():
             if count == 0:
                 problems.append(f"section #{reason} has no thumbnail")
         driver.save_screenshot(os.path.splitext(page)[0] + ".png")
-        requests = []
-        for entry in driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            if message.get("method") == "Network.requestWillBeSent":
-                requests.append(message["params"]["request"]["url"])
-        network = [r for r in requests if r.split(":", 1)[0] in ("http", "https", "ws", "wss")]
+        network = network_requests(driver)
         if network:
             problems.append(f"network requests: {network[:3]}")
     finally:

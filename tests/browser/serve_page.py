@@ -9,24 +9,16 @@ offline). Saves a screenshot. Exits non-zero with a message on any failure.
 """
 import json
 import sys
-import tempfile
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+from headless import network_requests, start_chromium
 
 
 def main():
     url, image, expected, screenshot = sys.argv[1:5]
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1100,900", f"--user-data-dir={tempfile.mkdtemp()}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = start_chromium()
     try:
         driver.get(url)
         WebDriverWait(driver, 30).until(
@@ -40,13 +32,7 @@ def main():
         overlay = driver.find_element(By.ID, "overlay").get_attribute("src") or ""
         rows = driver.find_elements(By.CSS_SELECTOR, "#results .row")
         driver.save_screenshot(screenshot)
-        requests = []
-        for entry in driver.get_log("performance"):
-            message = json.loads(entry["message"])["message"]
-            if message.get("method") == "Network.requestWillBeSent":
-                requests.append(message["params"]["request"]["url"])
-        # Network requests only (chrome:// pages are the browser's own start-up, not ours).
-        network = [r for r in requests if r.split(":", 1)[0] in ("http", "https", "ws", "wss")]
+        network = network_requests(driver)
         outside = [r for r in network if not r.startswith(url)]
         problems = []
         if status != "done":
