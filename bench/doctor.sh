@@ -39,6 +39,10 @@ if [[ $PARTS == *1* ]]; then
   timed "$OUT/planted.log" $FINCH data doctor --dataset csv --root "$OUT/planted" \
     --set data.csv_file=data.csv --out "$OUT/planted-report" --progress none
   $PY bench/doctor/score.py "$OUT/planted/planted.csv" "$OUT/planted-report/flagged.csv" | sed -n '1,/^$/p'
+  echo "## 1c. one real photograph and six altered copies"
+  $PY bench/doctor/make_photo_copies.py "$OUT/photo"
+  $FINCH data doctor --dataset imagefolder --root "$OUT/photo" --out "$OUT/photo-report" \
+    --progress none --json | $PY -c 'import json,sys; [print(" ", f["path"], f["reason"], f["detail"]) for f in json.loads(sys.stdin.readlines()[-1])["flags"]]'
 fi
 
 # The fold models read 28 px PNGs, some of them resized copies: resize first.

@@ -70,15 +70,18 @@ int split_priority(const std::string& split) {
   return 1;
 }
 
-size_t keeper_of(const std::vector<Item>& items, size_t a, size_t b) {
-  const int pa = split_priority(items[a].split), pb = split_priority(items[b].split);
+size_t keeper_of(const DoctorReport& r, size_t a, size_t b) {
+  const int pa = split_priority(r.items[a].split), pb = split_priority(r.items[b].split);
   if (pa != pb) return pa > pb ? a : b;
+  const int64_t na = int64_t{r.facts[a].width} * r.facts[a].height;
+  const int64_t nb = int64_t{r.facts[b].width} * r.facts[b].height;
+  if (na != nb) return na > nb ? a : b;
   return std::min(a, b);
 }
 
 void add_pair(DoctorReport& r, size_t a, size_t b, const std::string& kind, double distance,
               std::vector<bool>& dropped) {
-  const size_t keep = keeper_of(r.items, a, b), other = keep == a ? b : a;
+  const size_t keep = keeper_of(r, a, b), other = keep == a ? b : a;
   DuplicatePair pair;
   pair.a = keep;
   pair.b = other;
@@ -152,7 +155,7 @@ void find_exact_duplicates(DoctorReport& r, std::vector<bool>& dropped) {
   std::sort(groups.begin(), groups.end());  // by first member: a stable report
   for (const auto& members : groups) {
     size_t keep = members[0];
-    for (size_t m : members) keep = keeper_of(r.items, keep, m);
+    for (size_t m : members) keep = keeper_of(r, keep, m);
     for (size_t m : members)
       if (m != keep) add_pair(r, keep, m, "exact", 0, dropped);
   }

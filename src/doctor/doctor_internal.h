@@ -19,8 +19,8 @@ int thread_count(int threads);
 void parallel_for(size_t n, int threads, const std::string& label, ProgressStyle style,
                   const std::function<void(size_t)>& body);
 /// Which copy of a duplicate pair is kept: test over val over other splits over train, then
-/// the first.
-size_t keeper_of(const std::vector<Item>& items, size_t a, size_t b);
+/// the one with more pixels (the original rather than a thumbnail of it), then the first.
+size_t keeper_of(const DoctorReport& r, size_t a, size_t b);
 /// Records a duplicate pair and flags the copy that goes (leak, conflicting_labels,
 /// exact_duplicate or near_duplicate); `dropped` marks items already going.
 void add_pair(DoctorReport& r, size_t a, size_t b, const std::string& kind, double distance,
