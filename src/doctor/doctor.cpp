@@ -4,7 +4,6 @@
 #include "finch/doctor/doctor.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <atomic>

@@ -12,8 +12,6 @@
 #include "finch/core/csv.h"
 #include "finch/core/error.h"
 #include "finch/core/version.h"
-#include "finch/data/formats.h"
-#include "finch/data/from_config.h"
 #include "finch/explain/charts.h"
 #include "finch/io/image.h"
 
