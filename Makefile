@@ -11,6 +11,7 @@ ASAN_LABELS ?= ^(core|io|data|integration)$$
 
 deps:
 	bash scripts/install-deps.sh
+	bash scripts/install-npm.sh $(BUILD_DIR)/npm
 
 configure: deps
 	@if [ ! -f $(BUILD_DIR)/build.ninja ]; then \
@@ -25,6 +26,7 @@ test: build
 
 # AddressSanitizer + UBSan build in its own folder; any report fails the test that caused it.
 test-asan: deps
+	bash scripts/install-npm.sh $(ASAN_DIR)/npm
 	@if [ ! -f $(ASAN_DIR)/build.ninja ]; then \
 	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFINCH_BUILD_TESTS=ON \
 	    -DFINCH_BUILD_BENCH=OFF -DFINCH_SANITIZE=ON; \

@@ -9,6 +9,8 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
   libmatio-dev libfaiss-dev libcpp-httplib-dev
+  libonnx-dev  # ONNX protobuf + checker for `finch export --format onnx` (LibTorch links it too)
+  pybind11-dev python3-dev  # the Python module (python/)
   libgloo-dev  # headers of the gloo collectives inside libtorch_cpu (c10d ProcessGroupGloo)
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
@@ -25,6 +27,11 @@ if [ "${1:-}" = "--fuzz" ]; then
 fi
 
 missing=()
+# Node.js + npm run the ONNX Runtime peer (scripts/install-npm.sh). Checked by command: a
+# nodejs from another source (NodeSource) bundles npm and conflicts with Debian's npm package.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")

@@ -72,6 +72,7 @@ void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_import_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 /// `finch data info`.
 void add_data_command(CLI::App& app);
 void add_explain_command(CLI::App& app);

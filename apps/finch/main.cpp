@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   finch::cli::add_eval_command(app);
   finch::cli::add_predict_command(app);
   finch::cli::add_import_command(app);
+  finch::cli::add_export_command(app);
   finch::cli::add_data_command(app);
   finch::cli::add_explain_command(app);
   finch::cli::add_localize_command(app);

@@ -2,11 +2,10 @@
 // Python. It links the same LibTorch as Debian's python3-torch, so tensors cross as
 // torch.Tensor objects without copies (torch's own pybind11 caster). The Pythonic surface
 // (image conversion, iteration, records) lives in python/finch/__init__.py.
-#include <torch/csrc/utils/pybind.h>  // pybind11 + the at::Tensor <-> torch.Tensor caster
-
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
+#include <torch/csrc/utils/pybind.h>  // pybind11 + the at::Tensor <-> torch.Tensor caster
 
 #include <memory>
 #include <opencv2/core.hpp>
@@ -99,7 +98,9 @@ class Model {
 
   const std::vector<std::string>& classes() const { return session_->classes(); }
   std::string content_hash() const { return session_->content_hash(); }
-  std::string dtype() const { return session_->options().dtype == torch::kBFloat16 ? "bf16" : "fp32"; }
+  std::string dtype() const {
+    return session_->options().dtype == torch::kBFloat16 ? "bf16" : "fp32";
+  }
 
   // The model file's metadata as JSON text (json.loads on the Python side).
   std::string info_json() const {
@@ -144,8 +145,8 @@ class Dataset {
     auto file = dataset_->file(i);
     r["path"] = file ? py::cast(file->string()) : py::none();
     auto box = dataset_->box(i);
-    r["box"] = box ? py::cast(std::vector<float>{box->x, box->y, box->width, box->height})
-                   : py::none();
+    r["box"] =
+        box ? py::cast(std::vector<float>{box->x, box->y, box->width, box->height}) : py::none();
     r["parts"] = py::none();
     if (cub_style_ && cub_style_->has_parts()) {
       py::list parts;
