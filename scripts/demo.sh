@@ -26,5 +26,10 @@ echo "== checking the data itself: finch data doctor (docs/data-doctor.md)"
 echo "== writing the report (test split from $RUN_DIR/config.yaml)"
 REPORT=$("$FINCH" report "$RUN_DIR" --out "$RUN_DIR/report.html")
 
-echo "== done: run folder $RUN_DIR (model, metrics.jsonl, test_metrics.json, test_confusion.csv, doctor/)"
+echo "== the model card and an ONNX copy (docs/export.md)"
+"$FINCH" export --model "$RUN_DIR/best.safetensors" --format card --out "$RUN_DIR/README.md"
+"$FINCH" export --model "$RUN_DIR/best.safetensors" --format onnx --dynamic-batch \
+  --out "$RUN_DIR/best.onnx"
+
+echo "== done: run folder $RUN_DIR (model, README.md card, best.onnx, metrics.jsonl, test_metrics.json, test_confusion.csv, doctor/)"
 echo "== report: $REPORT (open it in a browser; scripts/check_report.sh checks it offline)"
