@@ -68,3 +68,24 @@ TEST(Install, ExamplesBuildAndRunAgainstTheInstalledPackageOnly) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_CONTAINS(result.output, image.string() + "  class1 1");
 }
+
+// The installed Python package imports from the prefix alone (its extension finds the
+// installed libfinch through its RPATH, not the build tree).
+TEST(Install, PythonPackageImportsFromThePrefix) {
+  finch::test::TempDir dir("finch-install-py");
+  const fs::path prefix = dir.path() / "prefix";
+  const fs::path build_tree = finch::test::cli_path().parent_path();
+  auto result = run_command("cmake --install " + build_tree.string() + " --prefix " +
+                            prefix.string() + " 2>&1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const fs::path package = prefix / "lib" / "python3" / "dist-packages";
+  ASSERT_TRUE(fs::exists(package / "finch" / "__init__.py"));
+  result = run_command("ldd " + package.string() + "/finch/_finch*.so");
+  EXPECT_CONTAINS(result.output, (prefix / "lib").string());
+  result = run_command("cd / && PYTHONPATH=" + package.string() +
+                       " /usr/bin/python3 -c 'import finch; print(finch.__file__, "
+                       "finch.__version__)' 2>&1");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_CONTAINS(result.output, package.string());
+  EXPECT_CONTAINS(result.output, finch::kVersion);
+}
