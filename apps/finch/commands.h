@@ -73,6 +73,7 @@ void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_list_command(CLI::App& app);
 /// `finch data info`.
 void add_data_command(CLI::App& app);
 void add_explain_command(CLI::App& app);

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 #include "finch/core/version.h"
 
 namespace {
@@ -24,6 +25,17 @@ void keep_freed_tensor_memory() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+// `finch --help` ends with what is registered, from the registries themselves.
+std::string registered_footer() {
+  std::string out = "\nRegistered (`finch list KIND` describes each, with its options):\n";
+  for (const auto& [kind, listing] : finch::registry_catalogue()) {
+    std::string names;
+    for (const auto& entry : listing()) names += (names.empty() ? "" : ", ") + entry.name;
+    out += "  " + kind + ": " + names + "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -33,11 +45,13 @@ int main(int argc, char** argv) {
       "embed, galleries and search, serve over HTTP, inspect data, benchmark)"};
   app.set_version_flag("--version", std::string("finch ") + finch::kVersion);
   app.require_subcommand(1);
+  app.footer(registered_footer());
   finch::cli::add_train_command(app);
   finch::cli::add_eval_command(app);
   finch::cli::add_predict_command(app);
   finch::cli::add_import_command(app);
   finch::cli::add_export_command(app);
+  finch::cli::add_list_command(app);
   finch::cli::add_data_command(app);
   finch::cli::add_explain_command(app);
   finch::cli::add_localize_command(app);

@@ -5,6 +5,7 @@
 #include "finch/config_defaults.h"
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 
 namespace finch {
 
@@ -96,9 +97,33 @@ YAML::Node parse_yaml(const std::string& text, const std::string& source) {
   return node;
 }
 
+// The keys registered parts own (a head's section, a format's options) join the schema here.
+void add_owned_options(YAML::Node& root, const std::string& owner, const OwnedOptions& options) {
+  YAML::Node values = parse_yaml(options.yaml, owner + "'s options");
+  if (!values.IsMap()) throw Error(owner + ": its options must be a YAML mapping");
+  YAML::Node target = root;
+  for (const auto& part : split_key(options.path)) {
+    if (!target[part]) target[part] = YAML::Node(YAML::NodeType::Map);
+    target.reset(target[part]);
+  }
+  if (!target.IsMap()) throw Error(owner + ": config key '" + options.path + "' is not a section");
+  for (const auto& kv : values) {
+    const std::string key = kv.first.as<std::string>();
+    if (target[key] && YAML::Dump(target[key]) != YAML::Dump(kv.second))
+      throw Error(owner + " declares " + options.path + "." + key + " with another default (" +
+                  YAML::Dump(kv.second) + ") than it already has (" + YAML::Dump(target[key]) +
+                  ")");
+    target[key] = YAML::Clone(kv.second);
+  }
+}
+
 }  // namespace
 
-Config Config::defaults() { return Config(parse_yaml(kDefaultConfigYaml, "defaults.yaml")); }
+Config Config::defaults() {
+  YAML::Node root = parse_yaml(kDefaultConfigYaml, "defaults.yaml");
+  for (const auto& [owner, options] : registered_options()) add_owned_options(root, owner, options);
+  return Config(root);
+}
 
 Config Config::from_yaml(const std::string& yaml, const std::string& source) {
   Config config = defaults();

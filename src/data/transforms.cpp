@@ -31,6 +31,7 @@
 #include <set>
 
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 
 namespace finch::data {
 
@@ -662,21 +663,40 @@ OpFactory image_op() {
   return {[](Params& p) { return std::make_shared<const T>(p); }, nullptr};
 }
 
-const std::map<std::string, OpFactory>& factories() {
-  static const std::map<std::string, OpFactory> kFactories = {
-      {"resize", image_op<Resize>()},
-      {"center_crop", image_op<CenterCrop>()},
-      {"random_resized_crop", image_op<RandomResizedCrop>()},
-      {"hflip", image_op<HFlip>()},
-      {"rotation", image_op<Rotation>()},
-      {"scale", image_op<Scale>()},
-      {"color_jitter", image_op<ColorJitter>()},
-      {"pad_crop", image_op<PadCrop>()},
-      {"random_erasing",
-       {nullptr, [](Params& p) { return std::make_shared<const RandomErasing>(p); }}},
-  };
-  return kFactories;
+// The transform registry (core/registry.h); options are the keys of each list entry.
+Registry<OpFactory>& factories() {
+  static Registry<OpFactory> registry("transforms", "transform", "data.*_transforms[].type");
+  static const bool filled = [] {
+    auto& r = registry;
+    r.add({"resize",
+           "torchvision Resize: size N (shorter side) or [h, w]; interpolation, antialias",
+           image_op<Resize>()});
+    r.add({"center_crop", "torchvision CenterCrop: size N or [h, w]", image_op<CenterCrop>()});
+    r.add({"random_resized_crop",
+           "torchvision RandomResizedCrop: size; scale [0.08, 1], ratio [3/4, 4/3], interpolation",
+           image_op<RandomResizedCrop>()});
+    r.add({"hflip", "torchvision RandomHorizontalFlip: p 0.5", image_op<HFlip>()});
+    r.add({"rotation",
+           "torchvision RandomRotation: degrees D or [min, max], interpolation (nearest), fill",
+           image_op<Rotation>()});
+    r.add({"scale", "random zoom about the centre by a factor in range [0.9, 1.1], same size",
+           image_op<Scale>()});
+    r.add({"color_jitter",
+           "torchvision ColorJitter: brightness, contrast, saturation, hue (random order)",
+           image_op<ColorJitter>()});
+    r.add({"pad_crop", "torchvision RandomCrop with padding: padding, size, fill",
+           image_op<PadCrop>()});
+    r.add({"random_erasing",
+           "torchvision RandomErasing on the normalised tensor (after the image transforms): p, "
+           "scale, ratio, value",
+           {nullptr, [](Params& p) { return std::make_shared<const RandomErasing>(p); }}});
+    return true;
+  }();
+  (void)filled;
+  return registry;
 }
+// Built at load time, so `finch list`, `--help` and the config schema see every entry.
+[[maybe_unused]] const bool kTransformsRegistered = (factories(), true);
 
 void check_mean_std(const std::vector<float>& mean, const std::vector<float>& std) {
   if (mean.size() != 3 || std.size() != 3)
@@ -728,21 +748,16 @@ Pipeline build_pipeline(const YAML::Node& ops, const std::vector<float>& mean,
       if (!entry.IsMap() || !entry["type"] || !entry["type"].IsScalar())
         throw Error("each transform must be a map with a 'type', e.g. {type: hflip, p: 0.5}");
       std::string type = entry["type"].Scalar();
-      auto it = factories().find(type);
-      if (it == factories().end()) {
-        std::string known;
-        for (const auto& name : transform_names()) known += (known.empty() ? "" : ", ") + name;
-        throw Error("unknown transform '" + type + "' (known: " + known + ")");
-      }
+      const OpFactory& factory = factories().factory(type);
       Params params(entry, type);
-      if (it->second.image) {
+      if (factory.image) {
         if (!tensor_ops.empty())
           throw Error("transform '" + type +
                       "' works on images and must come before the "
                       "tensor transforms (random_erasing)");
-        image_ops.push_back(it->second.image(params));
+        image_ops.push_back(factory.image(params));
       } else {
-        tensor_ops.push_back(it->second.tensor(params));
+        tensor_ops.push_back(factory.tensor(params));
       }
       params.finish();
     }
@@ -787,9 +802,7 @@ void write_normalized(const cv::Mat& rgb, const std::vector<float>& mean,
 }
 
 std::vector<std::string> transform_names() {
-  std::vector<std::string> names;
-  for (const auto& [name, factory] : factories()) names.push_back(name);
-  return names;
+  return factories().names();
 }
 
 }  // namespace finch::data

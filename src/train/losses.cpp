@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <map>
 
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 
 namespace finch::train {
 
@@ -94,53 +97,148 @@ torch::Tensor margin_softmax_loss(const torch::Tensor& cosine_logits, const torc
   return F::cross_entropy(logits, labels);
 }
 
+namespace {
+
+// What one training or validation step gives every loss.
+struct StepInputs {
+  const models::ModelOutput& output;
+  const torch::Tensor& labels;
+  const std::vector<torch::Tensor>& view_logits;
+  const F::CrossEntropyFuncOptions& ce;
+  const std::function<torch::Tensor(const torch::Tensor&)>& adjusted;  // logit adjustment
+  double aux_weight;
+  bool training;
+  torch::Tensor& centres;
+  double cosine_scale;
+};
+
+// A loss kind of the registry: its options (list-entry keys -> LossTerm fields) with the
+// published defaults, what it needs, and its value for one step.
+struct LossKind {
+  std::string log_name;  // in the training log ("ce", "triplet", ...)
+  std::map<std::string, double LossTerm::*> options;
+  std::function<void(LossTerm&)> defaults = [](LossTerm&) {};
+  bool class_balanced_batches = false;  // wants data.sampler: pk
+  bool needs_centres = false;
+  bool needs_cosine_head = false;
+  std::function<torch::Tensor(const LossTerm&, const StepInputs&)> compute;
+};
+
+torch::Tensor cross_entropy_term(const LossTerm&, const StepInputs& in) {
+  torch::Tensor loss = F::cross_entropy(in.adjusted(in.output.logits), in.labels, in.ce);
+  for (const auto& logits : in.view_logits)
+    loss = loss + F::cross_entropy(in.adjusted(logits), in.labels, in.ce);
+  loss = loss / static_cast<double>(1 + in.view_logits.size());
+  if (in.output.aux_logits.defined() && in.aux_weight > 0)
+    loss = loss + in.aux_weight * F::cross_entropy(in.adjusted(in.output.aux_logits), in.labels, in.ce);
+  return loss;
+}
+
+LossKind margin_softmax_kind(const std::string& name, MarginKind kind, double margin) {
+  return {name,
+          {{"margin", &LossTerm::margin}},
+          [margin](LossTerm& t) { t.margin = margin; },
+          false,
+          false,
+          true,
+          [kind](const LossTerm& t, const StepInputs& in) {
+            // Margins only shape training; validation reports the plain cosine cross-entropy.
+            return in.training ? margin_softmax_loss(in.output.logits, in.labels, in.cosine_scale,
+                                                     t.margin, kind)
+                               : F::cross_entropy(in.output.logits, in.labels);
+          }};
+}
+
+Registry<LossKind>& loss_kinds() {
+  static Registry<LossKind> registry("losses", "loss", "train.losses[].type");
+  static const bool filled = [] {
+    auto& r = registry;
+    r.add({"cross_entropy",
+           "softmax cross-entropy (train.label_smoothing, class_weights, logit_adjustment), "
+           "averaged over the head's extra views, plus the auxiliary classifier's",
+           {"ce", {}, [](LossTerm&) {}, false, false, false, cross_entropy_term}});
+    r.add({"triplet", "batch-hard triplet loss (Hermans et al. 2017) on the embedding: margin 0.3",
+           {"triplet", {{"margin", &LossTerm::margin}}, [](LossTerm&) {}, true, false, false,
+            [](const LossTerm& t, const StepInputs& in) {
+              return batch_hard_triplet_loss(in.output.embedding, in.labels, t.margin);
+            }}});
+    r.add({"multi_similarity",
+           "multi-similarity loss (Wang et al. 2019), pytorch-metric-learning's definition: "
+           "alpha 2, beta 50, base 0.5, epsilon 0.1",
+           {"ms",
+            {{"alpha", &LossTerm::alpha},
+             {"beta", &LossTerm::beta},
+             {"base", &LossTerm::base},
+             {"epsilon", &LossTerm::epsilon}},
+            [](LossTerm& t) { t.beta = 50; },
+            true,
+            false,
+            false,
+            [](const LossTerm& t, const StepInputs& in) {
+              return multi_similarity_loss(in.output.embedding, in.labels, t.alpha, t.beta, t.base,
+                                           t.epsilon);
+            }}});
+    r.add({"centre",
+           "centre loss (Wen et al. 2016): squared distance to the class centre, centres moved "
+           "by beta 0.05 each step",
+           {"centre", {{"beta", &LossTerm::beta}}, [](LossTerm&) {}, false, true, false,
+            [](const LossTerm& t, const StepInputs& in) {
+              torch::Tensor loss = centre_loss(in.output.embedding, in.labels, in.centres);
+              if (in.training) update_centres(in.centres, in.output.embedding, in.labels, t.beta);
+              return loss;
+            }}});
+    r.add({"cosface", "CosFace (Wang et al. 2018) additive cosine margin 0.35; needs the cosine head",
+           margin_softmax_kind("cosface", MarginKind::kCosFace, 0.35)});
+    r.add({"arcface", "ArcFace (Deng et al. 2019) additive angular margin 0.5; needs the cosine head",
+           margin_softmax_kind("arcface", MarginKind::kArcFace, 0.5)});
+    return true;
+  }();
+  (void)filled;
+  return registry;
+}
+// Built at load time, so `finch list`, `--help` and the config schema see every entry.
+[[maybe_unused]] const bool kLossesRegistered = (loss_kinds(), true);
+
+}  // namespace
+
 std::vector<LossTerm> parse_losses(const Config& config) {
   const YAML::Node list = config.node("train.losses");
   std::vector<LossTerm> terms;
   if (!list || list.IsNull() || (list.IsSequence() && list.size() == 0))
     return {LossTerm{"cross_entropy"}};
+  const std::string known = "one of: " + [] {
+    std::string names;
+    for (const auto& n : loss_kinds().names()) names += (names.empty() ? "" : ", ") + n;
+    return names;
+  }();
   if (!list.IsSequence())
-    throw Error("train.losses must be a list of {type: cross_entropy | triplet | centre, weight}");
+    throw Error("train.losses must be a list of {type: NAME, weight, ...} (" + known + ")");
   for (size_t i = 0; i < list.size(); ++i) {
     const YAML::Node& item = list[i];
     const std::string where = "train.losses[" + std::to_string(i) + "]";
-    if (!item.IsMap() || !item["type"])
-      throw Error(where + " must be a map with a type (cross_entropy, triplet, centre)");
+    if (!item.IsMap() || !item["type"]) throw Error(where + " must be a map with a type (" + known + ")");
     LossTerm term;
     try {
       term.type = item["type"].as<std::string>();
-      // Each loss's published defaults.
-      if (term.type == "multi_similarity") term.beta = 50;
-      if (term.type == "cosface") term.margin = 0.35;
-      if (term.type == "arcface") term.margin = 0.5;
+      if (!loss_kinds().contains(term.type))
+        throw Error(where + ": unknown loss '" + term.type + "' (" + known + ")");
+      const LossKind& kind = loss_kinds().factory(term.type);
+      kind.defaults(term);  // each loss's published defaults
       for (const auto& kv : item) {
         const std::string key = kv.first.as<std::string>();
         if (key == "type") continue;
-        if (key == "weight")
+        if (key == "weight") {
           term.weight = kv.second.as<double>();
-        else if (key == "margin" && term.type == "triplet")
-          term.margin = kv.second.as<double>();
-        else if (key == "margin" && (term.type == "cosface" || term.type == "arcface"))
-          term.margin = kv.second.as<double>();
-        else if (key == "beta" && (term.type == "centre" || term.type == "multi_similarity"))
-          term.beta = kv.second.as<double>();
-        else if (key == "alpha" && term.type == "multi_similarity")
-          term.alpha = kv.second.as<double>();
-        else if (key == "base" && term.type == "multi_similarity")
-          term.base = kv.second.as<double>();
-        else if (key == "epsilon" && term.type == "multi_similarity")
-          term.epsilon = kv.second.as<double>();
-        else
+          continue;
+        }
+        auto option = kind.options.find(key);
+        if (option == kind.options.end())
           throw Error(where + ": unknown option '" + key + "' for " + term.type);
+        term.*(option->second) = kv.second.as<double>();
       }
     } catch (const YAML::Exception&) {
       throw Error(where + ": options must be numbers");
     }
-    static const std::vector<std::string> kKnown{"cross_entropy",    "triplet", "centre",
-                                                 "multi_similarity", "cosface", "arcface"};
-    if (std::find(kKnown.begin(), kKnown.end(), term.type) == kKnown.end())
-      throw Error(where + ": unknown loss '" + term.type +
-                  "' (cross_entropy, triplet, centre, multi_similarity, cosface, arcface)");
     if (term.type == "arcface" && !(term.margin >= 0 && term.margin < M_PI / 2))
       throw Error(where + ": the arcface margin must be in [0, pi/2)");
     if (term.weight < 0) throw Error(where + ": weight must be >= 0");
@@ -148,6 +246,8 @@ std::vector<LossTerm> parse_losses(const Config& config) {
   }
   return terms;
 }
+
+std::vector<std::string> loss_names() { return loss_kinds().names(); }
 
 torch::Tensor effective_number_weights(const std::vector<int64_t>& class_counts, double beta) {
   if (!(beta > 0 && beta < 1))
@@ -192,9 +292,10 @@ ObjectiveImpl::ObjectiveImpl(const Config& config, int64_t num_classes, int64_t 
     logit_shift_ = torch::tensor(log_prior, torch::kFloat);
   }
   for (const auto& t : terms_) {
-    if (t.type == "centre" && !centres_.defined())
+    const LossKind& kind = loss_kinds().factory(t.type);
+    if (kind.needs_centres && !centres_.defined())
       centres_ = register_buffer("centres", torch::zeros({num_classes, embedding_dim}));
-    if (t.type == "cosface" || t.type == "arcface") {
+    if (kind.needs_cosine_head) {
       if (config.get<std::string>("model.head") != "cosine")
         throw Error("train.losses: " + t.type +
                     " needs the cosine head (model.head: cosine), whose logits are "
@@ -206,7 +307,7 @@ ObjectiveImpl::ObjectiveImpl(const Config& config, int64_t num_classes, int64_t 
 
 bool ObjectiveImpl::wants_class_balanced_batches() const {
   for (const auto& t : terms_)
-    if (t.type == "triplet" || t.type == "multi_similarity") return true;
+    if (loss_kinds().factory(t.type).class_balanced_batches) return true;
   return false;
 }
 
@@ -215,43 +316,20 @@ torch::Tensor ObjectiveImpl::forward(const models::ModelOutput& output, const to
   auto ce = F::CrossEntropyFuncOptions().label_smoothing(label_smoothing_);
   if (class_weights_.defined()) ce.weight(class_weights_.to(output.logits.device()));
   // Logit adjustment shapes training only: validation sees the logits predictions use.
-  const auto adjusted = [&](const torch::Tensor& logits) {
-    return logit_shift_.defined() && is_training() ? logits + logit_shift_.to(logits.device())
-                                                   : logits;
-  };
+  const std::function<torch::Tensor(const torch::Tensor&)> adjusted =
+      [&](const torch::Tensor& logits) {
+        return logit_shift_.defined() && is_training() ? logits + logit_shift_.to(logits.device())
+                                                       : logits;
+      };
+  const StepInputs inputs{output,      labels,     view_logits, ce,           adjusted,
+                          aux_weight_, is_training(), centres_, cosine_scale_};
   torch::Tensor total;
   last_.clear();
-  auto add = [&](const std::string& name, double weight, const torch::Tensor& value) {
-    torch::Tensor weighted = weight * value;
-    total = total.defined() ? total + weighted : weighted;
-    last_.emplace_back(name, weighted.item<double>());
-  };
   for (const auto& t : terms_) {
-    if (t.type == "cross_entropy") {
-      torch::Tensor loss = F::cross_entropy(adjusted(output.logits), labels, ce);
-      for (const auto& logits : view_logits)
-        loss = loss + F::cross_entropy(adjusted(logits), labels, ce);
-      loss = loss / static_cast<double>(1 + view_logits.size());
-      if (output.aux_logits.defined() && aux_weight_ > 0)
-        loss = loss + aux_weight_ * F::cross_entropy(adjusted(output.aux_logits), labels, ce);
-      add("ce", t.weight, loss);
-    } else if (t.type == "triplet") {
-      add("triplet", t.weight, batch_hard_triplet_loss(output.embedding, labels, t.margin));
-    } else if (t.type == "multi_similarity") {
-      add("ms", t.weight,
-          multi_similarity_loss(output.embedding, labels, t.alpha, t.beta, t.base, t.epsilon));
-    } else if (t.type == "cosface" || t.type == "arcface") {
-      // Margins only shape training; validation reports the plain cosine cross-entropy.
-      torch::Tensor loss = is_training()
-                               ? margin_softmax_loss(output.logits, labels, cosine_scale_, t.margin,
-                                                     t.type == "cosface" ? MarginKind::kCosFace
-                                                                         : MarginKind::kArcFace)
-                               : F::cross_entropy(output.logits, labels);
-      add(t.type, t.weight, loss);
-    } else {
-      add("centre", t.weight, centre_loss(output.embedding, labels, centres_));
-      if (is_training()) update_centres(centres_, output.embedding, labels, t.beta);
-    }
+    const LossKind& kind = loss_kinds().factory(t.type);
+    torch::Tensor weighted = t.weight * kind.compute(t, inputs);
+    total = total.defined() ? total + weighted : weighted;
+    last_.emplace_back(kind.log_name, weighted.item<double>());
   }
   return total;
 }

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 
 namespace finch::train {
 
@@ -33,73 +34,101 @@ OptimizerBundle build_optimizer(const Config& config, models::Classifier& model)
   return make_optimizer(config, sets);
 }
 
+namespace {
+
+// An optimizer kind: each parameter group's options, and the optimizer over the groups.
+struct OptimizerKind {
+  std::function<std::unique_ptr<torch::optim::OptimizerOptions>(const Config&, double lr,
+                                                                 double weight_decay)>
+      group_options;
+  std::function<std::unique_ptr<torch::optim::Optimizer>(
+      std::vector<torch::optim::OptimizerParamGroup>, double lr)>
+      make;
+};
+
+template <typename Optimizer, typename Options>
+std::unique_ptr<torch::optim::Optimizer> make_with(
+    std::vector<torch::optim::OptimizerParamGroup> groups, double lr) {
+  // The defaults only apply to groups added later; every group has its own options.
+  return std::make_unique<Optimizer>(std::move(groups), Options(lr));
+}
+
+std::pair<double, double> betas_of(const Config& config) {
+  auto betas = config.get<std::vector<double>>("optim.betas");
+  if (betas.size() != 2) throw Error("optim.betas needs two values");
+  return {betas[0], betas[1]};
+}
+
+Registry<OptimizerKind>& optimizers() {
+  static Registry<OptimizerKind> registry("optimizers", "optimizer", "optim.name");
+  static const bool filled = [] {
+    auto& r = registry;
+    const std::string momentum = "momentum: 0.9   # sgd, rmsprop";
+    const std::string eps = "eps: 1.0e-8      # adam, adamw, rmsprop";
+    const std::string betas = "betas: [0.9, 0.999]   # adam, adamw";
+    r.add({"sgd", "torch.optim.SGD: momentum, nesterov (when momentum > 0), weight decay",
+           {[](const Config& c, double lr, double wd) {
+              const double m = c.get<double>("optim.momentum");
+              return std::make_unique<torch::optim::SGDOptions>(
+                  torch::optim::SGDOptions(lr).momentum(m).nesterov(
+                      c.get<bool>("optim.nesterov") && m > 0).weight_decay(wd));
+            },
+            make_with<torch::optim::SGD, torch::optim::SGDOptions>},
+           {{"optim", momentum + "\nnesterov: true   # sgd"}}});
+    r.add({"adam", "torch.optim.Adam: betas, eps; L2 weight decay added to the gradient",
+           {[](const Config& c, double lr, double wd) {
+              auto [b1, b2] = betas_of(c);
+              return std::make_unique<torch::optim::AdamOptions>(
+                  torch::optim::AdamOptions(lr).betas({b1, b2}).eps(c.get<double>("optim.eps"))
+                      .weight_decay(wd));
+            },
+            make_with<torch::optim::Adam, torch::optim::AdamOptions>},
+           {{"optim", betas + "\n" + eps}}});
+    r.add({"adamw", "torch.optim.AdamW: Adam with decoupled weight decay (Loshchilov & Hutter)",
+           {[](const Config& c, double lr, double wd) {
+              auto [b1, b2] = betas_of(c);
+              return std::make_unique<torch::optim::AdamWOptions>(
+                  torch::optim::AdamWOptions(lr).betas({b1, b2}).eps(c.get<double>("optim.eps"))
+                      .weight_decay(wd));
+            },
+            make_with<torch::optim::AdamW, torch::optim::AdamWOptions>},
+           {{"optim", betas + "\n" + eps}}});
+    r.add({"rmsprop", "torch.optim.RMSprop: alpha, eps, momentum",
+           {[](const Config& c, double lr, double wd) {
+              return std::make_unique<torch::optim::RMSpropOptions>(
+                  torch::optim::RMSpropOptions(lr)
+                      .alpha(c.get<double>("optim.alpha"))
+                      .eps(c.get<double>("optim.eps"))
+                      .momentum(c.get<double>("optim.momentum"))
+                      .weight_decay(wd));
+            },
+            make_with<torch::optim::RMSprop, torch::optim::RMSpropOptions>},
+           {{"optim", momentum + "\n" + eps + "\nalpha: 0.99      # rmsprop smoothing"}}});
+    return true;
+  }();
+  (void)filled;
+  return registry;
+}
+// Built at load time, so `finch list`, `--help` and the config schema see every entry.
+[[maybe_unused]] const bool kOptimizersRegistered = (optimizers(), true);
+
+}  // namespace
+
 OptimizerBundle make_optimizer(const Config& config, const std::vector<ParamSet>& sets) {
-  const std::string name = config.get<std::string>("optim.name");
+  const OptimizerKind& kind = optimizers().factory(config.get<std::string>("optim.name"));
   const double lr = config.get<double>("optim.lr");
   const double wd = config.get<double>("optim.weight_decay");
   if (lr <= 0) throw Error("optim.lr must be > 0");
-  struct GroupSpec {
-    std::vector<torch::Tensor> params;
-    double lr, weight_decay;
-  };
-  std::vector<GroupSpec> specs;
-  for (const auto& set : sets)
-    specs.push_back({set.params, lr * set.lr_mult, set.decay ? wd : 0.0});
-
   OptimizerBundle bundle;
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  for (auto& spec : specs) {
-    if (spec.params.empty()) continue;
-    std::unique_ptr<torch::optim::OptimizerOptions> options;
-    if (name == "sgd") {
-      const double momentum = config.get<double>("optim.momentum");
-      const bool nesterov = config.get<bool>("optim.nesterov") && momentum > 0;
-      options = std::make_unique<torch::optim::SGDOptions>(
-          torch::optim::SGDOptions(spec.lr).momentum(momentum).nesterov(nesterov).weight_decay(
-              spec.weight_decay));
-    } else if (name == "adam" || name == "adamw") {
-      auto betas = config.get<std::vector<double>>("optim.betas");
-      if (betas.size() != 2) throw Error("optim.betas needs two values");
-      const double eps = config.get<double>("optim.eps");
-      if (name == "adam") {
-        options = std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(spec.lr)
-                                                                  .betas({betas[0], betas[1]})
-                                                                  .eps(eps)
-                                                                  .weight_decay(spec.weight_decay));
-      } else {
-        options =
-            std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(spec.lr)
-                                                             .betas({betas[0], betas[1]})
-                                                             .eps(eps)
-                                                             .weight_decay(spec.weight_decay));
-      }
-    } else if (name == "rmsprop") {
-      options = std::make_unique<torch::optim::RMSpropOptions>(
-          torch::optim::RMSpropOptions(spec.lr)
-              .alpha(config.get<double>("optim.alpha"))
-              .eps(config.get<double>("optim.eps"))
-              .momentum(config.get<double>("optim.momentum"))
-              .weight_decay(spec.weight_decay));
-    } else {
-      throw Error("unknown optim.name '" + name + "' (known: sgd, adam, adamw, rmsprop)");
-    }
-    groups.emplace_back(spec.params, std::move(options));
-    bundle.base_lrs.push_back(spec.lr);
+  for (const auto& set : sets) {
+    if (set.params.empty()) continue;
+    const double group_lr = lr * set.lr_mult;
+    groups.emplace_back(set.params, kind.group_options(config, group_lr, set.decay ? wd : 0.0));
+    bundle.base_lrs.push_back(group_lr);
   }
   if (groups.empty()) throw Error("the model has no trainable parameters");
-
-  // Defaults are only used for groups added later; every group above has its own options.
-  if (name == "sgd") {
-    bundle.optimizer = std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(lr));
-  } else if (name == "adam") {
-    bundle.optimizer = std::make_unique<torch::optim::Adam>(groups, torch::optim::AdamOptions(lr));
-  } else if (name == "adamw") {
-    bundle.optimizer =
-        std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
-  } else {
-    bundle.optimizer =
-        std::make_unique<torch::optim::RMSprop>(groups, torch::optim::RMSpropOptions(lr));
-  }
+  bundle.optimizer = kind.make(std::move(groups), lr);
   return bundle;
 }
 
@@ -113,57 +142,108 @@ double current_lr(const OptimizerBundle& bundle) {
   return bundle.optimizer->param_groups().front().options().get_lr();
 }
 
+namespace {
+
+struct ScheduleSteps {
+  double warmup_steps;
+  double steps_per_epoch, total_steps;
+};
+
+// A schedule kind: reads its keys and returns the lr factor of a (0-based) step.
+struct ScheduleKind {
+  bool uses_warmup = true;  // false: the schedule makes its own rise (onecycle)
+  std::function<std::function<double(double)>(const Config&, const ScheduleSteps&)> make;
+};
+
+Registry<ScheduleKind>& schedules() {
+  static Registry<ScheduleKind> registry("schedules", "schedule", "schedule.name");
+  static const bool filled = [] {
+    auto& r = registry;
+    const std::string gamma = "gamma: 0.1   # step, multistep: decay factor";
+    r.add({"constant", "the peak learning rate throughout (after any warmup)",
+           {true, [](const Config&, const ScheduleSteps&) {
+              return [](double) { return 1.0; };
+            }}});
+    r.add({"step", "torch StepLR: lr x gamma every step_size epochs",
+           {true,
+            [](const Config& c, const ScheduleSteps& s) {
+              const auto size = c.get<int64_t>("schedule.step_size");
+              if (size < 1) throw Error("schedule.step_size must be >= 1");
+              const double g = c.get<double>("schedule.gamma");
+              return std::function<double(double)>([=](double step) {
+                return std::pow(g, std::floor(step / s.steps_per_epoch / size));
+              });
+            }},
+           {{"schedule", "step_size: 30   # step: epochs between decays\n" + gamma}}});
+    r.add({"multistep", "torch MultiStepLR: lr x gamma at each milestone epoch",
+           {true,
+            [](const Config& c, const ScheduleSteps& s) {
+              const auto milestones = c.get<std::vector<double>>("schedule.milestones");
+              const double g = c.get<double>("schedule.gamma");
+              return std::function<double(double)>([=](double step) {
+                int passed = 0;
+                for (double m : milestones) passed += step / s.steps_per_epoch >= m ? 1 : 0;
+                return std::pow(g, passed);
+              });
+            }},
+           {{"schedule",
+             "milestones: [30, 60]   # multistep: epochs at which lr *= gamma\n" + gamma}}});
+    r.add({"cosine", "cosine annealing from the peak to min_lr over the steps after warmup",
+           {true,
+            [](const Config& c, const ScheduleSteps& s) {
+              const double min = c.get<double>("schedule.min_lr") / c.get<double>("optim.lr");
+              return std::function<double(double)>([=](double step) {
+                const double t =
+                    (step - s.warmup_steps) / std::max(1.0, s.total_steps - s.warmup_steps);
+                return min + (1.0 - min) * 0.5 * (1.0 + std::cos(kPi * std::clamp(t, 0.0, 1.0)));
+              });
+            }},
+           {{"schedule", "min_lr: 0.0   # cosine: final lr"}}});
+    r.add({"onecycle",
+           "torch OneCycleLR with cosine annealing (momentum not cycled): lr/div_factor up to "
+           "lr over pct_start of the steps, then down to lr/div_factor/final_div_factor",
+           {false,
+            [](const Config& c, const ScheduleSteps& s) {
+              const double pct = c.get<double>("schedule.pct_start");
+              if (pct <= 0 || pct >= 1) throw Error("schedule.pct_start must be in (0, 1)");
+              const double initial = 1.0 / c.get<double>("schedule.div_factor");
+              const double final_factor = initial / c.get<double>("schedule.final_div_factor");
+              const double peak_step = pct * s.total_steps - 1, last_step = s.total_steps - 1;
+              return std::function<double(double)>([=](double step) {
+                auto anneal = [](double from, double to, double t) {
+                  return to + (from - to) / 2.0 * (std::cos(kPi * std::clamp(t, 0.0, 1.0)) + 1.0);
+                };
+                if (step <= peak_step) return anneal(initial, 1.0, step / std::max(peak_step, 1.0));
+                return anneal(1.0, final_factor,
+                              (step - peak_step) / std::max(last_step - peak_step, 1.0));
+              });
+            }},
+           {{"schedule", R"(pct_start: 0.25            # onecycle: share of steps spent increasing lr
+div_factor: 25.0           # onecycle: initial lr = lr / div_factor
+final_div_factor: 10000.0  # onecycle: final lr = initial lr / final_div_factor)"}}});
+    return true;
+  }();
+  (void)filled;
+  return registry;
+}
+// Built at load time, so `finch list`, `--help` and the config schema see every entry.
+[[maybe_unused]] const bool kSchedulesRegistered = (schedules(), true);
+
+}  // namespace
+
 LrSchedule::LrSchedule(const Config& config, int64_t steps_per_epoch, int64_t total_steps)
-    : name_(config.get<std::string>("schedule.name")),
-      warmup_steps_(config.get<double>("schedule.warmup_epochs") * steps_per_epoch),
-      warmup_start_(config.get<double>("schedule.warmup_start_factor")),
-      gamma_(config.get<double>("schedule.gamma")),
-      min_factor_(config.get<double>("schedule.min_lr") / config.get<double>("optim.lr")),
-      pct_start_(config.get<double>("schedule.pct_start")),
-      div_(config.get<double>("schedule.div_factor")),
-      final_div_(config.get<double>("schedule.final_div_factor")),
-      step_size_(config.get<int64_t>("schedule.step_size")),
-      steps_per_epoch_(std::max<int64_t>(1, steps_per_epoch)),
-      total_steps_(std::max<int64_t>(1, total_steps)),
-      milestones_(config.get<std::vector<double>>("schedule.milestones")) {
-  static const std::vector<std::string> known{"constant", "step", "multistep", "cosine",
-                                              "onecycle"};
-  if (std::find(known.begin(), known.end(), name_) == known.end()) {
-    throw Error("unknown schedule.name '" + name_ +
-                "' (known: constant, step, multistep, cosine, onecycle)");
-  }
-  if (name_ == "step" && step_size_ < 1) throw Error("schedule.step_size must be >= 1");
-  if (name_ == "onecycle" && (pct_start_ <= 0 || pct_start_ >= 1)) {
-    throw Error("schedule.pct_start must be in (0, 1)");
-  }
+    : warmup_steps_(config.get<double>("schedule.warmup_epochs") * steps_per_epoch),
+      warmup_start_(config.get<double>("schedule.warmup_start_factor")) {
+  const ScheduleKind& kind = schedules().factory(config.get<std::string>("schedule.name"));
+  warmup_ = kind.uses_warmup;
+  curve_ = kind.make(config, {warmup_steps_, static_cast<double>(std::max<int64_t>(1, steps_per_epoch)),
+                              static_cast<double>(std::max<int64_t>(1, total_steps))});
 }
 
 double LrSchedule::factor(int64_t step) const {
   const double s = static_cast<double>(step);
-  if (name_ == "onecycle") {
-    // torch.optim.lr_scheduler.OneCycleLR with cosine annealing (momentum is not cycled).
-    const double initial = 1.0 / div_, final_factor = initial / final_div_;
-    const double peak_step = pct_start_ * total_steps_ - 1, last_step = total_steps_ - 1;
-    auto cos_anneal = [](double from, double to, double t) {
-      return to + (from - to) / 2.0 * (std::cos(kPi * std::clamp(t, 0.0, 1.0)) + 1.0);
-    };
-    if (s <= peak_step) return cos_anneal(initial, 1.0, s / std::max(peak_step, 1.0));
-    return cos_anneal(1.0, final_factor, (s - peak_step) / std::max(last_step - peak_step, 1.0));
-  }
-  if (s < warmup_steps_) return warmup_start_ + (1.0 - warmup_start_) * s / warmup_steps_;
-  const double epoch = s / steps_per_epoch_;
-  if (name_ == "step") return std::pow(gamma_, std::floor(epoch / step_size_));
-  if (name_ == "multistep") {
-    int passed = 0;
-    for (double m : milestones_) passed += epoch >= m ? 1 : 0;
-    return std::pow(gamma_, passed);
-  }
-  if (name_ == "cosine") {
-    const double t = (s - warmup_steps_) / std::max(1.0, total_steps_ - warmup_steps_);
-    return min_factor_ +
-           (1.0 - min_factor_) * 0.5 * (1.0 + std::cos(kPi * std::clamp(t, 0.0, 1.0)));
-  }
-  return 1.0;  // constant
+  if (warmup_ && s < warmup_steps_) return warmup_start_ + (1.0 - warmup_start_) * s / warmup_steps_;
+  return curve_(s);
 }
 
 }  // namespace finch::train

@@ -191,3 +191,22 @@ TEST(ExportCli, WritesOnnxAndAModelCardFromTheRunFolder) {
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_CONTAINS(bad.output, "tflite");
 }
+
+// docs/registry.md is `finch list --markdown`, so the docs list exactly what is registered.
+TEST(ListCli, DocsRegistryMatchesTheRegistries) {
+  const std::string cli = finch::test::cli_path().string();
+  auto result = run_command(cli + " list --markdown");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output, finch::read_file(finch::test::source_dir() / "docs" / "registry.md"))
+      << "regenerate with: build/finch list --markdown > docs/registry.md";
+  for (const char* kind : {"## formats", "## backbones", "## heads", "## attention",
+                           "## transforms", "## losses", "## optimizers", "## schedules"})
+    EXPECT_CONTAINS(result.output, kind);
+  auto json = nlohmann::json::parse(run_command(cli + " list heads --json").output);
+  EXPECT_EQ(json["heads"].size(), 5u);
+  auto bad = run_command(cli + " list gadgets 2>&1");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_CONTAINS(bad.output, "nothing registered as 'gadgets' (kinds: attention, backbones");
+  auto help = run_command(cli + " --help");
+  EXPECT_CONTAINS(help.output, "schedules: constant, cosine, multistep, onecycle, step");
+}

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "finch/core/registry.h"
 #include "finch/data/dataset.h"
 
 namespace finch::data {
@@ -26,9 +27,12 @@ struct DatasetFormat {
   std::function<DatasetPtr(const std::filesystem::path& root, const std::string& split,
                            const YAML::Node& options)>
       open;
+  /// The `data` keys this format owns, with their defaults (e.g. aircraft's `level`).
+  std::vector<OwnedOptions> options;
 };
 
-/// Registers a format; throws if the name is taken. Returns true (for static init).
+/// Registers a format in the format registry (core/registry.h: a taken name stops the
+/// program at load time). Returns true (for static init).
 bool register_dataset_format(DatasetFormat format);
 
 /// The registered format `name`; throws finch::Error listing the known formats otherwise.

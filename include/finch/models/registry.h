@@ -1,12 +1,14 @@
 #pragma once
-// Name -> builder registries for backbones and heads. Each backbone family / head lives in
-// its own file under src/models/{backbones,heads}/ and registers itself.
+// The backbone and head registries (core/registry.h). Each backbone family / head lives in its
+// own file under src/models/{backbones,heads}/ and registers itself with its description and
+// the config keys it owns (a head's `model.<head>` section).
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 #include "finch/models/model.h"
 
 namespace finch::models {
@@ -16,8 +18,8 @@ using BackboneBuilder = std::function<std::shared_ptr<BackboneImpl>(const ModelS
 using HeadBuilder =
     std::function<std::shared_ptr<HeadImpl>(const ModelSpec& spec, const BackboneImpl& backbone)>;
 
-bool register_backbone(const std::string& name, BackboneBuilder builder);
-bool register_head(const std::string& name, HeadBuilder builder);
+Registry<BackboneBuilder>& backbones();
+Registry<HeadBuilder>& heads();
 
 std::shared_ptr<BackboneImpl> build_backbone(const ModelSpec& spec);
 std::shared_ptr<HeadImpl> build_head(const ModelSpec& spec, const BackboneImpl& backbone);
@@ -44,9 +46,10 @@ ModelSpec spec_section(const ModelSpec& spec, const std::string& section);
 
 #define FINCH_MODELS_CONCAT_INNER(a, b) a##b
 #define FINCH_MODELS_CONCAT(a, b) FINCH_MODELS_CONCAT_INNER(a, b)
-#define FINCH_REGISTER_BACKBONE(name, builder)                                  \
+/// FINCH_REGISTER_BACKBONE({name, description, builder, {owned options}}).
+#define FINCH_REGISTER_BACKBONE(...)                                            \
   static const bool FINCH_MODELS_CONCAT(finch_backbone_registered_, __LINE__) = \
-      ::finch::models::register_backbone(name, builder)
-#define FINCH_REGISTER_HEAD(name, builder)                                  \
+      ::finch::models::backbones().add(__VA_ARGS__)
+#define FINCH_REGISTER_HEAD(...)                                            \
   static const bool FINCH_MODELS_CONCAT(finch_head_registered_, __LINE__) = \
-      ::finch::models::register_head(name, builder)
+      ::finch::models::heads().add(__VA_ARGS__)

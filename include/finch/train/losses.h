@@ -72,6 +72,8 @@ torch::Tensor effective_number_weights(const std::vector<int64_t>& class_counts,
 
 /// Parses train.losses; throws finch::Error naming the bad entry.
 std::vector<LossTerm> parse_losses(const Config& config);
+/// Names of the registered losses (`finch list losses` describes them).
+std::vector<std::string> loss_names();
 
 /// The objective with its state (the class centres, a buffer saved with checkpoints).
 class ObjectiveImpl : public torch::nn::Module {

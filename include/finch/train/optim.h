@@ -2,6 +2,7 @@
 // Optimizers (SGD with momentum/Nesterov, Adam, AdamW, RMSprop) over parameter groups that
 // separate backbone from head (head_lr_mult, the classic fine-tuning recipe) and weights
 // from norm parameters and biases (which get no weight decay unless asked).
+#include <functional>
 #include <torch/optim/optimizer.h>
 
 #include <memory>
@@ -45,10 +46,9 @@ class LrSchedule {
   double factor(int64_t step) const;
 
  private:
-  std::string name_;
-  double warmup_steps_, warmup_start_, gamma_, min_factor_, pct_start_, div_, final_div_;
-  int64_t step_size_, steps_per_epoch_, total_steps_;
-  std::vector<double> milestones_;
+  double warmup_steps_ = 0, warmup_start_ = 1;
+  bool warmup_ = true;                   // onecycle makes its own rise
+  std::function<double(double)> curve_;  // the registered schedule's factor after warmup
 };
 
 }  // namespace finch::train

@@ -243,6 +243,7 @@ DatasetPtr open_csv(const fs::path& root, const std::string& split, const YAML::
 
 FINCH_REGISTER_DATASET_FORMAT(DatasetFormat{
     "csv", "manifest path,label[,split][,x,y,w,h] with paths relative to the CSV", csv_splits,
-    open_csv});
+    open_csv,
+    {{"data", R"(csv_file: ""   # csv format: the manifest's file name under root ("" = the only *.csv))"}}});
 
 }  // namespace finch::data

@@ -244,13 +244,28 @@ ResNetOptions resnet_options(const std::string& name, int64_t width) {
 namespace {
 
 bool register_resnets() {
-  for (const char* name :
-       {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-        "wide_resnet50_2", "resnet20", "resnet32", "resnet56"}) {
-    register_backbone(name, [name = std::string(name)](const ModelSpec& spec) {
-      return std::make_shared<ResNetImpl>(
-          resnet_options(name, spec_value<int64_t>(spec, "width", 16)));
-    });
+  const std::vector<std::pair<const char*, const char*>> resnets = {
+      {"resnet18", "ResNet-18 (He et al. 2016), torchvision's names; 11.7 M parameters"},
+      {"resnet34", "ResNet-34, torchvision's names; 21.8 M parameters"},
+      {"resnet50", "ResNet-50 (bottleneck blocks), torchvision's names; 25.6 M parameters"},
+      {"resnet101", "ResNet-101, torchvision's names; 44.5 M parameters"},
+      {"resnet152", "ResNet-152, torchvision's names; 60.2 M parameters"},
+      {"resnext50_32x4d", "ResNeXt-50 32x4d (grouped convolutions), torchvision's names"},
+      {"wide_resnet50_2", "Wide ResNet-50-2 (twice the bottleneck width), torchvision's names"},
+      {"resnet20", "CIFAR ResNet-20 for 28-32 px images (3x3 stem, no max-pool), model.width"},
+      {"resnet32", "CIFAR ResNet-32 for 28-32 px images, model.width"},
+      {"resnet56", "CIFAR ResNet-56 for 28-32 px images, model.width"}};
+  for (const auto& [name, description] : resnets) {
+    const bool small = resnet_options(name).small_input;
+    std::vector<OwnedOptions> options;
+    if (small)
+      options.push_back({"model", "width: 16   # small-input ResNets: channels of the first stage"});
+    backbones().add({name, description,
+                     [name = std::string(name)](const ModelSpec& spec) {
+                       return std::make_shared<ResNetImpl>(
+                           resnet_options(name, spec_value<int64_t>(spec, "width", 16)));
+                     },
+                     options});
   }
   return true;
 }

@@ -134,9 +134,19 @@ class VggImpl : public BackboneImpl {
 bool register_vggs() {
   for (const auto& [name, config] : vgg_configs()) {
     for (bool bn : {false, true}) {
-      register_backbone(name + (bn ? "_bn" : ""), [config = config, bn](const ModelSpec& spec) {
-        return std::make_shared<VggImpl>(config, bn, spec_value<bool>(spec, "vgg_fc", true));
-      });
+      backbones().add(
+          {name + (bn ? "_bn" : ""),
+           fmt::format("{} (Simonyan & Zisserman 2015){}, torchvision's names; stages end at the "
+                       "max-pools",
+                       name == "vgg11" ? "VGG-11" : name == "vgg13" ? "VGG-13"
+                                                  : name == "vgg16" ? "VGG-16" : "VGG-19",
+                       bn ? " with BatchNorm" : ""),
+           [config = config, bn](const ModelSpec& spec) {
+             return std::make_shared<VggImpl>(config, bn, spec_value<bool>(spec, "vgg_fc", true));
+           },
+           {{"model",
+             "vgg_fc: true   # vgg*: keep fc6/fc7 (torchvision); false = global average pool of "
+             "conv5"}}});
     }
   }
   return true;

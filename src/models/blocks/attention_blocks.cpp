@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "finch/core/error.h"
+#include "finch/core/registry.h"
 #include "finch/models/blocks.h"
 
 namespace finch::models {
@@ -71,14 +72,36 @@ class Cbam final : public GatedBlock {
   nn::Conv2d spatial;
 };
 
+using BlockBuilder = std::function<std::shared_ptr<StageBlockImpl>(int64_t channels,
+                                                                     int64_t reduction)>;
+
+Registry<BlockBuilder>& blocks() {
+  static Registry<BlockBuilder> registry("attention", "attention block", "model.attention.type");
+  static const bool filled = [] {
+    auto& r = registry;
+    r.add({"se", "squeeze-and-excitation (Hu et al. 2018): channel gates from a pooled MLP",
+           [](int64_t channels, int64_t reduction) {
+             return std::make_shared<SqueezeExcitation>(channels, reduction);
+           }});
+    r.add({"cbam",
+           "CBAM (Woo et al. 2018): channel gates (mean + max pooled MLP), then a 7x7 spatial gate",
+           [](int64_t channels, int64_t reduction) {
+             return std::make_shared<Cbam>(channels, reduction);
+           }});
+    return true;
+  }();
+  (void)filled;
+  return registry;
+}
+// Built at load time, so `finch list`, `--help` and the config schema see every entry.
+[[maybe_unused]] const bool kBlocksRegistered = (blocks(), true);
+
 }  // namespace
 
 std::shared_ptr<StageBlockImpl> make_stage_block(const std::string& type, int64_t channels,
                                                  int64_t reduction) {
   if (reduction < 1) throw Error("model.attention.reduction must be >= 1");
-  if (type == "se") return std::make_shared<SqueezeExcitation>(channels, reduction);
-  if (type == "cbam") return std::make_shared<Cbam>(channels, reduction);
-  throw Error("unknown model.attention.type '" + type + "' (none, se, cbam)");
+  return blocks().factory(type)(channels, reduction);
 }
 
 void insert_attention_blocks(BackboneImpl& backbone, const ModelSpec& spec) {

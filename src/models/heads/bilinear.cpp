@@ -110,9 +110,15 @@ class BilinearHeadImpl : public HeadImpl {
   nn::Linear fc{nullptr};
 };
 
-FINCH_REGISTER_HEAD("bilinear", [](const ModelSpec& spec, const BackboneImpl& backbone) {
-  return std::make_shared<BilinearHeadImpl>(spec, backbone);
-});
+FINCH_REGISTER_HEAD({"bilinear",
+                     "bilinear CNN pooling (Lin et al. 2015), full or compact (Tensor Sketch, Gao "
+                     "et al. 2016), signed square root + L2",
+                     [](const ModelSpec& spec, const BackboneImpl& backbone) {
+                       return std::make_shared<BilinearHeadImpl>(spec, backbone);
+                     },
+                     {{"model.bilinear", R"(type: full     # full | compact (Tensor Sketch)
+reduce: 0      # 1x1 conv to this many channels first (0 = none)
+dim: 8192      # compact: output size)"}}});
 
 }  // namespace
 

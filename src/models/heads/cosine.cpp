@@ -42,11 +42,17 @@ class CosineHeadImpl : public HeadImpl {
   double scale_;
 };
 
-FINCH_REGISTER_HEAD("cosine", [](const ModelSpec& spec, const BackboneImpl& backbone) {
-  return std::make_shared<CosineHeadImpl>(backbone.embedding_dim(),
-                                          spec_value<int64_t>(spec, "num_classes", 0),
-                                          spec_value<double>(spec, "cosine_scale", 30.0));
-});
+FINCH_REGISTER_HEAD(
+    {"cosine",
+     "normalised softmax (Zhai & Wu 2019): scale x cos(embedding, class weight); for CosFace / "
+     "ArcFace losses and retrieval",
+     [](const ModelSpec& spec, const BackboneImpl& backbone) {
+       return std::make_shared<CosineHeadImpl>(backbone.embedding_dim(),
+                                               spec_value<int64_t>(spec, "num_classes", 0),
+                                               spec_value<double>(spec, "cosine_scale", 30.0));
+     },
+     {{"model",
+       "cosine_scale: 30.0   # logits = scale x cos(embedding, class weight) (CosFace / ArcFace s)"}}});
 
 }  // namespace
 

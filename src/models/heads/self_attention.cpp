@@ -133,9 +133,16 @@ class SelfAttentionHeadImpl : public HeadImpl {
   nn::Linear fc{nullptr};
 };
 
-FINCH_REGISTER_HEAD("self_attention", [](const ModelSpec& spec, const BackboneImpl& backbone) {
-  return std::make_shared<SelfAttentionHeadImpl>(spec, backbone);
-});
+FINCH_REGISTER_HEAD({"self_attention",
+                     "transformer encoder layers over the last stage's positions, then a class "
+                     "token's classifier",
+                     [](const ModelSpec& spec, const BackboneImpl& backbone) {
+                       return std::make_shared<SelfAttentionHeadImpl>(spec, backbone);
+                     },
+                     {{"model.self_attention", R"(dim: 256        # token width (1x1 projection of the stage)
+heads: 8
+layers: 1
+mlp_ratio: 2.0)"}}});
 
 }  // namespace
 

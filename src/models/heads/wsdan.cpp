@@ -162,9 +162,17 @@ class WsdanHeadImpl : public HeadImpl {
   nn::Linear fc{nullptr};
 };
 
-FINCH_REGISTER_HEAD("wsdan", [](const ModelSpec& spec, const BackboneImpl& backbone) {
-  return std::make_shared<WsdanHeadImpl>(spec, backbone);
-});
+FINCH_REGISTER_HEAD({"wsdan",
+                     "WS-DAN (Hu et al. 2019): attention maps, bilinear attention pooling, "
+                     "attention-guided crop / drop views in training, refined prediction",
+                     [](const ModelSpec& spec, const BackboneImpl& backbone) {
+                       return std::make_shared<WsdanHeadImpl>(spec, backbone);
+                     },
+                     {{"model.wsdan", R"(parts: 32
+crop_threshold: [0.4, 0.6]
+drop_threshold: [0.2, 0.5]
+refine: true           # evaluate the mean of coarse and attention-cropped predictions
+refine_threshold: 0.1)"}}});
 
 }  // namespace
 

@@ -343,7 +343,8 @@ TEST(Transforms, BadConfigsNameTheTransformAndKey) {
   EXPECT_CONTAINS(error_of("[{type: pad_crop, padding: [1, 2, 3]}]"), "'pad_crop': 'padding'");
   EXPECT_CONTAINS(error_of("[{type: rotation}]"), "'rotation': 'degrees' is required");
   EXPECT_CONTAINS(error_of("[{type: random_erasing, value: [1, 2]}]"), "'random_erasing': 'value'");
-  EXPECT_CONTAINS(error_of("[{type: blur}]"), "unknown transform 'blur' (known: ");
+  EXPECT_CONTAINS(error_of("[{type: blur}]"), "unknown transform 'blur' (");
+  EXPECT_CONTAINS(error_of("[{type: blur}]"), "known: center_crop, color_jitter");
   EXPECT_CONTAINS(error_of("[{type: blur}]"), "random_resized_crop");
   EXPECT_CONTAINS(error_of("[{size: 3}]"), "'type'");
   EXPECT_CONTAINS(error_of("{type: hflip}"), "list");

@@ -147,7 +147,7 @@ TEST(AttentionBlocks, IdentityAtInitialisation) {
   with["attention"]["stages"] = {5};
   EXPECT_CONTAINS(finch::test::error_of([&] { fm::build_classifier(with); }), "stages 1-4");
   with["attention"] = {{"type", "eca"}, {"stages", {1}}};
-  EXPECT_CONTAINS(finch::test::error_of([&] { fm::build_classifier(with); }), "none, se, cbam");
+  EXPECT_CONTAINS(finch::test::error_of([&] { fm::build_classifier(with); }), "known: cbam, se");
 }
 
 // The heads' formulas recomputed with plain PyTorch operations from the same weights.
