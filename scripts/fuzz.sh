@@ -20,7 +20,7 @@ if [ $# -eq 0 ]; then TARGETS=("${ALL_TARGETS[@]}"); fi
 bash scripts/install-deps.sh --fuzz
 if [ ! -f "$BUILD/build.ninja" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DFINCH_BUILD_FUZZ=ON -DFINCH_BUILD_TESTS=OFF -DFINCH_BUILD_BENCH=OFF
+    -DFINCH_BUILD_FUZZ=ON -DFINCH_BUILD_TESTS=OFF
 fi
 cmake --build "$BUILD" -j "$(nproc)" --target "${TARGETS[@]}"
 /usr/bin/python3 fuzz/make_seed_corpus.py "$BUILD/seeds" > /dev/null

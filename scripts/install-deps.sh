@@ -12,7 +12,7 @@ PACKAGES=(
   libonnx-dev  # ONNX protobuf + checker for `finch export --format onnx` (LibTorch links it too)
   pybind11-dev python3-dev  # the Python module (python/)
   libgloo-dev  # headers of the gloo collectives inside libtorch_cpu (c10d ProcessGroupGloo)
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev
   dataset-fashion-mnist
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-sklearn python3-scipy
   python-matplotlib-data  # grace_hopper.jpg: a real photograph for the predict parity test

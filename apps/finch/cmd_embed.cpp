@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/eval/session.h"
 #include "finch/gallery/gallery.h"
 #include "finch/models/inference.h"
@@ -25,7 +26,7 @@ struct EmbedArgs {
 };
 
 void run(const EmbedArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   eval::SessionOptions options;
   options.dtype = models::parse_inference_dtype(args.dtype);
   eval::InferenceSession session(args.model, options);

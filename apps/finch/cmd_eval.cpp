@@ -11,6 +11,7 @@
 #include "finch/core/config.h"
 #include "finch/core/error.h"
 #include "finch/core/progress.h"
+#include "finch/core/threads.h"
 #include "finch/data/formats.h"
 #include "finch/data/from_config.h"
 #include "finch/data/hierarchy.h"
@@ -158,7 +159,7 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
 
 void run(const EvalArgs& args) {
   torch::set_num_threads(
-      train::choose_threads(args.threads, train::DistEnv::from_environment().local_world_size));
+      choose_threads(args.threads, train::DistEnv::from_environment().local_world_size));
   eval::SessionOptions session_options;
   session_options.dtype = models::parse_inference_dtype(args.dtype);
   eval::InferenceSession session(args.model, session_options);

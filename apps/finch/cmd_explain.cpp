@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/explain/charts.h"
 #include "finch/explain/explainer.h"
 #include "finch/io/image.h"
@@ -28,7 +29,7 @@ struct ExplainArgs {
 };
 
 void run(const ExplainArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   eval::SessionOptions session_options;
   session_options.keep_source_model = true;  // Grad-CAM needs gradients
   eval::InferenceSession session(args.model, session_options);

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/eval/session.h"
 #include "finch/gallery/gallery.h"
 #include "finch/train/distributed.h"
@@ -65,7 +66,7 @@ bool add_items(gallery::Gallery& g, eval::InferenceSession& session, const Galle
 }
 
 void build(const GalleryArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   eval::InferenceSession session(args.model);
   gallery::Gallery g(session);
   size_t added = 0, unreadable = 0;
@@ -75,7 +76,7 @@ void build(const GalleryArgs& args) {
 }
 
 void add(const GalleryArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   gallery::Gallery g = gallery::Gallery::load(args.gallery);
   eval::InferenceSession session(args.model);
   g.check_model(session);

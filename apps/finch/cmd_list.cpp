@@ -36,8 +36,9 @@ void print_text(const std::string& kind, const std::vector<RegistryListing>& ent
 }
 
 void print_markdown(const std::string& kind, const std::vector<RegistryListing>& entries) {
-  fmt::print("## {}\n\n| name | what it is | config keys it adds (defaults) |\n| --- | --- | --- |\n",
-             kind);
+  fmt::print(
+      "## {}\n\n| name | what it is | config keys it adds (defaults) |\n| --- | --- | --- |\n",
+      kind);
   for (const auto& e : entries) {
     std::string keys;
     for (const auto& o : e.options) {
@@ -47,7 +48,8 @@ void print_markdown(const std::string& kind, const std::vector<RegistryListing>&
         const auto comment = line.find('#');
         std::string value = line.substr(0, comment);
         while (!value.empty() && value.back() == ' ') value.pop_back();
-        if (!value.empty()) keys += (keys.empty() ? "" : "<br>") + ("`" + o.path + "." + value + "`");
+        if (!value.empty())
+          keys += (keys.empty() ? "" : "<br>") + ("`" + o.path + "." + value + "`");
       }
     }
     fmt::print("| `{}` | {} | {} |\n", e.name, e.description, keys);
@@ -56,7 +58,8 @@ void print_markdown(const std::string& kind, const std::vector<RegistryListing>&
 }
 
 void run(const ListArgs& args) {
-  std::vector<std::string> chosen = args.kind.empty() ? kinds() : std::vector<std::string>{args.kind};
+  std::vector<std::string> chosen =
+      args.kind.empty() ? kinds() : std::vector<std::string>{args.kind};
   if (!args.kind.empty() && !registry_catalogue().count(args.kind)) {
     std::string known;
     for (const auto& k : kinds()) known += (known.empty() ? "" : ", ") + k;
@@ -94,8 +97,9 @@ void run(const ListArgs& args) {
 void add_list_command(CLI::App& app) {
   auto args = std::make_shared<ListArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "list", "List what is registered: dataset formats, backbones, heads, attention blocks, "
-              "transforms, losses, optimizers, schedules (with their descriptions and options)");
+      "list",
+      "List what is registered: dataset formats, backbones, heads, attention blocks, "
+      "transforms, losses, optimizers, schedules (with their descriptions and options)");
   cmd->add_option("kind", args->kind,
                   "formats | backbones | heads | attention | transforms | losses | optimizers | "
                   "schedules (default: all)");

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "finch/core/config.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/data/formats.h"
 #include "finch/data/from_config.h"
 #include "finch/explain/explainer.h"
@@ -26,7 +27,7 @@ struct LocalizeArgs {
 
 void run(const LocalizeArgs& args) {
   const Config config = dataset_config(args.data);
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   if (!(args.threshold > 0 && args.threshold <= 1))
     throw Error(fmt::format("--threshold {} must be in (0, 1]", args.threshold));
   eval::SessionOptions session_options;

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/eval/open_set.h"
 #include "finch/eval/session.h"
 #include "finch/gallery/gallery.h"
@@ -109,7 +110,7 @@ void print_error(const fs::path& path, const std::string& message, bool json) {
 }
 
 void run(const PredictArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   eval::SessionOptions session_options;
   session_options.dtype = models::parse_inference_dtype(args.dtype);
   eval::InferenceSession session(args.model, session_options);

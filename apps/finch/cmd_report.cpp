@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "finch/core/atomic_file.h"
+#include "finch/core/threads.h"
 #include "finch/explain/report.h"
 #include "finch/train/trainer.h"
 
@@ -20,7 +21,7 @@ struct ReportArgs {
 };
 
 void run(ReportArgs args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   args.options.run_dir = args.run_dir;
   args.options.model = args.model;
   args.options.progress = ProgressStyle::kAuto;
@@ -46,9 +47,10 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--root,-r", args->options.root, "Dataset root (default: from config.yaml)");
   cmd->add_option("--split", args->options.split, "Split to evaluate")->capture_default_str();
   cmd->add_option("--option", args->options.data_options, "Format option as key=value");
-  cmd->add_option("--hierarchy", args->options.hierarchy,
-                  "CSV of `class,parent` lines: group the confusion matrix by parent (aircraft, inat "
-                  "and nabirds use their own hierarchy without it)")
+  cmd->add_option(
+         "--hierarchy", args->options.hierarchy,
+         "CSV of `class,parent` lines: group the confusion matrix by parent (aircraft, inat "
+         "and nabirds use their own hierarchy without it)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--out,-o", args->out, "Output HTML (default: RUN_DIR/report.html)");
   add_count_option(*cmd, "--gallery", args->options.gallery,

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/eval/session.h"
 #include "finch/gallery/ann.h"
 #include "finch/gallery/gallery.h"
@@ -27,7 +28,7 @@ struct SearchArgs {
 };
 
 void run(const SearchArgs& args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   const gallery::Gallery g = gallery::Gallery::load(args.gallery);
   if (g.size() == 0) throw Error(args.gallery + " is empty: add images with `finch gallery add`");
   eval::SessionOptions session_options;

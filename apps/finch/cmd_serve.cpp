@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/serve/server.h"
 #include "finch/train/trainer.h"
 
@@ -45,7 +46,7 @@ std::string read_token(const std::string& path) {
 }
 
 void run(ServeArgs args) {
-  torch::set_num_threads(train::choose_threads(args.threads));
+  torch::set_num_threads(choose_threads(args.threads));
   if (!args.token_file.empty()) args.options.token = read_token(args.token_file);
   args.options.batch.max_delay = std::chrono::milliseconds(args.max_delay_ms);
   args.options.max_body_bytes = args.max_body_mb << 20;

@@ -801,8 +801,6 @@ void write_normalized(const cv::Mat& rgb, const std::vector<float>& mean,
   }
 }
 
-std::vector<std::string> transform_names() {
-  return factories().names();
-}
+std::vector<std::string> transform_names() { return factories().names(); }
 
 }  // namespace finch::data

@@ -11,6 +11,7 @@
 #include <torch/nn/modules/pooling.h>
 
 #include <map>
+#include <set>
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
@@ -30,6 +31,7 @@ class GraphWriter {
   explicit GraphWriter(onnx::GraphProto& graph) : graph_(graph) {}
 
   std::string initializer(const std::string& name, const torch::Tensor& value) {
+    if (!initializers_.insert(name).second) return name;  // shared weights (CBAM's MLP)
     torch::Tensor t = value.detach().to(torch::kFloat).contiguous();
     auto* init = graph_.add_initializer();
     init->set_name(name);
@@ -68,9 +70,10 @@ class GraphWriter {
     a->set_f(v);
   }
 
-  // conv (+ the BatchNorm after it, folded) -> one Conv node.
+  // conv (+ the BatchNorm after it, folded) -> one Conv node with weights `name`.weight/.bias,
+  // output `out` (default: `name`; another output reuses the same weights).
   std::string conv(const std::string& x, const std::string& name, const nn::Conv2d& conv,
-                   const nn::BatchNorm2d& bn = nullptr) {
+                   const nn::BatchNorm2d& bn = nullptr, const std::string& out = "") {
     nn::Conv2d c = bn ? models::fold_batchnorm(conv, bn) : conv;
     const auto& o = c->options;
     if (!c10::holds_alternative<torch::ExpandingArray<2>>(o.padding()))
@@ -78,13 +81,20 @@ class GraphWriter {
     const auto pad = c10::get<torch::ExpandingArray<2>>(o.padding());
     std::vector<std::string> inputs{x, initializer(name + ".weight", c->weight)};
     if (c->bias.defined()) inputs.push_back(initializer(name + ".bias", c->bias));
-    auto& n = node("Conv", inputs, name);
+    auto& n = node("Conv", inputs, out.empty() ? name : out);
     ints(n, "kernel_shape", {(*o.kernel_size())[0], (*o.kernel_size())[1]});
     ints(n, "strides", {(*o.stride())[0], (*o.stride())[1]});
     ints(n, "pads", {(*pad)[0], (*pad)[1], (*pad)[0], (*pad)[1]});
     ints(n, "dilations", {(*o.dilation())[0], (*o.dilation())[1]});
     integer(n, "group", o.groups());
-    return name;
+    return out.empty() ? name : out;
+  }
+
+  onnx::TensorProto* raw_initializer(const std::string& name) {
+    initializers_.insert(name);
+    auto* init = graph_.add_initializer();
+    init->set_name(name);
+    return init;
   }
 
   std::string relu(const std::string& x) { return unary("Relu", x, x + ".relu"); }
@@ -120,6 +130,7 @@ class GraphWriter {
 
  private:
   onnx::GraphProto& graph_;
+  std::set<std::string> initializers_;
 };
 
 std::map<std::string, ModulePtr> children(const nn::Module& module) {
@@ -134,18 +145,67 @@ std::shared_ptr<Impl> child(const std::map<std::string, ModulePtr>& kids, const 
   return it == kids.end() ? nullptr : std::dynamic_pointer_cast<Impl>(it->second);
 }
 
-void refuse_stage_blocks(const std::map<std::string, ModulePtr>& kids) {
-  if (kids.count("attention"))
-    throw Error(
-        "ONNX export does not cover attention blocks inserted after backbone stages "
-        "(model.attention.type); export a model trained without them");
+// The SE / CBAM block inserted after stage `stage` (backbone.attention.<stage>), if any:
+// x + gamma * (attend(x) - x), as GatedBlock computes it.
+std::string stage_block(GraphWriter& g, const std::map<std::string, ModulePtr>& backbone_kids,
+                        size_t stage, const std::string& x) {
+  auto holder = backbone_kids.find("attention");
+  if (holder == backbone_kids.end()) return x;
+  auto blocks = children(*holder->second);
+  auto it = blocks.find(std::to_string(stage));
+  if (it == blocks.end()) return x;
+  const std::string name = "backbone.attention." + std::to_string(stage);
+  auto parts = children(*it->second);
+  auto mlp = children(*parts.at("mlp"));
+  // The shared MLP on a pooled [B, C, 1, 1] map (CBAM runs it twice on the same weights).
+  auto channel_mlp = [&](const std::string& pooled) {
+    std::string h = g.relu(g.conv(pooled, name + ".mlp.fc1", child<nn::Conv2dImpl>(mlp, "fc1"),
+                                  nullptr, pooled + ".fc1"));
+    return g.conv(h, name + ".mlp.fc2", child<nn::Conv2dImpl>(mlp, "fc2"), nullptr,
+                  pooled + ".fc2");
+  };
+  std::string attended;
+  if (auto spatial = child<nn::Conv2dImpl>(parts, "spatial")) {  // CBAM
+    g.node("GlobalAveragePool", {x}, name + ".avg");
+    g.node("GlobalMaxPool", {x}, name + ".max");
+    g.node("Add", {channel_mlp(name + ".avg"), channel_mlp(name + ".max")},
+           name + ".channel_logits");
+    g.unary("Sigmoid", name + ".channel_logits", name + ".channel");
+    g.node("Mul", {x, name + ".channel"}, name + ".y");
+    auto& mean = g.node("ReduceMean", {name + ".y"}, name + ".mean");
+    GraphWriter::ints(mean, "axes", {1});
+    GraphWriter::integer(mean, "keepdims", 1);
+    auto& maxc = g.node("ReduceMax", {name + ".y"}, name + ".maxc");
+    GraphWriter::ints(maxc, "axes", {1});
+    GraphWriter::integer(maxc, "keepdims", 1);
+    auto& cat = g.node("Concat", {name + ".mean", name + ".maxc"}, name + ".pooled");
+    GraphWriter::integer(cat, "axis", 1);
+    g.conv(name + ".pooled", name + ".spatial", nn::Conv2d(spatial));
+    g.unary("Sigmoid", name + ".spatial", name + ".spatial_gate");
+    g.node("Mul", {name + ".y", name + ".spatial_gate"}, name + ".attended");
+  } else {  // squeeze-and-excitation
+    g.node("GlobalAveragePool", {x}, name + ".avg");
+    g.unary("Sigmoid", channel_mlp(name + ".avg"), name + ".gate");
+    g.node("Mul", {x, name + ".gate"}, name + ".attended");
+  }
+  torch::Tensor gamma = it->second->named_parameters(false)["gamma"];
+  g.node("Sub", {name + ".attended", x}, name + ".delta");
+  g.node("Mul", {name + ".delta", g.initializer(name + ".gamma", gamma)}, name + ".scaled");
+  g.node("Add", {x, name + ".scaled"}, name);
+  return name;
 }
+
+// What a backbone writer leaves: the last stage's map, and how to write the pooled embedding
+// torchvision's classifier sees (written only when the head asks for it).
+struct BackboneGraph {
+  std::string last_stage;
+  std::function<std::string()> embed;
+};
 
 // ResNet / ResNeXt / Wide-ResNet / CIFAR ResNets: the stem, then every block of every stage
 // (conv-bn-relu ... conv-bn, + identity or downsample, relu), then the global average.
-std::string write_resnet(GraphWriter& g, const nn::Module& backbone, std::string x) {
+BackboneGraph write_resnet(GraphWriter& g, const nn::Module& backbone, std::string x) {
   auto kids = children(backbone);
-  refuse_stage_blocks(kids);
   x = g.relu(g.conv(x, "backbone.conv1", child<nn::Conv2dImpl>(kids, "conv1"),
                     child<nn::BatchNorm2dImpl>(kids, "bn1")));
   if (kids.count("maxpool")) x = g.max_pool(x, "backbone.maxpool", 3, 2, 1);
@@ -173,16 +233,16 @@ std::string write_resnet(GraphWriter& g, const nn::Module& backbone, std::string
       g.node("Add", {h, identity}, name + ".add");
       x = g.relu(name + ".add");
     }
+    x = stage_block(g, kids, static_cast<size_t>(stage), x);
   }
-  return g.global_average(x, "backbone.embedding");
+  return {x, [&g, x] { return g.global_average(x, "backbone.embedding"); }};
 }
 
 // VGG: features (conv [bn] relu ... maxpool), then embed(): pool5, the 7 x 7 adaptive
 // average and fc6 / fc7 (or, with model.vgg_fc false, the global average of conv5).
-std::string write_vgg(GraphWriter& g, const nn::Module& backbone, std::string x, int64_t input_size,
-                      bool with_fc) {
+BackboneGraph write_vgg(GraphWriter& g, const nn::Module& backbone, std::string x,
+                        int64_t input_size, bool with_fc) {
   auto kids = children(backbone);
-  refuse_stage_blocks(kids);
   auto features = child<nn::SequentialImpl>(kids, "features");
   const size_t n = features->size();
   size_t pools = 0;
@@ -201,39 +261,82 @@ std::string write_vgg(GraphWriter& g, const nn::Module& backbone, std::string x,
     } else if (m->as<nn::ReLU>()) {
       x = g.relu(x);
     } else if (m->as<nn::MaxPool2d>()) {
-      if (++seen_pools == pools) break;  // pool5 belongs to embed()
+      x = stage_block(g, kids, ++seen_pools, x);  // a stage ends before its pool
+      if (seen_pools == pools) break;             // pool5 belongs to embed()
       x = g.max_pool(x, name, 2, 2, 0);
     } else {
       throw Error("ONNX export: unexpected layer " + name + " in a VGG backbone");
     }
   }
-  if (!with_fc) return g.global_average(x, "backbone.embedding");
-  x = g.max_pool(x, "backbone.pool5", 2, 2, 0);
-  const int64_t side = input_size / 32;
-  if (input_size % 32 != 0 || side % 7 != 0)
-    throw Error(fmt::format(
-        "ONNX export: VGG's 7 x 7 adaptive average pool is a fixed pooling only when the input "
-        "side is a multiple of 224 (this model takes {} px)",
-        input_size));
-  if (side != 7) {
-    auto& pool = g.node("AveragePool", {x}, "backbone.avgpool");
-    GraphWriter::ints(pool, "kernel_shape", {side / 7, side / 7});
-    GraphWriter::ints(pool, "strides", {side / 7, side / 7});
-    x = "backbone.avgpool";
+  const std::string last_stage = x;
+  auto embed = [&g, x, input_size, with_fc,
+                classifier = child<nn::SequentialImpl>(kids, "classifier")]() mutable {
+    if (!with_fc) return g.global_average(x, "backbone.embedding");
+    x = g.max_pool(x, "backbone.pool5", 2, 2, 0);
+    const int64_t side = input_size / 32;
+    if (input_size % 32 != 0 || side % 7 != 0)
+      throw Error(fmt::format(
+          "ONNX export: VGG's 7 x 7 adaptive average pool is a fixed pooling only when the input "
+          "side is a multiple of 224 (this model takes {} px)",
+          input_size));
+    if (side != 7) {
+      auto& pool = g.node("AveragePool", {x}, "backbone.avgpool");
+      GraphWriter::ints(pool, "kernel_shape", {side / 7, side / 7});
+      GraphWriter::ints(pool, "strides", {side / 7, side / 7});
+      x = "backbone.avgpool";
+    }
+    auto& flat = g.node("Flatten", {x}, "backbone.flatten");
+    GraphWriter::integer(flat, "axis", 1);
+    x = "backbone.flatten";
+    for (size_t i = 0; i < classifier->size(); ++i) {
+      ModulePtr m = classifier->ptr(i);
+      if (auto fc = std::dynamic_pointer_cast<nn::LinearImpl>(m))
+        x = g.linear(x, "backbone.classifier." + std::to_string(i), nn::Linear(fc));
+      else if (m->as<nn::ReLU>())
+        x = g.relu(x);
+      // Dropout: the identity at inference.
+    }
+    return x;
+  };
+  return {last_stage, embed};
+}
+
+// B-CNN (heads/bilinear.cpp): optional 1x1 reduction (+BN, ReLU), X X^T / (h w), signed square
+// root sign(z) sqrt(|z| + 1e-8), L2 normalisation. `shape` is the last stage's [1, C, h, w].
+std::string write_bilinear(GraphWriter& g, const std::map<std::string, ModulePtr>& head,
+                           std::string x, const std::vector<int64_t>& shape,
+                           const models::ModelSpec& spec) {
+  int64_t c = shape.at(1);
+  const int64_t n = shape.at(2) * shape.at(3);
+  if (auto reduce = child<nn::Conv2dImpl>(head, "reduce")) {
+    x = g.relu(g.conv(x, "head.reduce", nn::Conv2d(reduce),
+                      nn::BatchNorm2d(child<nn::BatchNorm2dImpl>(head, "reduce_bn"))));
+    c = reduce->options.out_channels();
   }
-  auto& flat = g.node("Flatten", {x}, "backbone.flatten");
-  GraphWriter::integer(flat, "axis", 1);
-  x = "backbone.flatten";
-  auto classifier = child<nn::SequentialImpl>(kids, "classifier");
-  for (size_t i = 0; i < classifier->size(); ++i) {
-    ModulePtr m = classifier->ptr(i);
-    if (auto fc = std::dynamic_pointer_cast<nn::LinearImpl>(m))
-      x = g.linear(x, "backbone.classifier." + std::to_string(i), nn::Linear(fc));
-    else if (m->as<nn::ReLU>())
-      x = g.relu(x);
-    // Dropout: the identity at inference.
-  }
-  return x;
+  auto shape_constant = [&](const std::string& name, std::vector<int64_t> dims) {
+    auto* init = g.raw_initializer(name);
+    init->set_data_type(onnx::TensorProto::INT64);
+    init->add_dims(static_cast<int64_t>(dims.size()));
+    for (int64_t d : dims) init->add_int64_data(d);
+    return name;
+  };
+  g.node("Reshape", {x, shape_constant("head.flat_shape", {0, c, n})}, "head.flat");
+  auto& t = g.node("Transpose", {"head.flat"}, "head.flat_t");
+  GraphWriter::ints(t, "perm", {0, 2, 1});
+  g.node("MatMul", {"head.flat", "head.flat_t"}, "head.outer");
+  g.node("Div", {"head.outer", g.initializer("head.positions", torch::full({1}, double(n)))},
+         "head.mean_outer");
+  g.node("Reshape", {"head.mean_outer", shape_constant("head.pooled_shape", {0, c * c})},
+         "head.pooled");
+  g.unary("Sign", "head.pooled", "head.sign");
+  g.unary("Abs", "head.pooled", "head.abs");
+  g.node("Add", {"head.abs", g.initializer("head.eps", torch::full({1}, 1e-8))}, "head.abs_eps");
+  g.unary("Sqrt", "head.abs_eps", "head.sqrt");
+  g.node("Mul", {"head.sign", "head.sqrt"}, "head.signed_sqrt");
+  auto& norm = g.node("LpNormalization", {"head.signed_sqrt"}, "head.embedding");
+  GraphWriter::integer(norm, "axis", 1);
+  GraphWriter::integer(norm, "p", 2);
+  return "head.embedding";
 }
 
 void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
@@ -265,9 +368,14 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
   const auto& spec = loaded.info.arch;
   const std::string backbone_name = spec.value("backbone", "");
   const std::string head_name = spec.value("head", "linear");
-  if (head_name != "linear" && head_name != "cosine")
-    throw Error("ONNX export covers the linear and cosine heads; this model's head is '" +
-                head_name + "' (its attention / bilinear pooling has no ONNX writer yet)");
+  if (head_name != "linear" && head_name != "cosine" && head_name != "bilinear")
+    throw Error("ONNX export covers the linear, cosine and bilinear heads; this model's head is '" +
+                head_name + "' (no ONNX writer yet)");
+  if (head_name == "bilinear" &&
+      spec.value("bilinear", nlohmann::json::object()).value("type", "full") != "full")
+    throw Error(
+        "ONNX export covers full bilinear pooling; compact bilinear (Tensor Sketch) needs FFTs "
+        "ONNX Runtime's CPU opset does not give here");
   const int64_t size = loaded.info.preprocess.input_size;
   torch::NoGradGuard no_grad;
 
@@ -284,22 +392,25 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
 
   auto& classifier = *loaded.model;
   auto backbone = classifier.backbone();
-  std::string embedding;
+  BackboneGraph features;
   if (backbone_name.rfind("resnet", 0) == 0 || backbone_name.rfind("resnext", 0) == 0 ||
       backbone_name.rfind("wide_resnet", 0) == 0)
-    embedding = write_resnet(g, *backbone, "images");
+    features = write_resnet(g, *backbone, "images");
   else if (backbone_name.rfind("vgg", 0) == 0)
-    embedding = write_vgg(g, *backbone, "images", size, spec.value("vgg_fc", true));
+    features = write_vgg(g, *backbone, "images", size, spec.value("vgg_fc", true));
   else
     throw Error("ONNX export covers ResNet and VGG backbones; this model's backbone is '" +
-                backbone_name + "'");
+                backbone_name + "' (Inception-v3 has no ONNX writer yet)");
 
   auto head = children(*classifier.head());
   auto fc = child<nn::LinearImpl>(head, "fc");
   if (!fc) throw Error("ONNX export: the " + head_name + " head has no 'fc' layer");
+  std::string embedding;
   if (head_name == "linear") {
+    embedding = features.embed();
     g.linear(embedding, "logits", nn::Linear(fc));
-  } else {
+  } else if (head_name == "cosine") {
+    embedding = features.embed();
     // logits = scale * cos(embedding, class weight): the weights are normalised here, the
     // embedding in the graph.
     torch::Tensor w = torch::nn::functional::normalize(
@@ -310,6 +421,11 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
     auto& gemm = g.node("Gemm", {"head.normalized", g.initializer("head.fc.weight", w)}, "logits");
     GraphWriter::integer(gemm, "transB", 1);
     GraphWriter::real(gemm, "alpha", static_cast<float>(spec.value("cosine_scale", 30.0)));
+  } else {
+    // The last stage's size decides the bilinear reshapes: found by running the backbone once.
+    auto stages = backbone->forward_features(torch::zeros({1, 3, size, size})).stages;
+    embedding = write_bilinear(g, head, features.last_stage, stages.back().sizes().vec(), spec);
+    g.linear(embedding, "logits", nn::Linear(fc));
   }
   g.node("Identity", {embedding}, "embedding");
 

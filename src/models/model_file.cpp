@@ -5,6 +5,7 @@
 #include "finch/core/error.h"
 #include "finch/core/version.h"
 #include "finch/core/yaml_json.h"
+#include "finch/data/transforms.h"
 #include "finch/io/safetensors.h"
 
 namespace finch::models {

@@ -130,7 +130,8 @@ torch::Tensor cross_entropy_term(const LossTerm&, const StepInputs& in) {
     loss = loss + F::cross_entropy(in.adjusted(logits), in.labels, in.ce);
   loss = loss / static_cast<double>(1 + in.view_logits.size());
   if (in.output.aux_logits.defined() && in.aux_weight > 0)
-    loss = loss + in.aux_weight * F::cross_entropy(in.adjusted(in.output.aux_logits), in.labels, in.ce);
+    loss = loss +
+           in.aux_weight * F::cross_entropy(in.adjusted(in.output.aux_logits), in.labels, in.ce);
   return loss;
 }
 
@@ -157,8 +158,14 @@ Registry<LossKind>& loss_kinds() {
            "softmax cross-entropy (train.label_smoothing, class_weights, logit_adjustment), "
            "averaged over the head's extra views, plus the auxiliary classifier's",
            {"ce", {}, [](LossTerm&) {}, false, false, false, cross_entropy_term}});
-    r.add({"triplet", "batch-hard triplet loss (Hermans et al. 2017) on the embedding: margin 0.3",
-           {"triplet", {{"margin", &LossTerm::margin}}, [](LossTerm&) {}, true, false, false,
+    r.add({"triplet",
+           "batch-hard triplet loss (Hermans et al. 2017) on the embedding: margin 0.3",
+           {"triplet",
+            {{"margin", &LossTerm::margin}},
+            [](LossTerm&) {},
+            true,
+            false,
+            false,
             [](const LossTerm& t, const StepInputs& in) {
               return batch_hard_triplet_loss(in.output.embedding, in.labels, t.margin);
             }}});
@@ -181,15 +188,22 @@ Registry<LossKind>& loss_kinds() {
     r.add({"centre",
            "centre loss (Wen et al. 2016): squared distance to the class centre, centres moved "
            "by beta 0.05 each step",
-           {"centre", {{"beta", &LossTerm::beta}}, [](LossTerm&) {}, false, true, false,
+           {"centre",
+            {{"beta", &LossTerm::beta}},
+            [](LossTerm&) {},
+            false,
+            true,
+            false,
             [](const LossTerm& t, const StepInputs& in) {
               torch::Tensor loss = centre_loss(in.output.embedding, in.labels, in.centres);
               if (in.training) update_centres(in.centres, in.output.embedding, in.labels, t.beta);
               return loss;
             }}});
-    r.add({"cosface", "CosFace (Wang et al. 2018) additive cosine margin 0.35; needs the cosine head",
+    r.add({"cosface",
+           "CosFace (Wang et al. 2018) additive cosine margin 0.35; needs the cosine head",
            margin_softmax_kind("cosface", MarginKind::kCosFace, 0.35)});
-    r.add({"arcface", "ArcFace (Deng et al. 2019) additive angular margin 0.5; needs the cosine head",
+    r.add({"arcface",
+           "ArcFace (Deng et al. 2019) additive angular margin 0.5; needs the cosine head",
            margin_softmax_kind("arcface", MarginKind::kArcFace, 0.5)});
     return true;
   }();
@@ -216,7 +230,8 @@ std::vector<LossTerm> parse_losses(const Config& config) {
   for (size_t i = 0; i < list.size(); ++i) {
     const YAML::Node& item = list[i];
     const std::string where = "train.losses[" + std::to_string(i) + "]";
-    if (!item.IsMap() || !item["type"]) throw Error(where + " must be a map with a type (" + known + ")");
+    if (!item.IsMap() || !item["type"])
+      throw Error(where + " must be a map with a type (" + known + ")");
     LossTerm term;
     try {
       term.type = item["type"].as<std::string>();
@@ -321,8 +336,8 @@ torch::Tensor ObjectiveImpl::forward(const models::ModelOutput& output, const to
         return logit_shift_.defined() && is_training() ? logits + logit_shift_.to(logits.device())
                                                        : logits;
       };
-  const StepInputs inputs{output,      labels,     view_logits, ce,           adjusted,
-                          aux_weight_, is_training(), centres_, cosine_scale_};
+  const StepInputs inputs{output,      labels,        view_logits, ce,           adjusted,
+                          aux_weight_, is_training(), centres_,    cosine_scale_};
   torch::Tensor total;
   last_.clear();
   for (const auto& t : terms_) {

@@ -39,7 +39,7 @@ namespace {
 // An optimizer kind: each parameter group's options, and the optimizer over the groups.
 struct OptimizerKind {
   std::function<std::unique_ptr<torch::optim::OptimizerOptions>(const Config&, double lr,
-                                                                 double weight_decay)>
+                                                                double weight_decay)>
       group_options;
   std::function<std::unique_ptr<torch::optim::Optimizer>(
       std::vector<torch::optim::OptimizerParamGroup>, double lr)>
@@ -53,10 +53,19 @@ std::unique_ptr<torch::optim::Optimizer> make_with(
   return std::make_unique<Optimizer>(std::move(groups), Options(lr));
 }
 
-std::pair<double, double> betas_of(const Config& config) {
-  auto betas = config.get<std::vector<double>>("optim.betas");
-  if (betas.size() != 2) throw Error("optim.betas needs two values");
-  return {betas[0], betas[1]};
+// Adam and AdamW take the same options (they differ in how weight decay is applied).
+template <typename Optimizer, typename Options>
+OptimizerKind adam_kind() {
+  return {
+      [](const Config& c, double lr, double wd) -> std::unique_ptr<torch::optim::OptimizerOptions> {
+        auto betas = c.get<std::vector<double>>("optim.betas");
+        if (betas.size() != 2) throw Error("optim.betas needs two values");
+        return std::make_unique<Options>(Options(lr)
+                                             .betas({betas[0], betas[1]})
+                                             .eps(c.get<double>("optim.eps"))
+                                             .weight_decay(wd));
+      },
+      make_with<Optimizer, Options>};
 }
 
 Registry<OptimizerKind>& optimizers() {
@@ -66,34 +75,28 @@ Registry<OptimizerKind>& optimizers() {
     const std::string momentum = "momentum: 0.9   # sgd, rmsprop";
     const std::string eps = "eps: 1.0e-8      # adam, adamw, rmsprop";
     const std::string betas = "betas: [0.9, 0.999]   # adam, adamw";
-    r.add({"sgd", "torch.optim.SGD: momentum, nesterov (when momentum > 0), weight decay",
+    r.add({"sgd",
+           "torch.optim.SGD: momentum, nesterov (when momentum > 0), weight decay",
            {[](const Config& c, double lr, double wd) {
               const double m = c.get<double>("optim.momentum");
               return std::make_unique<torch::optim::SGDOptions>(
-                  torch::optim::SGDOptions(lr).momentum(m).nesterov(
-                      c.get<bool>("optim.nesterov") && m > 0).weight_decay(wd));
+                  torch::optim::SGDOptions(lr)
+                      .momentum(m)
+                      .nesterov(c.get<bool>("optim.nesterov") && m > 0)
+                      .weight_decay(wd));
             },
             make_with<torch::optim::SGD, torch::optim::SGDOptions>},
            {{"optim", momentum + "\nnesterov: true   # sgd"}}});
-    r.add({"adam", "torch.optim.Adam: betas, eps; L2 weight decay added to the gradient",
-           {[](const Config& c, double lr, double wd) {
-              auto [b1, b2] = betas_of(c);
-              return std::make_unique<torch::optim::AdamOptions>(
-                  torch::optim::AdamOptions(lr).betas({b1, b2}).eps(c.get<double>("optim.eps"))
-                      .weight_decay(wd));
-            },
-            make_with<torch::optim::Adam, torch::optim::AdamOptions>},
+    r.add({"adam",
+           "torch.optim.Adam: betas, eps; L2 weight decay added to the gradient",
+           adam_kind<torch::optim::Adam, torch::optim::AdamOptions>(),
            {{"optim", betas + "\n" + eps}}});
-    r.add({"adamw", "torch.optim.AdamW: Adam with decoupled weight decay (Loshchilov & Hutter)",
-           {[](const Config& c, double lr, double wd) {
-              auto [b1, b2] = betas_of(c);
-              return std::make_unique<torch::optim::AdamWOptions>(
-                  torch::optim::AdamWOptions(lr).betas({b1, b2}).eps(c.get<double>("optim.eps"))
-                      .weight_decay(wd));
-            },
-            make_with<torch::optim::AdamW, torch::optim::AdamWOptions>},
+    r.add({"adamw",
+           "torch.optim.AdamW: Adam with decoupled weight decay (Loshchilov & Hutter)",
+           adam_kind<torch::optim::AdamW, torch::optim::AdamWOptions>(),
            {{"optim", betas + "\n" + eps}}});
-    r.add({"rmsprop", "torch.optim.RMSprop: alpha, eps, momentum",
+    r.add({"rmsprop",
+           "torch.optim.RMSprop: alpha, eps, momentum",
            {[](const Config& c, double lr, double wd) {
               return std::make_unique<torch::optim::RMSpropOptions>(
                   torch::optim::RMSpropOptions(lr)
@@ -160,11 +163,11 @@ Registry<ScheduleKind>& schedules() {
   static const bool filled = [] {
     auto& r = registry;
     const std::string gamma = "gamma: 0.1   # step, multistep: decay factor";
-    r.add({"constant", "the peak learning rate throughout (after any warmup)",
-           {true, [](const Config&, const ScheduleSteps&) {
-              return [](double) { return 1.0; };
-            }}});
-    r.add({"step", "torch StepLR: lr x gamma every step_size epochs",
+    r.add({"constant",
+           "the peak learning rate throughout (after any warmup)",
+           {true, [](const Config&, const ScheduleSteps&) { return [](double) { return 1.0; }; }}});
+    r.add({"step",
+           "torch StepLR: lr x gamma every step_size epochs",
            {true,
             [](const Config& c, const ScheduleSteps& s) {
               const auto size = c.get<int64_t>("schedule.step_size");
@@ -175,7 +178,8 @@ Registry<ScheduleKind>& schedules() {
               });
             }},
            {{"schedule", "step_size: 30   # step: epochs between decays\n" + gamma}}});
-    r.add({"multistep", "torch MultiStepLR: lr x gamma at each milestone epoch",
+    r.add({"multistep",
+           "torch MultiStepLR: lr x gamma at each milestone epoch",
            {true,
             [](const Config& c, const ScheduleSteps& s) {
               const auto milestones = c.get<std::vector<double>>("schedule.milestones");
@@ -188,7 +192,8 @@ Registry<ScheduleKind>& schedules() {
             }},
            {{"schedule",
              "milestones: [30, 60]   # multistep: epochs at which lr *= gamma\n" + gamma}}});
-    r.add({"cosine", "cosine annealing from the peak to min_lr over the steps after warmup",
+    r.add({"cosine",
+           "cosine annealing from the peak to min_lr over the steps after warmup",
            {true,
             [](const Config& c, const ScheduleSteps& s) {
               const double min = c.get<double>("schedule.min_lr") / c.get<double>("optim.lr");
@@ -199,26 +204,27 @@ Registry<ScheduleKind>& schedules() {
               });
             }},
            {{"schedule", "min_lr: 0.0   # cosine: final lr"}}});
-    r.add({"onecycle",
-           "torch OneCycleLR with cosine annealing (momentum not cycled): lr/div_factor up to "
-           "lr over pct_start of the steps, then down to lr/div_factor/final_div_factor",
-           {false,
-            [](const Config& c, const ScheduleSteps& s) {
-              const double pct = c.get<double>("schedule.pct_start");
-              if (pct <= 0 || pct >= 1) throw Error("schedule.pct_start must be in (0, 1)");
-              const double initial = 1.0 / c.get<double>("schedule.div_factor");
-              const double final_factor = initial / c.get<double>("schedule.final_div_factor");
-              const double peak_step = pct * s.total_steps - 1, last_step = s.total_steps - 1;
-              return std::function<double(double)>([=](double step) {
-                auto anneal = [](double from, double to, double t) {
-                  return to + (from - to) / 2.0 * (std::cos(kPi * std::clamp(t, 0.0, 1.0)) + 1.0);
-                };
-                if (step <= peak_step) return anneal(initial, 1.0, step / std::max(peak_step, 1.0));
-                return anneal(1.0, final_factor,
-                              (step - peak_step) / std::max(last_step - peak_step, 1.0));
-              });
-            }},
-           {{"schedule", R"(pct_start: 0.25            # onecycle: share of steps spent increasing lr
+    r.add(
+        {"onecycle",
+         "torch OneCycleLR with cosine annealing (momentum not cycled): lr/div_factor up to "
+         "lr over pct_start of the steps, then down to lr/div_factor/final_div_factor",
+         {false,
+          [](const Config& c, const ScheduleSteps& s) {
+            const double pct = c.get<double>("schedule.pct_start");
+            if (pct <= 0 || pct >= 1) throw Error("schedule.pct_start must be in (0, 1)");
+            const double initial = 1.0 / c.get<double>("schedule.div_factor");
+            const double final_factor = initial / c.get<double>("schedule.final_div_factor");
+            const double peak_step = pct * s.total_steps - 1, last_step = s.total_steps - 1;
+            return std::function<double(double)>([=](double step) {
+              auto anneal = [](double from, double to, double t) {
+                return to + (from - to) / 2.0 * (std::cos(kPi * std::clamp(t, 0.0, 1.0)) + 1.0);
+              };
+              if (step <= peak_step) return anneal(initial, 1.0, step / std::max(peak_step, 1.0));
+              return anneal(1.0, final_factor,
+                            (step - peak_step) / std::max(last_step - peak_step, 1.0));
+            });
+          }},
+         {{"schedule", R"(pct_start: 0.25            # onecycle: share of steps spent increasing lr
 div_factor: 25.0           # onecycle: initial lr = lr / div_factor
 final_div_factor: 10000.0  # onecycle: final lr = initial lr / final_div_factor)"}}});
     return true;
@@ -236,13 +242,15 @@ LrSchedule::LrSchedule(const Config& config, int64_t steps_per_epoch, int64_t to
       warmup_start_(config.get<double>("schedule.warmup_start_factor")) {
   const ScheduleKind& kind = schedules().factory(config.get<std::string>("schedule.name"));
   warmup_ = kind.uses_warmup;
-  curve_ = kind.make(config, {warmup_steps_, static_cast<double>(std::max<int64_t>(1, steps_per_epoch)),
-                              static_cast<double>(std::max<int64_t>(1, total_steps))});
+  curve_ =
+      kind.make(config, {warmup_steps_, static_cast<double>(std::max<int64_t>(1, steps_per_epoch)),
+                         static_cast<double>(std::max<int64_t>(1, total_steps))});
 }
 
 double LrSchedule::factor(int64_t step) const {
   const double s = static_cast<double>(step);
-  if (warmup_ && s < warmup_steps_) return warmup_start_ + (1.0 - warmup_start_) * s / warmup_steps_;
+  if (warmup_ && s < warmup_steps_)
+    return warmup_start_ + (1.0 - warmup_start_) * s / warmup_steps_;
   return curve_(s);
 }
 

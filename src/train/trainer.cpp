@@ -15,6 +15,7 @@
 #include "finch/core/interrupt.h"
 #include "finch/core/progress.h"
 #include "finch/core/rng.h"
+#include "finch/core/threads.h"
 #include "finch/core/version.h"
 #include "finch/core/yaml_json.h"
 #include "finch/data/from_config.h"
@@ -135,12 +136,6 @@ eval::Metrics evaluate_cached(models::Classifier& model, const CachedFeatures& f
 }
 
 }  // namespace
-
-int choose_threads(int threads, int ranks_on_this_machine) {
-  if (threads > 0) return threads;
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::max(1, cores / std::max(1, ranks_on_this_machine));
-}
 
 namespace {
 

@@ -14,42 +14,27 @@ namespace {
 
 std::string cli() { return finch::test::cli_path().string(); }
 
-const std::string kRecipe = finch::test::tiny_recipe("epochs: 5, batch_size: 8, progress: lines", "",
-                                                   "schedule: {name: cosine}\n");
+const std::string kRecipe = finch::test::tiny_recipe("epochs: 5, batch_size: 8, progress: lines",
+                                                     "", "schedule: {name: cosine}\n");
 
 class CliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new finch::test::TempDir("finch-cli");
-    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "train", 3, 20, 16, 1);
-    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "test", 3, 10, 16, 2);
-    finch::test::write_text(dir_->path() / "recipe.yaml", kRecipe);
-    auto result = run_command(cli() + " train --config " + (dir_->path() / "recipe.yaml").string() +
-                              " --out " + (dir_->path() / "run").string() +
-                              " --set data.root=" + (dir_->path() / "data").string());
-    train_output_ = new std::string(result.output);
-    train_exit_ = result.exit_code;
+    run_ = new finch::test::TrainedRun("finch-cli", kRecipe, 3, 20, 10);
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    delete train_output_;
-  }
-  static fs::path path(const std::string& name) { return dir_->path() / name; }
-  static finch::test::TempDir* dir_;
-  static std::string* train_output_;
-  static int train_exit_;
+  static void TearDownTestSuite() { delete run_; }
+  static fs::path path(const std::string& name) { return run_->path(name); }
+  static finch::test::TrainedRun* run_;
 };
 
-finch::test::TempDir* CliTest::dir_ = nullptr;
-std::string* CliTest::train_output_ = nullptr;
-int CliTest::train_exit_ = -1;
+finch::test::TrainedRun* CliTest::run_ = nullptr;
 
 }  // namespace
 
 TEST_F(CliTest, TrainWritesTheRun) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   EXPECT_TRUE(fs::exists(path("run/best.safetensors")));
-  EXPECT_NE(train_output_->find("epoch 5/5"), std::string::npos) << *train_output_;
+  EXPECT_NE(run_->output.find("epoch 5/5"), std::string::npos) << run_->output;
   // A second train into the same folder refuses instead of overwriting.
   auto again = run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
                            path("run").string());
@@ -58,7 +43,7 @@ TEST_F(CliTest, TrainWritesTheRun) {
 }
 
 TEST_F(CliTest, EvalJsonBeatsChanceOnTheTestSplit) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   auto result = run_command(cli() + " eval --model " + path("run/best.safetensors").string() +
                             " --dataset imagefolder --root " + path("data").string() +
                             " --split test --json --confusion-csv " +
@@ -73,7 +58,7 @@ TEST_F(CliTest, EvalJsonBeatsChanceOnTheTestSplit) {
 }
 
 TEST_F(CliTest, PredictJsonLinesWithErrorRecords) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   finch::test::write_text(path("inputs/broken.png"), "this is not a png");
   fs::copy_file(path("data/test/class1/img0.png"), path("inputs/good.png"));
   auto result = run_command(cli() + " predict --json --topk 2 --model " +

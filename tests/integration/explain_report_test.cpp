@@ -8,6 +8,7 @@
 
 #include "finch/core/atomic_file.h"
 #include "test_support.h"
+#include "tiny_run.h"
 
 namespace fs = std::filesystem;
 using finch::test::run_command;
@@ -35,30 +36,15 @@ schedule: {name: cosine}
 class ExplainReportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new finch::test::TempDir("finch-explain");
-    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "train", 3, 16, 16, 1);
-    finch::test::make_pattern_imagefolder(dir_->path() / "data" / "test", 3, 6, 16, 2);
-    finch::test::write_text(dir_->path() / "recipe.yaml", kRecipe);
-    auto result =
-        run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
-                    path("run").string() + " --set data.root=" + path("data").string());
-    train_output_ = new std::string(result.output);
-    train_exit_ = result.exit_code;
+    run_ = new finch::test::TrainedRun("finch-explain", kRecipe, 3, 16, 6);
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    delete train_output_;
-  }
-  static fs::path path(const std::string& name) { return dir_->path() / name; }
-  static std::string model() { return path("run/best.safetensors").string(); }
-  static finch::test::TempDir* dir_;
-  static std::string* train_output_;
-  static int train_exit_;
+  static void TearDownTestSuite() { delete run_; }
+  static fs::path path(const std::string& name) { return run_->path(name); }
+  static std::string model() { return run_->model(); }
+  static finch::test::TrainedRun* run_;
 };
 
-finch::test::TempDir* ExplainReportTest::dir_ = nullptr;
-std::string* ExplainReportTest::train_output_ = nullptr;
-int ExplainReportTest::train_exit_ = -1;
+finch::test::TrainedRun* ExplainReportTest::run_ = nullptr;
 
 std::vector<nlohmann::json> json_lines(const std::string& text) {
   std::istringstream lines(text);
@@ -72,7 +58,7 @@ std::vector<nlohmann::json> json_lines(const std::string& text) {
 }  // namespace
 
 TEST_F(ExplainReportTest, ExplainWritesHeatmapsAndNpy) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   auto result = run_command(cli() + " explain --json --raw --model " + model() + " --out " +
                             path("cams").string() + " --target class2 " +
                             path("data/test/class1/img0.png").string() + " " +
@@ -106,7 +92,7 @@ TEST_F(ExplainReportTest, ExplainWritesHeatmapsAndNpy) {
 }
 
 TEST_F(ExplainReportTest, EvalCalibrationTtaEmbeddingsAndConfusedExamples) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   const std::string base = cli() + " eval --model " + model() + " --dataset imagefolder --root " +
                            path("data").string() + " --split test";
   auto result = run_command(base + " --json --tta flip --confused-examples 2 --reliability " +
@@ -143,7 +129,7 @@ TEST_F(ExplainReportTest, EvalCalibrationTtaEmbeddingsAndConfusedExamples) {
 }
 
 TEST_F(ExplainReportTest, LocalizeNeedsBoxesAndScoresThem) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   auto no_boxes = run_command(cli() + " localize --model " + model() +
                               " --dataset imagefolder --root " + path("data").string() + " 2>&1");
   EXPECT_NE(no_boxes.exit_code, 0);
@@ -173,7 +159,7 @@ TEST_F(ExplainReportTest, LocalizeNeedsBoxesAndScoresThem) {
 }
 
 TEST_F(ExplainReportTest, ReportIsOneSelfContainedPage) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   auto result = run_command(cli() + " report " + path("run").string() + " 2>/dev/null");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_CONTAINS(result.output, "report.html");
@@ -192,7 +178,7 @@ TEST_F(ExplainReportTest, ReportIsOneSelfContainedPage) {
 }
 
 TEST_F(ExplainReportTest, ReportGroupsTheConfusionMatrixByParent) {
-  ASSERT_EQ(train_exit_, 0) << *train_output_;
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
   finch::test::write_text(path("taxonomy.csv"),
                           "class,parent\nclass0,low\nclass1,low\nclass2,high\n");
   auto result = run_command(cli() + " report " + path("run").string() + " --hierarchy " +

@@ -33,6 +33,9 @@ fm::LoadedModel random_model(const fm::ModelSpec& spec, int64_t input_size) {
       bn->weight.uniform_(0.5, 1.5);
       bn->bias.uniform_(-0.2, 0.2);
     }
+  // Attention blocks start as the identity (gamma 0): open their gates so they count.
+  for (auto& p : loaded.model->named_parameters())
+    if (p.key().size() >= 5 && p.key().substr(p.key().size() - 5) == "gamma") p.value().fill_(0.8);
   loaded.model->eval();
   loaded.info.arch = spec;
   for (int64_t c = 0; c < spec["num_classes"].get<int64_t>(); ++c)
@@ -130,14 +133,14 @@ TEST(ExportOnnx, RefusesWhatItCannotWriteByName) {
     fm::LoadedModel loaded = random_model(spec, 64);
     return finch::test::error_of([&] { fx::export_onnx(loaded, dir / "m.onnx", options); });
   };
-  EXPECT_NE(error_for({{"backbone", "resnet18"}, {"head", "bilinear"}, {"num_classes", 3}})
-                .find("head is 'bilinear'"),
+  EXPECT_NE(error_for({{"backbone", "resnet18"}, {"head", "self_attention"}, {"num_classes", 3}})
+                .find("head is 'self_attention'"),
             std::string::npos);
   EXPECT_NE(error_for({{"backbone", "resnet18"},
-                       {"head", "linear"},
+                       {"head", "bilinear"},
                        {"num_classes", 3},
-                       {"attention", {{"type", "se"}, {"stages", {2}}}}})
-                .find("attention blocks"),
+                       {"bilinear", {{"type", "compact"}, {"dim", 64}}}})
+                .find("compact bilinear"),
             std::string::npos);
   EXPECT_NE(error_for({{"backbone", "vgg11"}, {"head", "linear"}, {"num_classes", 3}})
                 .find("multiple of 224"),

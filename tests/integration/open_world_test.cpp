@@ -27,32 +27,17 @@ using finch::test::json_lines;
 class OpenWorldTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new finch::test::TempDir("finch-open-world");
-    finch::test::make_pattern_imagefolder(path("data") / "train", 6, 16, 16, 1);
-    finch::test::make_pattern_imagefolder(path("data") / "test", 6, 10, 16, 2);
-    finch::test::write_text(path("recipe.yaml"), kRecipe);
-    auto result =
-        run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
-                    path("run").string() + " --set data.root=" + path("data").string());
-    train_output_ = new std::string(result.output);
-    train_exit_ = result.exit_code;
+    run_ = new finch::test::TrainedRun("finch-open-world", kRecipe, 6, 16, 10);
   }
-  static void TearDownTestSuite() {
-    delete dir_;
-    delete train_output_;
-  }
-  static fs::path path(const std::string& name) { return dir_->path() / name; }
-  static std::string model() { return (dir_->path() / "run" / "best.safetensors").string(); }
-  static std::string data() { return (dir_->path() / "data").string(); }
-  void SetUp() override { ASSERT_EQ(train_exit_, 0) << *train_output_; }
-  static finch::test::TempDir* dir_;
-  static std::string* train_output_;
-  static int train_exit_;
+  static void TearDownTestSuite() { delete run_; }
+  static fs::path path(const std::string& name) { return run_->path(name); }
+  static std::string model() { return run_->model(); }
+  static std::string data() { return run_->data(); }
+  void SetUp() override { ASSERT_EQ(run_->exit_code, 0) << run_->output; }
+  static finch::test::TrainedRun* run_;
 };
 
-finch::test::TempDir* OpenWorldTest::dir_ = nullptr;
-std::string* OpenWorldTest::train_output_ = nullptr;
-int OpenWorldTest::train_exit_ = -1;
+finch::test::TrainedRun* OpenWorldTest::run_ = nullptr;
 
 }  // namespace
 

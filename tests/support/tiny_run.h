@@ -1,10 +1,14 @@
 #pragma once
 // What the CLI integration tests share: the tiny recipe (ResNet-20 of width 8 on the 16 px
 // images of make_pattern_imagefolder, trained in seconds) and JSON-lines parsing.
+#include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "test_support.h"
 
 namespace finch::test {
 
@@ -27,6 +31,35 @@ data:
          "model: {backbone: resnet20, width: 8, input_size: 16}\ntrain: {" + train +
          "}\noptim: {name: adam, lr: 0.003, weight_decay: 0.0}\n" + tail;
 }
+
+/// A model trained once for a test suite by the CLI: pattern images (16 px,
+/// make_pattern_imagefolder) in data/train (classes x train_per_class) and data/test (classes x
+/// test_per_class), the recipe in recipe.yaml, the run in run/. The suites' SetUpTestSuite makes
+/// one; each test checks `exit_code` first, so a failed training shows its output in every test.
+class TrainedRun {
+ public:
+  TrainedRun(const std::string& tag, const std::string& recipe, int classes, int train_per_class,
+             int test_per_class)
+      : dir_(tag) {
+    make_pattern_imagefolder(path("data") / "train", classes, train_per_class, 16, 1);
+    make_pattern_imagefolder(path("data") / "test", classes, test_per_class, 16, 2);
+    write_text(path("recipe.yaml"), recipe);
+    auto result =
+        run_command(cli_path().string() + " train --config " + path("recipe.yaml").string() +
+                    " --out " + path("run").string() + " --set data.root=" + path("data").string());
+    exit_code = result.exit_code;
+    output = result.output;
+  }
+  std::filesystem::path path(const std::string& name) const { return dir_.path() / name; }
+  std::string model() const { return path("run/best.safetensors").string(); }
+  std::string data() const { return path("data").string(); }
+
+  int exit_code = -1;
+  std::string output;  // of `finch train`
+
+ private:
+  TempDir dir_;
+};
 
 /// The JSON objects of a command's output, one per line starting with '{'.
 inline std::vector<nlohmann::json> json_lines(const std::string& text) {

@@ -8,8 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "finch/data/transforms.h"
 #include "finch/models/model.h"
+
+namespace finch::data {
+class Pipeline;  // data/transforms.h: only eval_pipeline() below returns one
+}  // namespace finch::data
 
 namespace finch::models {
 

@@ -84,8 +84,4 @@ class Trainer {
 TrainSummary run_training(const Config& config, const std::filesystem::path& run_dir, bool resume,
                           const TrainHooks& hooks = {});
 
-/// Compute threads chosen for `threads` = 0: the machine's cores shared among the ranks
-/// running on it (decoding small images is cheap); otherwise `threads`.
-int choose_threads(int threads, int ranks_on_this_machine = 1);
-
 }  // namespace finch::train

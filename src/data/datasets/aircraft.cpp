@@ -215,8 +215,10 @@ DatasetPtr open_aircraft(const fs::path& given_root, const std::string& split,
 }  // namespace
 
 FINCH_REGISTER_DATASET_FORMAT(DatasetFormat{
-    "aircraft", "FGVC-Aircraft 2013b (fgvc-aircraft-2013b/data; data.level, data.crop_banner)",
-    aircraft_splits, open_aircraft,
+    "aircraft",
+    "FGVC-Aircraft 2013b (fgvc-aircraft-2013b/data; data.level, data.crop_banner)",
+    aircraft_splits,
+    open_aircraft,
     {{"data", R"(level: variant      # aircraft format: label level, variant | family | manufacturer
 crop_banner: true   # aircraft format: remove the 20-pixel copyright banner at the bottom)"}}});
 

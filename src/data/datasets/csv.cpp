@@ -242,8 +242,11 @@ DatasetPtr open_csv(const fs::path& root, const std::string& split, const YAML::
 }  // namespace
 
 FINCH_REGISTER_DATASET_FORMAT(DatasetFormat{
-    "csv", "manifest path,label[,split][,x,y,w,h] with paths relative to the CSV", csv_splits,
+    "csv",
+    "manifest path,label[,split][,x,y,w,h] with paths relative to the CSV",
+    csv_splits,
     open_csv,
-    {{"data", R"(csv_file: ""   # csv format: the manifest's file name under root ("" = the only *.csv))"}}});
+    {{"data",
+      R"(csv_file: ""   # csv format: the manifest's file name under root ("" = the only *.csv))"}}});
 
 }  // namespace finch::data

@@ -261,12 +261,14 @@ class InceptionV3Impl : public BackboneImpl {
 };
 
 FINCH_REGISTER_BACKBONE(
-    {"inception_v3", "Inception-v3 (Szegedy et al. 2016) for 299 px, torchvision's names",
+    {"inception_v3",
+     "Inception-v3 (Szegedy et al. 2016) for 299 px, torchvision's names",
      [](const ModelSpec& spec) {
        return std::make_shared<InceptionV3Impl>(spec_value<int64_t>(spec, "num_classes", 1000),
                                                 spec_value<bool>(spec, "aux_logits", true));
      },
-     {{"model", "aux_logits: true   # inception_v3: auxiliary classifier on Mixed_6e in training"}}});
+     {{"model",
+       "aux_logits: true   # inception_v3: auxiliary classifier on Mixed_6e in training"}}});
 
 }  // namespace
 

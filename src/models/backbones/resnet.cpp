@@ -259,7 +259,8 @@ bool register_resnets() {
     const bool small = resnet_options(name).small_input;
     std::vector<OwnedOptions> options;
     if (small)
-      options.push_back({"model", "width: 16   # small-input ResNets: channels of the first stage"});
+      options.push_back(
+          {"model", "width: 16   # small-input ResNets: channels of the first stage"});
     backbones().add({name, description,
                      [name = std::string(name)](const ModelSpec& spec) {
                        return std::make_shared<ResNetImpl>(

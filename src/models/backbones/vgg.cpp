@@ -138,8 +138,10 @@ bool register_vggs() {
           {name + (bn ? "_bn" : ""),
            fmt::format("{} (Simonyan & Zisserman 2015){}, torchvision's names; stages end at the "
                        "max-pools",
-                       name == "vgg11" ? "VGG-11" : name == "vgg13" ? "VGG-13"
-                                                  : name == "vgg16" ? "VGG-16" : "VGG-19",
+                       name == "vgg11"   ? "VGG-11"
+                       : name == "vgg13" ? "VGG-13"
+                       : name == "vgg16" ? "VGG-16"
+                                         : "VGG-19",
                        bn ? " with BatchNorm" : ""),
            [config = config, bn](const ModelSpec& spec) {
              return std::make_shared<VggImpl>(config, bn, spec_value<bool>(spec, "vgg_fc", true));

@@ -72,8 +72,8 @@ class Cbam final : public GatedBlock {
   nn::Conv2d spatial;
 };
 
-using BlockBuilder = std::function<std::shared_ptr<StageBlockImpl>(int64_t channels,
-                                                                     int64_t reduction)>;
+using BlockBuilder =
+    std::function<std::shared_ptr<StageBlockImpl>(int64_t channels, int64_t reduction)>;
 
 Registry<BlockBuilder>& blocks() {
   static Registry<BlockBuilder> registry("attention", "attention block", "model.attention.type");

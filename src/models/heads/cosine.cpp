@@ -52,7 +52,8 @@ FINCH_REGISTER_HEAD(
                                                spec_value<double>(spec, "cosine_scale", 30.0));
      },
      {{"model",
-       "cosine_scale: 30.0   # logits = scale x cos(embedding, class weight) (CosFace / ArcFace s)"}}});
+       "cosine_scale: 30.0   # logits = scale x cos(embedding, class weight) (CosFace / ArcFace "
+       "s)"}}});
 
 }  // namespace
 

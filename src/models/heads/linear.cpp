@@ -30,14 +30,15 @@ class LinearHeadImpl : public HeadImpl {
   torch::nn::Linear fc;
 };
 
-FINCH_REGISTER_HEAD({"linear",
-                     "torchvision's classifier: dropout (model.dropout) + one fully connected layer "
-                     "on the pooled embedding",
-                     [](const ModelSpec& spec, const BackboneImpl& backbone) {
-                       return std::make_shared<LinearHeadImpl>(
-                           backbone.embedding_dim(), spec_value<int64_t>(spec, "num_classes", 0),
-                           spec_value<double>(spec, "dropout", 0.0));
-                     }});
+FINCH_REGISTER_HEAD(
+    {"linear",
+     "torchvision's classifier: dropout (model.dropout) + one fully connected layer "
+     "on the pooled embedding",
+     [](const ModelSpec& spec, const BackboneImpl& backbone) {
+       return std::make_shared<LinearHeadImpl>(backbone.embedding_dim(),
+                                               spec_value<int64_t>(spec, "num_classes", 0),
+                                               spec_value<double>(spec, "dropout", 0.0));
+     }});
 
 }  // namespace
 

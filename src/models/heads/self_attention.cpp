@@ -139,7 +139,8 @@ FINCH_REGISTER_HEAD({"self_attention",
                      [](const ModelSpec& spec, const BackboneImpl& backbone) {
                        return std::make_shared<SelfAttentionHeadImpl>(spec, backbone);
                      },
-                     {{"model.self_attention", R"(dim: 256        # token width (1x1 projection of the stage)
+                     {{"model.self_attention",
+                       R"(dim: 256        # token width (1x1 projection of the stage)
 heads: 8
 layers: 1
 mlp_ratio: 2.0)"}}});

@@ -5,6 +5,7 @@
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
+#include "finch/data/transforms.h"
 #include "finch/io/safetensors.h"
 #include "test_support.h"
 
