@@ -339,6 +339,107 @@ std::string write_bilinear(GraphWriter& g, const std::map<std::string, ModulePtr
   return "head.embedding";
 }
 
+// Inception-v3 (backbones/inception.cpp): BasicConv = conv + BN (eps 0.001, folded) + ReLU;
+// the Mixed blocks' branches concatenated in torchvision's order; the auxiliary classifier
+// runs in training only and is not written.
+class InceptionWriter {
+ public:
+  InceptionWriter(GraphWriter& g, const nn::Module& backbone) : g_(g), kids_(children(backbone)) {}
+
+  BackboneGraph write(std::string x) {
+    x = basic("Conv2d_2b_3x3", basic("Conv2d_2a_3x3", basic("Conv2d_1a_3x3", x)));
+    x = stage_block(g_, kids_, 1, x);
+    x = basic("Conv2d_4a_3x3", basic("Conv2d_3b_1x1", g_.max_pool(x, "backbone.pool1", 3, 2, 0)));
+    x = stage_block(g_, kids_, 2, x);
+    x = g_.max_pool(x, "backbone.pool2", 3, 2, 0);
+    for (const char* name : {"Mixed_5b", "Mixed_5c", "Mixed_5d"}) x = block_a(name, x);
+    x = stage_block(g_, kids_, 3, x);
+    x = block_b("Mixed_6a", x);
+    for (const char* name : {"Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"}) x = block_c(name, x);
+    x = stage_block(g_, kids_, 4, x);
+    x = block_d("Mixed_7a", x);
+    for (const char* name : {"Mixed_7b", "Mixed_7c"}) x = block_e(name, x);
+    x = stage_block(g_, kids_, 5, x);
+    GraphWriter* g = &g_;
+    return {x, [g, x] { return g->global_average(x, "backbone.embedding"); }};
+  }
+
+ private:
+  // A BasicConv child `conv` of `block` ("" for a top-level one).
+  std::string basic(const std::string& name, const std::string& x, const std::string& block = "") {
+    const nn::Module& owner =
+        block.empty() ? *kids_.at(name) : *children(*kids_.at(block)).at(name);
+    auto parts = children(owner);
+    const std::string full = "backbone." + (block.empty() ? name : block + "." + name);
+    return g_.relu(g_.conv(x, full, child<nn::Conv2dImpl>(parts, "conv"),
+                           child<nn::BatchNorm2dImpl>(parts, "bn"), full));
+  }
+  std::string chain(const std::string& block, std::initializer_list<const char*> names,
+                    std::string x) {
+    for (const char* name : names) x = basic(name, x, block);
+    return x;
+  }
+  std::string avg_pool_3x3(const std::string& x, const std::string& name) {
+    auto& pool = g_.node("AveragePool", {x}, name);
+    GraphWriter::ints(pool, "kernel_shape", {3, 3});
+    GraphWriter::ints(pool, "strides", {1, 1});
+    GraphWriter::ints(pool, "pads", {1, 1, 1, 1});
+    GraphWriter::integer(pool, "count_include_pad", 1);  // torch's avg_pool2d default
+    return name;
+  }
+  std::string concat(const std::vector<std::string>& parts, const std::string& name) {
+    auto& cat = g_.node("Concat", parts, name);
+    GraphWriter::integer(cat, "axis", 1);
+    return name;
+  }
+  std::string pooled_branch(const std::string& block, const std::string& x) {
+    return basic("branch_pool", avg_pool_3x3(x, "backbone." + block + ".avg_pool"), block);
+  }
+  std::string block_a(const std::string& b, const std::string& x) {
+    return concat(
+        {basic("branch1x1", x, b), chain(b, {"branch5x5_1", "branch5x5_2"}, x),
+         chain(b, {"branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"}, x), pooled_branch(b, x)},
+        "backbone." + b);
+  }
+  std::string block_b(const std::string& b, const std::string& x) {
+    return concat({basic("branch3x3", x, b),
+                   chain(b, {"branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"}, x),
+                   g_.max_pool(x, "backbone." + b + ".max_pool", 3, 2, 0)},
+                  "backbone." + b);
+  }
+  std::string block_c(const std::string& b, const std::string& x) {
+    return concat(
+        {basic("branch1x1", x, b), chain(b, {"branch7x7_1", "branch7x7_2", "branch7x7_3"}, x),
+         chain(b,
+               {"branch7x7dbl_1", "branch7x7dbl_2", "branch7x7dbl_3", "branch7x7dbl_4",
+                "branch7x7dbl_5"},
+               x),
+         pooled_branch(b, x)},
+        "backbone." + b);
+  }
+  std::string block_d(const std::string& b, const std::string& x) {
+    return concat(
+        {chain(b, {"branch3x3_1", "branch3x3_2"}, x),
+         chain(b, {"branch7x7x3_1", "branch7x7x3_2", "branch7x7x3_3", "branch7x7x3_4"}, x),
+         g_.max_pool(x, "backbone." + b + ".max_pool", 3, 2, 0)},
+        "backbone." + b);
+  }
+  std::string block_e(const std::string& b, const std::string& x) {
+    const std::string t = basic("branch3x3_1", x, b);
+    const std::string d = chain(b, {"branch3x3dbl_1", "branch3x3dbl_2"}, x);
+    return concat({basic("branch1x1", x, b),
+                   concat({basic("branch3x3_2a", t, b), basic("branch3x3_2b", t, b)},
+                          "backbone." + b + ".branch3x3"),
+                   concat({basic("branch3x3dbl_3a", d, b), basic("branch3x3dbl_3b", d, b)},
+                          "backbone." + b + ".branch3x3dbl"),
+                   pooled_branch(b, x)},
+                  "backbone." + b);
+  }
+
+  GraphWriter& g_;
+  std::map<std::string, ModulePtr> kids_;
+};
+
 void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
                     const std::vector<int64_t>& dims, bool dynamic_batch) {
   info->set_name(name);
@@ -357,8 +458,10 @@ void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
 }  // namespace
 
 std::vector<std::string> onnx_supported() {
-  return {"backbones: resnet18/34/50/101/152, resnext, wide_resnet, resnet20/32/56, vgg11..19(_bn)",
-          "heads: linear, cosine"};
+  return {
+      "backbones: resnet18/34/50/101/152, resnext, wide_resnet, resnet20/32/56, "
+      "vgg11..19(_bn), inception_v3; SE / CBAM blocks",
+      "heads: linear, cosine, bilinear (full)"};
 }
 
 OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem::path& out,
@@ -398,9 +501,13 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
     features = write_resnet(g, *backbone, "images");
   else if (backbone_name.rfind("vgg", 0) == 0)
     features = write_vgg(g, *backbone, "images", size, spec.value("vgg_fc", true));
+  else if (backbone_name == "inception_v3")
+    features = InceptionWriter(g, *backbone).write("images");
   else
-    throw Error("ONNX export covers ResNet and VGG backbones; this model's backbone is '" +
-                backbone_name + "' (Inception-v3 has no ONNX writer yet)");
+    throw Error(
+        "ONNX export covers the ResNet, VGG and Inception-v3 backbones; this model's "
+        "backbone is '" +
+        backbone_name + "'");
 
   auto head = children(*classifier.head());
   auto fc = child<nn::LinearImpl>(head, "fc");

@@ -98,11 +98,54 @@ TEST(ExportOnnx, OnnxRuntimeReproducesFinchOnEveryExportedArchitecture) {
        {{"backbone", "vgg11_bn"}, {"head", "linear"}, {"num_classes", 4}, {"vgg_fc", false}},
        64,
        true},
+      {"resnet18+se",
+       {{"backbone", "resnet18"},
+        {"head", "linear"},
+        {"num_classes", 3},
+        {"attention", {{"type", "se"}, {"stages", {2, 4}}, {"reduction", 16}}}},
+       64,
+       true},
+      {"resnet50+cbam",
+       {{"backbone", "resnet50"},
+        {"head", "linear"},
+        {"num_classes", 3},
+        {"attention", {{"type", "cbam"}, {"stages", {3, 4}}, {"reduction", 16}}}},
+       64,
+       false},
+      {"vgg11_bn+se gap",
+       {{"backbone", "vgg11_bn"},
+        {"head", "linear"},
+        {"num_classes", 3},
+        {"vgg_fc", false},
+        {"attention", {{"type", "se"}, {"stages", {5}}}}},
+       64,
+       true},
+      {"inception_v3",
+       {{"backbone", "inception_v3"}, {"head", "linear"}, {"num_classes", 3}, {"aux_logits", true}},
+       107,
+       true},
+      {"resnet18 bilinear",
+       {{"backbone", "resnet18"},
+        {"head", "bilinear"},
+        {"num_classes", 4},
+        {"bilinear", {{"type", "full"}, {"reduce", 0}}}},
+       64,
+       true},
+      {"resnet20 bilinear reduce",
+       {{"backbone", "resnet20"},
+        {"head", "bilinear"},
+        {"num_classes", 4},
+        {"bilinear", {{"type", "full"}, {"reduce", 8}}}},
+       28,
+       true},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     fm::LoadedModel loaded = random_model(c.spec, c.size);
-    const auto onnx = dir / (c.name.substr(0, c.name.find(' ')) + ".onnx");
+    std::string file = c.name;
+    for (char& ch : file)
+      if (ch == ' ' || ch == '+') ch = '_';
+    const auto onnx = dir / (file + ".onnx");
     auto written = fx::export_onnx(loaded, onnx, {13, c.dynamic_batch});
     EXPECT_GT(written.nodes, 3);
     auto pre = nlohmann::json::parse(finch::read_file(written.preprocess));
