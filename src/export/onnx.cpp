@@ -8,6 +8,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/nn/modules/pooling.h>
 
 #include <map>
@@ -95,6 +96,17 @@ class GraphWriter {
     auto* init = graph_.add_initializer();
     init->set_name(name);
     return init;
+  }
+
+  // A constant int64 vector (shapes, axes, indices); a scalar when `scalar`.
+  std::string ints_constant(const std::string& name, const std::vector<int64_t>& values,
+                            bool scalar = false) {
+    if (initializers_.count(name)) return name;
+    auto* init = raw_initializer(name);
+    init->set_data_type(onnx::TensorProto::INT64);
+    if (!scalar) init->add_dims(static_cast<int64_t>(values.size()));
+    for (int64_t v : values) init->add_int64_data(v);
+    return name;
   }
 
   std::string relu(const std::string& x) { return unary("Relu", x, x + ".relu"); }
@@ -313,20 +325,13 @@ std::string write_bilinear(GraphWriter& g, const std::map<std::string, ModulePtr
                       nn::BatchNorm2d(child<nn::BatchNorm2dImpl>(head, "reduce_bn"))));
     c = reduce->options.out_channels();
   }
-  auto shape_constant = [&](const std::string& name, std::vector<int64_t> dims) {
-    auto* init = g.raw_initializer(name);
-    init->set_data_type(onnx::TensorProto::INT64);
-    init->add_dims(static_cast<int64_t>(dims.size()));
-    for (int64_t d : dims) init->add_int64_data(d);
-    return name;
-  };
-  g.node("Reshape", {x, shape_constant("head.flat_shape", {0, c, n})}, "head.flat");
+  g.node("Reshape", {x, g.ints_constant("head.flat_shape", {0, c, n})}, "head.flat");
   auto& t = g.node("Transpose", {"head.flat"}, "head.flat_t");
   GraphWriter::ints(t, "perm", {0, 2, 1});
   g.node("MatMul", {"head.flat", "head.flat_t"}, "head.outer");
   g.node("Div", {"head.outer", g.initializer("head.positions", torch::full({1}, double(n)))},
          "head.mean_outer");
-  g.node("Reshape", {"head.mean_outer", shape_constant("head.pooled_shape", {0, c * c})},
+  g.node("Reshape", {"head.mean_outer", g.ints_constant("head.pooled_shape", {0, c * c})},
          "head.pooled");
   g.unary("Sign", "head.pooled", "head.sign");
   g.unary("Abs", "head.pooled", "head.abs");
@@ -338,6 +343,137 @@ std::string write_bilinear(GraphWriter& g, const std::map<std::string, ModulePtr
   GraphWriter::integer(norm, "p", 2);
   return "head.embedding";
 }
+
+// The self_attention head (heads/self_attention.cpp) at the model's input size: 1x1 token
+// projection, class token, position embedding, pre-norm encoder layers (LayerNorm, multi-head
+// softmax(Q K^T / sqrt(dk)) V, exact GELU MLP), LayerNorm of the class token.
+class SelfAttentionWriter {
+ public:
+  SelfAttentionWriter(GraphWriter& g, const nn::Module& head, int64_t heads)
+      : g_(g), head_(head), heads_(heads) {}
+
+  // `x`: the last stage's map; `shape` its [1, C, h, w].
+  std::string write(const std::string& x, const std::vector<int64_t>& shape) {
+    auto kids = children(head_);
+    auto params = head_.named_parameters(false);
+    const int64_t n = shape.at(2) * shape.at(3), d = params["cls_token"].size(2);
+    torch::Tensor pos = params["pos_embed"];
+    if (pos.size(1) != 1 + n)
+      throw Error(fmt::format(
+          "ONNX export: the self_attention head learned a {}-position grid but the model's input "
+          "size gives {} positions",
+          pos.size(1) - 1, n));
+    g_.conv(x, "head.tokens", child<nn::Conv2dImpl>(kids, "tokens"));
+    g_.node("Reshape", {"head.tokens", g_.ints_constant("head.map_shape", {0, d, n})}, "head.map");
+    auto& t = g_.node("Transpose", {"head.map"}, "head.positions");
+    GraphWriter::ints(t, "perm", {0, 2, 1});
+    // The class token for every image of the batch: 0 x the first position + the token (exact,
+    // and no shape arithmetic for a dynamic batch).
+    g_.node("Slice",
+            {"head.positions", g_.ints_constant("head.zero1", {0}),
+             g_.ints_constant("head.one1", {1}), g_.ints_constant("head.axis1", {1})},
+            "head.first");
+    g_.node("Mul", {"head.first", g_.initializer("head.zero", torch::zeros({1}))}, "head.zeros");
+    g_.node("Add", {"head.zeros", g_.initializer("head.cls_token", params["cls_token"])},
+            "head.cls");
+    auto& cat = g_.node("Concat", {"head.cls", "head.positions"}, "head.sequence");
+    GraphWriter::integer(cat, "axis", 1);
+    std::string h = "head.x0";
+    g_.node("Add", {"head.sequence", g_.initializer("head.pos_embed", pos)}, h);
+    auto layers = children(*kids.at("layers"));
+    for (size_t l = 0; l < layers.size(); ++l)
+      h = encoder_layer("head.layers." + std::to_string(l), *layers.at(std::to_string(l)), h, 1 + n,
+                        d);
+    auto& cls = g_.node("Gather", {h, g_.ints_constant("head.index0", {0}, true)}, "head.cls_out");
+    GraphWriter::integer(cls, "axis", 1);
+    return layer_norm("head.norm", child<nn::LayerNormImpl>(kids, "norm"), "head.cls_out");
+  }
+
+ private:
+  std::string linear(const std::string& x, const std::string& name, const nn::Linear& fc) {
+    g_.node("MatMul", {x, g_.initializer(name + ".weight_t", fc->weight.t())}, name + ".matmul");
+    g_.node("Add", {name + ".matmul", g_.initializer(name + ".bias", fc->bias)}, name);
+    return name;
+  }
+
+  std::string layer_norm(const std::string& name, const std::shared_ptr<nn::LayerNormImpl>& ln,
+                         const std::string& x) {
+    auto mean = [&](const std::string& in, const std::string& out) {
+      auto& r = g_.node("ReduceMean", {in}, out);
+      GraphWriter::ints(r, "axes", {-1});
+      GraphWriter::integer(r, "keepdims", 1);
+    };
+    mean(x, name + ".mean");
+    g_.node("Sub", {x, name + ".mean"}, name + ".centred");
+    g_.node("Mul", {name + ".centred", name + ".centred"}, name + ".squares");
+    mean(name + ".squares", name + ".var");
+    g_.node("Add",
+            {name + ".var", g_.initializer(name + ".eps", torch::full({1}, ln->options.eps()))},
+            name + ".var_eps");
+    g_.unary("Sqrt", name + ".var_eps", name + ".std");
+    g_.node("Div", {name + ".centred", name + ".std"}, name + ".normalized");
+    g_.node("Mul", {name + ".normalized", g_.initializer(name + ".weight", ln->weight)},
+            name + ".scaled");
+    g_.node("Add", {name + ".scaled", g_.initializer(name + ".bias", ln->bias)}, name);
+    return name;
+  }
+
+  std::string encoder_layer(const std::string& name, const nn::Module& layer, const std::string& x,
+                            int64_t n, int64_t d) {
+    auto kids = children(layer);
+    const int64_t heads = heads_;
+    const int64_t dk = d / heads;
+    std::string h = layer_norm(name + ".norm1", child<nn::LayerNormImpl>(kids, "norm1"), x);
+    h = linear(h, name + ".qkv", nn::Linear(child<nn::LinearImpl>(kids, "qkv")));
+    g_.node("Reshape", {h, g_.ints_constant(name + ".qkv_shape", {0, n, 3, heads, dk})},
+            name + ".qkv_heads");
+    auto& perm = g_.node("Transpose", {name + ".qkv_heads"}, name + ".qkv_t");
+    GraphWriter::ints(perm, "perm", {2, 0, 3, 1, 4});
+    const char* parts[] = {"q", "k", "v"};
+    for (int64_t i = 0; i < 3; ++i) {
+      auto& gather = g_.node(
+          "Gather",
+          {name + ".qkv_t", g_.ints_constant(name + ".index" + std::to_string(i), {i}, true)},
+          name + "." + parts[i]);
+      GraphWriter::integer(gather, "axis", 0);
+    }
+    auto& kt = g_.node("Transpose", {name + ".k"}, name + ".k_t");
+    GraphWriter::ints(kt, "perm", {0, 1, 3, 2});
+    g_.node("MatMul", {name + ".q", name + ".k_t"}, name + ".scores_raw");
+    g_.node(
+        "Div",
+        {name + ".scores_raw",
+         g_.initializer(name + ".sqrt_dk", torch::full({1}, std::sqrt(static_cast<double>(dk))))},
+        name + ".scores");
+    auto& softmax = g_.node("Softmax", {name + ".scores"}, name + ".weights");
+    GraphWriter::integer(softmax, "axis", -1);
+    g_.node("MatMul", {name + ".weights", name + ".v"}, name + ".attended_heads");
+    auto& back = g_.node("Transpose", {name + ".attended_heads"}, name + ".attended_t");
+    GraphWriter::ints(back, "perm", {0, 2, 1, 3});
+    g_.node("Reshape", {name + ".attended_t", g_.ints_constant(name + ".tokens_shape", {0, n, d})},
+            name + ".attended");
+    linear(name + ".attended", name + ".proj", nn::Linear(child<nn::LinearImpl>(kids, "proj")));
+    g_.node("Add", {x, name + ".proj"}, name + ".x1");
+    h = layer_norm(name + ".norm2", child<nn::LayerNormImpl>(kids, "norm2"), name + ".x1");
+    h = linear(h, name + ".fc1", nn::Linear(child<nn::LinearImpl>(kids, "fc1")));
+    // GELU (exact): 0.5 x (1 + erf(x / sqrt 2)).
+    g_.node("Div", {h, g_.initializer(name + ".sqrt2", torch::full({1}, std::sqrt(2.0)))},
+            name + ".gelu_in");
+    g_.unary("Erf", name + ".gelu_in", name + ".erf");
+    g_.node("Add", {name + ".erf", g_.initializer(name + ".one", torch::ones({1}))},
+            name + ".erf1");
+    g_.node("Mul", {h, name + ".erf1"}, name + ".gelu2");
+    g_.node("Mul", {name + ".gelu2", g_.initializer(name + ".half", torch::full({1}, 0.5))},
+            name + ".gelu");
+    linear(name + ".gelu", name + ".fc2", nn::Linear(child<nn::LinearImpl>(kids, "fc2")));
+    g_.node("Add", {name + ".x1", name + ".fc2"}, name);
+    return name;
+  }
+
+  GraphWriter& g_;
+  const nn::Module& head_;
+  int64_t heads_;
+};
 
 // Inception-v3 (backbones/inception.cpp): BasicConv = conv + BN (eps 0.001, folded) + ReLU;
 // the Mixed blocks' branches concatenated in torchvision's order; the auxiliary classifier
@@ -471,9 +607,15 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
   const auto& spec = loaded.info.arch;
   const std::string backbone_name = spec.value("backbone", "");
   const std::string head_name = spec.value("head", "linear");
-  if (head_name != "linear" && head_name != "cosine" && head_name != "bilinear")
-    throw Error("ONNX export covers the linear, cosine and bilinear heads; this model's head is '" +
-                head_name + "' (no ONNX writer yet)");
+  if (head_name == "wsdan")
+    throw Error(
+        "ONNX export does not cover the wsdan head: its refined prediction crops every image "
+        "around its own attention map and resizes the crop, which ONNX's fixed operators do not "
+        "express exactly (export a model with another head, or set model.wsdan.refine: false "
+        "and a linear head for deployment)");
+  if (head_name != "linear" && head_name != "cosine" && head_name != "bilinear" &&
+      head_name != "self_attention")
+    throw Error("ONNX export has no writer for the '" + head_name + "' head");
   if (head_name == "bilinear" &&
       spec.value("bilinear", nlohmann::json::object()).value("type", "full") != "full")
     throw Error(
@@ -529,9 +671,17 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
     GraphWriter::integer(gemm, "transB", 1);
     GraphWriter::real(gemm, "alpha", static_cast<float>(spec.value("cosine_scale", 30.0)));
   } else {
-    // The last stage's size decides the bilinear reshapes: found by running the backbone once.
+    // The last stage's size decides the reshapes: found by running the backbone once.
     auto stages = backbone->forward_features(torch::zeros({1, 3, size, size})).stages;
-    embedding = write_bilinear(g, head, features.last_stage, stages.back().sizes().vec(), spec);
+    const auto shape = stages.back().sizes().vec();
+    if (head_name == "bilinear")
+      embedding = write_bilinear(g, head, features.last_stage, shape, spec);
+    else
+      embedding =
+          SelfAttentionWriter(
+              g, *classifier.head(),
+              spec.value("self_attention", nlohmann::json::object()).value("heads", int64_t{8}))
+              .write(features.last_stage, shape);
     g.linear(embedding, "logits", nn::Linear(fc));
   }
   g.node("Identity", {embedding}, "embedding");

@@ -33,6 +33,11 @@ fm::LoadedModel random_model(const fm::ModelSpec& spec, int64_t input_size) {
       bn->weight.uniform_(0.5, 1.5);
       bn->bias.uniform_(-0.2, 0.2);
     }
+  for (auto& module : loaded.model->modules())
+    if (auto* ln = module->as<torch::nn::LayerNormImpl>()) {
+      ln->weight.uniform_(0.5, 1.5);
+      ln->bias.uniform_(-0.2, 0.2);
+    }
   // Attention blocks start as the identity (gamma 0): open their gates so they count.
   for (auto& p : loaded.model->named_parameters())
     if (p.key().size() >= 5 && p.key().substr(p.key().size() - 5) == "gamma") p.value().fill_(0.8);
@@ -124,6 +129,14 @@ TEST(ExportOnnx, OnnxRuntimeReproducesFinchOnEveryExportedArchitecture) {
        {{"backbone", "inception_v3"}, {"head", "linear"}, {"num_classes", 3}, {"aux_logits", true}},
        107,
        true},
+      {"resnet18 self_attention",
+       {{"backbone", "resnet18"},
+        {"head", "self_attention"},
+        {"num_classes", 5},
+        {"input_size", 64},
+        {"self_attention", {{"dim", 64}, {"heads", 4}, {"layers", 2}, {"mlp_ratio", 2.0}}}},
+       64,
+       true},
       {"resnet18 bilinear",
        {{"backbone", "resnet18"},
         {"head", "bilinear"},
@@ -176,8 +189,8 @@ TEST(ExportOnnx, RefusesWhatItCannotWriteByName) {
     fm::LoadedModel loaded = random_model(spec, 64);
     return finch::test::error_of([&] { fx::export_onnx(loaded, dir / "m.onnx", options); });
   };
-  EXPECT_NE(error_for({{"backbone", "resnet18"}, {"head", "self_attention"}, {"num_classes", 3}})
-                .find("head is 'self_attention'"),
+  EXPECT_NE(error_for({{"backbone", "resnet18"}, {"head", "wsdan"}, {"num_classes", 3}})
+                .find("does not cover the wsdan head"),
             std::string::npos);
   EXPECT_NE(error_for({{"backbone", "resnet18"},
                        {"head", "bilinear"},
