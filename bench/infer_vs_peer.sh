@@ -5,8 +5,11 @@
 # NCHW, PyTorch channels_last, and PyTorch channels_last with finch's allocator settings
 # (glibc MALLOC_MMAP_THRESHOLD_/MMAP_MAX_/TRIM_THRESHOLD_, the env-var form of the mallopt calls
 # in apps/finch/main.cpp) alternately (A B C D A B C D ...) so machine noise hits all alike;
+# and ONNX Runtime (bench/peer/ort_infer.js: onnxruntime-node on torchvision's ResNet-50
+# exported by torch.onnx.export, graph optimisations on, 2 intra-op threads; fp32 only)
 # prints every run with the 1-minute load average, then medians and ratios against PyTorch
-# as shipped (best of NCHW and channels_last) and against the allocator-tuned run.
+# as shipped (best of NCHW and channels_last), against the allocator-tuned run and against
+# ONNX Runtime, with the CPU model and its ISA flags.
 #
 # usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32]
 set -euo pipefail
@@ -18,6 +21,9 @@ DTYPE=${4:-fp32}
 FINCH=build/finch
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
+ORT_MODEL=${ORT_MODEL:-/tmp/finch-bench-resnet50.onnx}
+[[ -f $ORT_MODEL ]] || /usr/bin/python3 bench/peer/export_resnet50_onnx.py "$ORT_MODEL"
+bash scripts/install-npm.sh build/npm >/dev/null
 peer_dtype=""; [[ $DTYPE == bf16 ]] && peer_dtype="--bf16"
 
 for c in $CASES; do
@@ -36,9 +42,12 @@ for c in $CASES; do
           /usr/bin/python3 bench/peer/infer.py --batch "$batch" --size "$size" --threads 2 \
           --iters "$ITERS" --warmup 2 --channels-last $peer_dtype)
     echo "{\"side\": \"pytorch_tuned\", \"case\": \"$c\", \"r\": $t}" >>"$OUT"
+    o=$(NODE_PATH=build/npm/node_modules node bench/peer/ort_infer.js "$ORT_MODEL" --batch "$batch" \
+          --size "$size" --threads 2 --iters "$ITERS" --warmup 2)
+    echo "{\"side\": \"ort\", \"case\": \"$c\", \"r\": $o}" >>"$OUT"
     /usr/bin/python3 -c "
 import json,sys
-rs=[json.loads(l) for l in open(sys.argv[1])][-4:]
+rs=[json.loads(l) for l in open(sys.argv[1])][-5:]
 print(' '.join(f\"{x['side']} {x['r']['img_per_s']:.2f} img/s (p50 {x['r']['latency_ms']['p50']:.0f} ms, load {x['r']['load_avg_1min']:.2f})\" for x in rs), '[$c round $r]')" "$OUT"
   done
 done
@@ -46,15 +55,19 @@ done
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 cases = list(dict.fromkeys(r["case"] for r in runs))
-print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | load (1 min, median) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
+isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+print(f"CPU: {cpu}; ISA: {' '.join(isa)}")
+print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | ONNX Runtime img/s | ratio vs ONNX Runtime | load (1 min, median) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for c in cases:
     def med(side, key=lambda r: r["img_per_s"]):
         return statistics.median(key(x["r"]) for x in runs if x["case"] == c and x["side"] == side)
-    f, p, q, t = med("finch"), med("pytorch"), med("pytorch_cl"), med("pytorch_tuned")
+    f, p, q, t, o = med("finch"), med("pytorch"), med("pytorch_cl"), med("pytorch_tuned"), med("ort")
     lat = [med("finch", lambda r, k=k: r["latency_ms"][k]) for k in ("p50", "p90", "p99")]
     gf = med("finch", lambda r: r["gflop_per_s"])
     rss = med("finch", lambda r: r["peak_rss_mib"])
     load = statistics.median(x["r"]["load_avg_1min"] for x in runs if x["case"] == c)
-    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {t:.2f} | **{f / t:.2f}x** | {load:.2f} |")
+    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {t:.2f} | **{f / t:.2f}x** | {o:.2f} | **{f / o:.2f}x** | {load:.2f} |")
 PY
