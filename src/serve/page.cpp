@@ -62,7 +62,7 @@ async function classify(file) {
     $("top1").textContent = p.topk[0].class;
     const e = await post("/v1/explain?format=json", file);
     $("overlay").src = "data:image/png;base64," + e.overlay_png;
-    const s = 320 / e.input_size[0], b = e.box;
+    const s = 320 / e.input_size[0], b = e.input_box;
     Object.assign($("box").style, {left: b.x * s + "px", top: b.y * s + "px",
       width: b.width * s + "px", height: b.height * s + "px", display: "block"});
     $("explained").textContent = `Grad-CAM of ${e.class} (${(100 * e.prob).toFixed(1)}%)`;

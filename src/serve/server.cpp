@@ -301,7 +301,21 @@ struct Server::Impl {
       res.set_content(explain::png_bytes(overlay), "image/png");
       return;
     }
-    const auto box = explain::cam_to_box(e.cam, 0.2, e.input_rgb.cols, e.input_rgb.rows);
+    // The box in the model input (what the overlay shows), and mapped back through the eval
+    // transforms' resize / center_crop to the uploaded image's pixels.
+    const auto input_box = explain::cam_to_box(e.cam, 0.2, e.input_rgb.cols, e.input_rgb.rows);
+    const cv::Mat& original = p.decoded.front();
+    auto box_json = [](const data::Box& b) {
+      return nlohmann::json{{"x", b.x}, {"y", b.y}, {"width", b.width}, {"height", b.height}};
+    };
+    nlohmann::json box = nullptr;
+    try {
+      const auto geometry = explain::input_geometry(s->session->info().preprocess.eval_transforms,
+                                                    original.cols, original.rows);
+      box = box_json(explain::to_original(input_box, geometry, original.cols, original.rows));
+    } catch (const Error&) {
+      // Eval transforms that move pixels in other ways (rotation, padding): no way back.
+    }
     const auto& classes = s->session->classes();
     send_json(res, 200,
               {{"class", classes.at(e.target)},
@@ -310,8 +324,9 @@ struct Server::Impl {
                {"predicted", classes.at(e.predicted)},
                {"predicted_prob", e.predicted_prob},
                {"overlay_png", explain::base64(explain::png_bytes(overlay))},
-               {"box", {{"x", box.x}, {"y", box.y}, {"width", box.width}, {"height", box.height}}},
-               {"box_frame", "model input pixels (after the eval transforms)"},
+               {"box", box},
+               {"image_size", {original.cols, original.rows}},
+               {"input_box", box_json(input_box)},
                {"input_size", {e.input_rgb.cols, e.input_rgb.rows}}});
   }
 
@@ -477,9 +492,7 @@ int Server::bind() {
   return port;
 }
 
-void Server::run() {
-  impl_->http.listen_after_bind();
-}
+void Server::run() { impl_->http.listen_after_bind(); }
 
 void Server::stop() {
   if (impl_) impl_->http.stop();

@@ -9,6 +9,7 @@
 
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <sstream>
 
 #include "finch/io/image.h"
@@ -187,6 +188,26 @@ TEST_F(ServeTest, AnswersEqualPredictAndEveryFormOfUpload) {
   auto x = body_json(client.Post("/v1/explain?format=json&class=class2", png, "image/png"));
   EXPECT_EQ(x["class"], "class2");
   EXPECT_TRUE(x["box"].contains("width"));
+  // The box comes back in the uploaded image's pixels: a 48 x 32 upload of the 16 px image is
+  // resized 3x / 2x smaller by the eval transforms, so the input box scales back by 3 and 2.
+  {
+    cv::Mat small = cv::imdecode(std::vector<uchar>(png.begin(), png.end()), cv::IMREAD_COLOR),
+            wide;
+    cv::resize(small, wide, cv::Size(48, 32), 0, 0, cv::INTER_NEAREST);
+    std::vector<uchar> bytes;
+    cv::imencode(".png", wide, bytes);
+    auto w = body_json(client.Post("/v1/explain?format=json",
+                                   std::string(bytes.begin(), bytes.end()), "image/png"));
+    EXPECT_EQ(w["image_size"], nlohmann::json::array({48, 32}));
+    EXPECT_EQ(w["input_size"], nlohmann::json::array({16, 16}));
+    const auto& b = w["box"];
+    const auto& ib = w["input_box"];
+    EXPECT_NEAR(b["width"].get<double>(), 3 * ib["width"].get<double>(), 1e-3) << w.dump();
+    EXPECT_NEAR(b["height"].get<double>(), 2 * ib["height"].get<double>(), 1e-3);
+    EXPECT_NEAR(b["x"].get<double>(), 3 * ib["x"].get<double>(), 1e-3);
+    EXPECT_LE(b["x"].get<double>() + b["width"].get<double>(), 48 + 1e-3);
+    EXPECT_LE(b["y"].get<double>() + b["height"].get<double>(), 32 + 1e-3);
+  }
   // Model, health, metrics, OpenAPI, the page.
   auto m = body_json(client.Get("/v1/model"));
   EXPECT_EQ(m["classes"].size(), 3u);
