@@ -26,6 +26,7 @@ TEST(Registry, FindsEntriesAndNamesTheKnownOnesForAnUnknownName) {
 }
 
 TEST(RegistryDeathTest, ANameRegisteredTwiceStopsTheProgramAtLoadTime) {
+  ::testing::GTEST_FLAG(death_test_style) = "threadsafe";  // no fork() under running threads
   EXPECT_DEATH(
       {
         finch::Registry<Maker> registry("widgets-b", "widget", "test.widget");
