@@ -29,7 +29,7 @@ test-asan: deps
 	bash scripts/install-npm.sh $(ASAN_DIR)/npm
 	@if [ ! -f $(ASAN_DIR)/build.ninja ]; then \
 	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFINCH_BUILD_TESTS=ON \
-	    -DFINCH_SANITIZE=ON; \
+	    -DFINCH_SANITIZE=ON -DFINCH_BUILD_PYTHON=OFF; \
 	fi
 	cmake --build $(ASAN_DIR) -j $(JOBS) --target finch_cli test_core test_io test_data test_integration
 	cd $(ASAN_DIR) && \

@@ -72,6 +72,7 @@ TEST(Install, ExamplesBuildAndRunAgainstTheInstalledPackageOnly) {
 // The installed Python package imports from the prefix alone (its extension finds the
 // installed libfinch through its RPATH, not the build tree).
 TEST(Install, PythonPackageImportsFromThePrefix) {
+  if (!FINCH_BUILD_PYTHON) GTEST_SKIP() << "built with FINCH_BUILD_PYTHON=OFF: no Python package";
   finch::test::TempDir dir("finch-install-py");
   const fs::path prefix = dir.path() / "prefix";
   const fs::path build_tree = finch::test::cli_path().parent_path();
