@@ -12,16 +12,24 @@ namespace finch::eval {
 
 InferenceSession::InferenceSession(const std::filesystem::path& model_file, SessionOptions options)
     : options_(options) {
-  build(models::load_model_file(model_file));
-  hash_ = sha256_file(model_file);
+  // The file's identity is hashed on another thread while the model is read and built (hashing
+  // a ResNet-50 file took a seventh of `finch predict`'s start-up); content_hash() waits for it.
+  hash_ = std::async(std::launch::async, [model_file] { return sha256_file(model_file); }).share();
+  build(models::load_model_file(model_file), /*owned=*/true);
 }
 
 InferenceSession::InferenceSession(models::LoadedModel model, SessionOptions options)
     : options_(options) {
-  build(std::move(model));
+  std::promise<std::string> none;
+  none.set_value("");
+  hash_ = none.get_future().share();
+  // The caller may hold the same module (a Classifier is a shared handle): optimise a copy.
+  build(std::move(model), /*owned=*/false);
 }
 
-void InferenceSession::build(models::LoadedModel loaded) {
+const std::string& InferenceSession::content_hash() const { return hash_.get(); }
+
+void InferenceSession::build(models::LoadedModel loaded, bool owned) {
   if (!loaded.model) throw Error("inference session: no model");
   info_ = loaded.info;
   pipeline_ = models::eval_pipeline(info_.preprocess);
@@ -32,9 +40,14 @@ void InferenceSession::build(models::LoadedModel loaded) {
     inference_.onednn_layout = false;
   }
   if (!models::channels_last_is_safe(*loaded.model)) inference_.channels_last = false;
-  model_ = models::optimize_for_inference(info_.arch, loaded.model, inference_);
-  // Without keep_source_model the copy is all a session needs: the loaded weights go.
-  if (options_.keep_source_model) source_ = std::move(loaded);
+  if (owned && !options_.keep_source_model) {
+    model_ = models::optimize_in_place(loaded.model, inference_);  // read from the file for us
+  } else {
+    // Grad-CAM needs the unfolded, autograd-capable model next to the optimised copy, and a
+    // caller's model stays as it was.
+    model_ = models::optimize_for_inference(info_.arch, loaded.model, inference_);
+    if (options_.keep_source_model) source_ = std::move(loaded);
+  }
 }
 
 torch::Tensor InferenceSession::preprocess(const cv::Mat& rgb) const {

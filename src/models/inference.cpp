@@ -49,6 +49,10 @@ Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model
                                   const InferenceOptions& options) {
   Classifier copy = build_classifier(spec);
   load_state_dict(*copy, state_dict(*model), "inference copy");
+  return optimize_in_place(copy, options);
+}
+
+Classifier optimize_in_place(Classifier copy, const InferenceOptions& options) {
   copy->eval();
   for (auto& parameter : copy->parameters()) parameter.set_requires_grad(false);
   if (options.fold_batchnorm) copy->backbone()->fold_batchnorm();

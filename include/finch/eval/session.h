@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <opencv2/core.hpp>
 #include <string>
@@ -63,14 +64,15 @@ class InferenceSession {
   const models::ModelInfo& info() const { return info_; }
   const std::vector<std::string>& classes() const { return info_.classes; }
   /// SHA-256 of the model file (as `sha256sum` prints it); "" for in-memory models.
-  const std::string& content_hash() const { return hash_; }
+  const std::string& content_hash() const;
   const data::Pipeline& pipeline() const { return pipeline_; }
   const SessionOptions& options() const { return options_; }
   /// The autograd-capable model; throws finch::Error unless keep_source_model was set.
   models::LoadedModel& source_model();
 
  private:
-  void build(models::LoadedModel model);
+  /// `owned`: the session read the model itself, so it may optimise it in place.
+  void build(models::LoadedModel model, bool owned);
 
   SessionOptions options_;
   models::InferenceOptions inference_;
@@ -78,7 +80,7 @@ class InferenceSession {
   models::Classifier model_{nullptr};
   models::LoadedModel source_;
   data::Pipeline pipeline_;
-  std::string hash_;
+  std::shared_future<std::string> hash_;  // computed in the background at load
   std::mutex forward_mutex_;
 };
 

@@ -33,6 +33,11 @@ torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn:
 Classifier optimize_for_inference(const ModelSpec& spec, const Classifier& model,
                                   const InferenceOptions& options = {});
 
+/// The same optimisation applied to `model` itself (no second model is built: what a
+/// session that owns its loaded model uses, saving a full build at start-up). The model can no
+/// longer train afterwards.
+Classifier optimize_in_place(Classifier model, const InferenceOptions& options = {});
+
 /// Puts every 4-d parameter and buffer of `module` in channels-last (NHWC) memory order, the
 /// layout oneDNN's convolutions use natively (no reorders per call). Values and names are
 /// unchanged; saving writes them in the usual order. Used by inference copies and by
