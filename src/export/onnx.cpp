@@ -593,13 +593,6 @@ void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
 
 }  // namespace
 
-std::vector<std::string> onnx_supported() {
-  return {
-      "backbones: resnet18/34/50/101/152, resnext, wide_resnet, resnet20/32/56, "
-      "vgg11..19(_bn), inception_v3; SE / CBAM blocks",
-      "heads: linear, cosine, bilinear (full)"};
-}
-
 OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem::path& out,
                        const OnnxOptions& options) {
   if (options.opset < 11 || options.opset > 17)

@@ -23,14 +23,11 @@ struct OnnxExport {
   int64_t nodes = 0, initializers = 0;
 };
 
-/// Architectures the exporter can write (backbone families and heads), for messages and docs.
-std::vector<std::string> onnx_supported();
-
 /// Writes `out` (and `out` + ".preprocess.json"): inputs "images" [B, 3, S, S] float32
 /// (normalised, S = the model's input size), outputs "logits" [B, C] and "embedding" [B, D]
 /// (the head's input feature, as InferenceSession returns it). Throws finch::Error naming
-/// the part ONNX export does not cover (attention blocks, bilinear / WS-DAN / self-attention
-/// heads, Inception-v3) or an opset outside 11..17.
+/// the part ONNX export does not cover (the wsdan head, compact bilinear pooling, backbones
+/// without a writer) or an opset outside 11..17.
 OnnxExport export_onnx(const models::LoadedModel& model, const std::filesystem::path& out,
                        const OnnxOptions& options = {});
 

@@ -2,9 +2,9 @@
 // Optimizers (SGD with momentum/Nesterov, Adam, AdamW, RMSprop) over parameter groups that
 // separate backbone from head (head_lr_mult, the classic fine-tuning recipe) and weights
 // from norm parameters and biases (which get no weight decay unless asked).
-#include <functional>
 #include <torch/optim/optimizer.h>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
