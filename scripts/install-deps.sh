@@ -9,7 +9,7 @@ PACKAGES=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
   libmatio-dev libfaiss-dev libcpp-httplib-dev
-  libonnx-dev  # ONNX protobuf + checker for `finch export --format onnx` (LibTorch links it too)
+  libonnx-dev libprotobuf-dev  # ONNX protobuf + checker for `finch export --format onnx` (LibTorch links them too)
   pybind11-dev python3-dev  # the Python module (python/)
   libgloo-dev  # headers of the gloo collectives inside libtorch_cpu (c10d ProcessGroupGloo)
   libgtest-dev libgmock-dev
