@@ -31,11 +31,13 @@ using Image = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 // A view of an HxWx3 uint8 array (no copy: the session's preprocessing copies it).
 cv::Mat view_rgb(const Image& image) {
-  if (image.ndim() != 3 || image.shape(2) != 3)
-    throw finch::Error("an image must be an H x W x 3 uint8 RGB array, got shape " +
-                       py::str(py::tuple(py::cast(std::vector<py::ssize_t>(
-                                   image.shape(), image.shape() + image.ndim()))))
-                           .cast<std::string>());
+  if (image.ndim() != 3 || image.shape(2) != 3 || image.shape(0) < 1 || image.shape(1) < 1) {
+    std::string shape;
+    for (py::ssize_t d = 0; d < image.ndim(); ++d)
+      shape += (d ? ", " : "") + std::to_string(image.shape(d));
+    throw finch::Error("an image must be a non-empty H x W x 3 uint8 RGB array, got shape (" +
+                       shape + ")");
+  }
   return cv::Mat(static_cast<int>(image.shape(0)), static_cast<int>(image.shape(1)), CV_8UC3,
                  const_cast<uint8_t*>(image.data()));
 }

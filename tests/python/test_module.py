@@ -222,6 +222,8 @@ class FinchModuleTest(unittest.TestCase):
             finch.load_model(self.model_path, dtype="int4")
         with self.assertRaisesRegex(ValueError, "shape"):
             self.model.predict(np.zeros((4, 4, 5), np.uint8))
+        with self.assertRaisesRegex(ValueError, r"non-empty .* got shape \(0, 4, 3\)"):
+            self.model.predict(np.zeros((0, 4, 3), np.uint8))
         with self.assertRaisesRegex(TypeError, "uint8"):
             self.model.predict(np.zeros((4, 4, 3), np.float32))
         with self.assertRaisesRegex(ValueError, "forward takes"):
