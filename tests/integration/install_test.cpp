@@ -79,7 +79,12 @@ TEST(Install, PythonPackageImportsFromThePrefix) {
   auto result = run_command("cmake --install " + build_tree.string() + " --prefix " +
                             prefix.string() + " 2>&1");
   ASSERT_EQ(result.exit_code, 0) << result.output;
-  const fs::path package = prefix / "lib" / "python3" / "dist-packages";
+  // Not /usr: the package goes to lib/python3.X/dist-packages, where Debian's python3 looks
+  // under other prefixes (/usr/local).
+  auto version = run_command(
+      "/usr/bin/python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2], end=\"\")'");
+  ASSERT_EQ(version.exit_code, 0) << version.output;
+  const fs::path package = prefix / "lib" / ("python" + version.output) / "dist-packages";
   ASSERT_TRUE(fs::exists(package / "finch" / "__init__.py"));
   result = run_command("ldd " + package.string() + "/finch/_finch*.so");
   EXPECT_CONTAINS(result.output, (prefix / "lib").string());
