@@ -176,7 +176,6 @@ std::string stage_block(GraphWriter& g, const std::map<std::string, ModulePtr>& 
     return g.conv(h, name + ".mlp.fc2", child<nn::Conv2dImpl>(mlp, "fc2"), nullptr,
                   pooled + ".fc2");
   };
-  std::string attended;
   if (auto spatial = child<nn::Conv2dImpl>(parts, "spatial")) {  // CBAM
     g.node("GlobalAveragePool", {x}, name + ".avg");
     g.node("GlobalMaxPool", {x}, name + ".max");
@@ -316,8 +315,7 @@ BackboneGraph write_vgg(GraphWriter& g, const nn::Module& backbone, std::string 
 // B-CNN (heads/bilinear.cpp): optional 1x1 reduction (+BN, ReLU), X X^T / (h w), signed square
 // root sign(z) sqrt(|z| + 1e-8), L2 normalisation. `shape` is the last stage's [1, C, h, w].
 std::string write_bilinear(GraphWriter& g, const std::map<std::string, ModulePtr>& head,
-                           std::string x, const std::vector<int64_t>& shape,
-                           const models::ModelSpec& spec) {
+                           std::string x, const std::vector<int64_t>& shape) {
   int64_t c = shape.at(1);
   const int64_t n = shape.at(2) * shape.at(3);
   if (auto reduce = child<nn::Conv2dImpl>(head, "reduce")) {
@@ -668,7 +666,7 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
     auto stages = backbone->forward_features(torch::zeros({1, 3, size, size})).stages;
     const auto shape = stages.back().sizes().vec();
     if (head_name == "bilinear")
-      embedding = write_bilinear(g, head, features.last_stage, shape, spec);
+      embedding = write_bilinear(g, head, features.last_stage, shape);
     else
       embedding =
           SelfAttentionWriter(
