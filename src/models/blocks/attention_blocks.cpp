@@ -121,12 +121,16 @@ void insert_attention_blocks(BackboneImpl& backbone, const ModelSpec& spec) {
   }
   if (stages.empty())
     throw Error("model.attention.stages is empty: list the stages to follow with " + type +
-                " blocks, e.g. [3, 4]");
-  for (int64_t stage : stages) {
-    if (stage < 1 || stage > static_cast<int64_t>(channels.size()))
-      throw Error("model.attention.stages: stage " + std::to_string(stage) +
-                  " does not exist (the backbone has stages 1-" + std::to_string(channels.size()) +
-                  ")");
+                " blocks, e.g. [-2, -1] (the last two)");
+  const auto count = static_cast<int64_t>(channels.size());
+  for (int64_t listed : stages) {
+    // Negative numbers count from the end (-1 = the last stage), so one list fits backbones
+    // with three stages (CIFAR ResNets) and with four or five.
+    const int64_t stage = listed < 0 ? count + 1 + listed : listed;
+    if (listed == 0 || stage < 1 || stage > count)
+      throw Error("model.attention.stages: stage " + std::to_string(listed) +
+                  " does not exist (the backbone has stages 1-" + std::to_string(count) + ", or -" +
+                  std::to_string(count) + "..-1 counting from the end)");
     backbone.insert_after_stage(
         stage, make_stage_block(type, channels[stage - 1], section.value("reduction", 16)));
   }
