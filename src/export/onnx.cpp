@@ -16,6 +16,7 @@
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
+#include "finch/models/heads/bilinear.h"
 #include "finch/models/inference.h"
 
 namespace finch::exporting {
@@ -665,15 +666,27 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
     // The last stage's size decides the reshapes: found by running the backbone once.
     auto stages = backbone->forward_features(torch::zeros({1, 3, size, size})).stages;
     const auto shape = stages.back().sizes().vec();
-    if (head_name == "bilinear")
+    nn::Linear classifier_fc(fc);
+    if (head_name == "bilinear") {
       embedding = write_bilinear(g, head, features.last_stage, shape);
-    else
+      // The classifier sees the unit vector times the head's logit scale: folded into fc.
+      auto reduce = child<nn::Conv2dImpl>(head, "reduce");
+      const double scale =
+          models::bilinear_logit_scale(spec.value("bilinear", nlohmann::json::object()),
+                                       reduce ? reduce->options.out_channels() : shape.at(1));
+      classifier_fc =
+          nn::Linear(nn::LinearOptions(fc->options.in_features(), fc->options.out_features()));
+      torch::NoGradGuard no_grad;
+      classifier_fc->weight.copy_(fc->weight * scale);
+      classifier_fc->bias.copy_(fc->bias);
+    } else {
       embedding =
           SelfAttentionWriter(
               g, *classifier.head(),
               spec.value("self_attention", nlohmann::json::object()).value("heads", int64_t{8}))
               .write(features.last_stage, shape);
-    g.linear(embedding, "logits", nn::Linear(fc));
+    }
+    g.linear(embedding, "logits", classifier_fc);
   }
   g.node("Identity", {embedding}, "embedding");
 
