@@ -69,6 +69,7 @@ std::vector<std::filesystem::path> expand_image_inputs(const std::vector<std::st
 std::string dataset_format_help();
 
 void add_train_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_import_command(CLI::App& app);

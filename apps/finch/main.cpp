@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(registered_footer());
   finch::cli::add_train_command(app);
+  finch::cli::add_tune_command(app);
   finch::cli::add_eval_command(app);
   finch::cli::add_predict_command(app);
   finch::cli::add_import_command(app);

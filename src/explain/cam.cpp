@@ -95,11 +95,10 @@ CamResult compute_cam(models::Classifier& model, const torch::Tensor& images,
   torch::Tensor input = images.detach().clone().set_requires_grad(true);
   auto features = backbone.forward_features(input);
   const auto stages = static_cast<int64_t>(features.stages.size());
-  const int64_t layer = options.layer == 0 ? stages : options.layer;
+  int64_t layer = options.layer == 0 ? stages : options.layer;
   if (layer < 1 || layer > stages)
     throw Error(fmt::format("--layer {} is out of range: this backbone has stages 1..{}",
                             options.layer, stages));
-  torch::Tensor activations = features.stages[layer - 1];
   auto output = head.forward_head(features, backbone);
   const int64_t classes = output.logits.size(1);
   if (options.target >= classes)
@@ -111,8 +110,20 @@ CamResult compute_cam(models::Classifier& model, const torch::Tensor& images,
   // Images are independent in eval mode, so the gradient of the sum of each image's target
   // logit is each image's own gradient.
   torch::Tensor score = output.logits.gather(1, result.target.view({-1, 1})).sum();
-  torch::Tensor gradients = torch::autograd::grad({score}, {activations})[0];
-  activations = activations.detach();
+  // Every stage at once (one backward pass either way): the last stage may not reach the
+  // logits (ViT classifies the class token, which reads the patch tokens before the last
+  // layer); by default the deepest stage that does is explained.
+  auto all_gradients = torch::autograd::grad({score}, features.stages, {}, false, false,
+                                             /*allow_unused=*/true);
+  if (options.layer == 0)
+    while (layer > 1 && !all_gradients[layer - 1].defined()) --layer;
+  torch::Tensor gradients = all_gradients[layer - 1];
+  if (!gradients.defined())
+    throw Error(fmt::format(
+        "stage {} does not influence this model's logits, so it has no Grad-CAM; choose an "
+        "earlier --layer (1..{})",
+        layer, stages - 1));
+  torch::Tensor activations = features.stages[layer - 1].detach();
   torch::Tensor raw = options.method == CamMethod::kGradCam
                           ? gradcam_map(activations, gradients)
                           : gradcam_plus_plus_map(activations, gradients);

@@ -105,6 +105,7 @@ StateDict read_weights_file(const fs::path& path) {
 
 std::string WeightsReport::summary() const {
   std::string s = fmt::format("{}: loaded {} tensors", source, loaded.size());
+  if (!adapted.empty()) s += fmt::format("; resized for this model: {}", listed(adapted));
   if (!reinitialised.empty())
     s += fmt::format("; classifier left at initialisation (other class count): {}",
                      listed(reinitialised));
@@ -147,14 +148,24 @@ WeightsReport load_pretrained(Classifier& model, const StateDict& weights,
       report.unexpected.push_back(given + " (a second tensor for " + name + ")");
       continue;
     }
-    if (tensor.sizes() != it->second.sizes()) {
+    torch::Tensor source = tensor;
+    if (source.sizes() != it->second.sizes() && starts_with(name, "backbone.")) {
+      torch::Tensor adapted = model->backbone()->adapt_pretrained_tensor(
+          name.substr(std::string("backbone.").size()), source);
+      if (adapted.defined()) {
+        report.adapted.push_back(fmt::format("{} ({} -> {})", name, fmt::join(source.sizes(), "x"),
+                                             fmt::join(adapted.sizes(), "x")));
+        source = adapted;
+      }
+    }
+    if (source.sizes() != it->second.sizes()) {
       const bool for_classes = starts_with(name, "head.") || class_dependent.count(name);
       (for_classes ? report.reinitialised : report.mismatched)
           .push_back(fmt::format("{} (model {}, file {})", name, fmt::join(it->second.sizes(), "x"),
                                  fmt::join(tensor.sizes(), "x")));
       continue;
     }
-    copies.emplace_back(it->second, tensor);
+    copies.emplace_back(it->second, source);
     report.loaded.push_back(name);
     if (starts_with(name, "backbone.")) ++backbone_loaded;
   }

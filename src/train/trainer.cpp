@@ -28,6 +28,7 @@
 #include "finch/train/distributed.h"
 #include "finch/train/feature_cache.h"
 #include "finch/train/freeze.h"
+#include "finch/train/health.h"
 #include "finch/train/losses.h"
 #include "finch/train/optim.h"
 
@@ -186,6 +187,10 @@ struct Trainer::Impl {
   FreezePlan freeze;
   bool channels_last = false;
   OptimizerBundle optim;
+  double clip_grad_norm = 0;   // optim.clip_grad_norm; 0 = off
+  double fixed_lr_factor = 0;  // > 0: set_fixed_lr's factor replaces the schedule's
+  int64_t batch_epoch = -1;    // next_training_batch: the loader epoch last started
+  bool reading_epoch = false;  // ... and whether it still has batches
   Objective objective{nullptr};
   TrainState state;
   std::unique_ptr<GradientReducer> reducer;
@@ -270,6 +275,15 @@ void Trainer::Impl::build_model(bool resume) {
   }
   if (channels_last) models::convert_to_channels_last(*model);
   optim = build_optimizer(config, model);
+  const std::string clip = config.get<std::string>("optim.clip_grad_norm");
+  if (clip == "auto") {
+    clip_grad_norm = model->head()->default_clip_grad_norm();
+  } else {
+    clip_grad_norm = config.get<double>("optim.clip_grad_norm");
+    if (clip_grad_norm < 0 || !std::isfinite(clip_grad_norm))
+      throw Error("optim.clip_grad_norm must be auto or a number >= 0 (0 = no clipping), got " +
+                  clip);
+  }
   std::vector<int64_t> class_counts(classes.size(), 0);
   for (int64_t label : data.train->labels()) ++class_counts.at(static_cast<size_t>(label));
   objective = Objective(config, static_cast<int64_t>(classes.size()),
@@ -450,7 +464,8 @@ bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
     inputs = inputs.contiguous(torch::MemoryFormat::ChannelsLast);
   labels = labels.to(t.device);
   torch::manual_seed(derive_seed(t.seed, kStepStream, state.global_step));  // dropout etc.
-  set_lr_factor(t.optim, t.schedule->factor(state.global_step));
+  set_lr_factor(t.optim,
+                t.fixed_lr_factor > 0 ? t.fixed_lr_factor : t.schedule->factor(state.global_step));
   auto output =
       t.cached_batches ? t.model->head()->forward_embedding(inputs) : t.model->forward(inputs);
   // Extra views the head asks for (WS-DAN's attention crops and drops).
@@ -485,6 +500,10 @@ bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
       throw non_finite_loss(fmt::format(" on {} of {} ranks", any[0], t.dist.world_size));
     stop = any[1] > 0;
   }
+  // After the all-reduce, so that every rank rescales the same averaged gradients.
+  if (t.clip_grad_norm > 0) {
+    torch::nn::utils::clip_grad_norm_(t.model->parameters(), t.clip_grad_norm);
+  }
   t.optim.optimizer->step();
 
   const int64_t n = labels.size(0);
@@ -494,6 +513,32 @@ bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
   ++state.batches_done;
   ++state.global_step;
   return stop;
+}
+
+void Trainer::set_fixed_lr(double lr) {
+  if (lr < 0 || !std::isfinite(lr)) throw Error("a fixed learning rate must be >= 0");
+  impl_->fixed_lr_factor = lr / impl_->config.get<double>("optim.lr");
+}
+
+std::pair<torch::Tensor, torch::Tensor> Trainer::next_training_batch() {
+  Impl& t = *impl_;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!t.reading_epoch) {
+      t.batch_epoch = t.batch_epoch < 0 ? t.state.epoch : t.batch_epoch + 1;
+      t.reading_epoch = true;
+      if (t.cached_batches)
+        t.cached_batches->start_epoch(t.batch_epoch, 0);
+      else
+        t.train_loader->start_epoch(t.batch_epoch, 0);
+    }
+    if (t.cached_batches) {
+      if (auto batch = t.cached_batches->next()) return *batch;
+    } else if (auto batch = t.train_loader->next()) {
+      return {batch->images, batch->labels};
+    }
+    t.reading_epoch = false;  // exhausted: start the next epoch
+  }
+  throw Error("the training data gives no batch (fewer images than train.batch_size?)");
 }
 
 eval::Metrics Trainer::validate() {
@@ -624,6 +669,15 @@ bool Trainer::train_epoch() {
                                      : fmt::format("{:.4f}", record["val_loss"].get<double>()),
         record["val_acc"].is_null() ? "-" : fmt::format("{:.4f}", val_acc), current_lr(t.optim),
         record["img_per_s"].get<double>(), format_duration(record["seconds"].get<double>()));
+
+  const auto warning = diagnose_epoch(
+      {state.epoch + 1, static_cast<int64_t>(t.data.train->class_names().size()),
+       record["train_loss"].get<double>(),
+       t.val_loader ? val_acc : record["train_acc"].get<double>(), t.val_loader != nullptr});
+  if (warning) {
+    record["warning"] = *warning;
+    if (t.writer) fmt::print(stderr, "warning: {}\n", *warning);
+  }
 
   // Epoch done: reset the running sums and checkpoint at the start of the next epoch.
   TrainState next = state;

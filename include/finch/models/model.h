@@ -59,6 +59,13 @@ class BackboneImpl : public torch::nn::Module {
   virtual int64_t output_stride() const { return 32; }
   /// Channels of each stage's map, shallow to deep.
   virtual std::vector<int64_t> stage_channels() const = 0;
+  /// A pretrained tensor whose shape differs from this model's `name` made to fit, or an
+  /// undefined tensor when there is no rule (then the mismatch is reported). ViT resizes its
+  /// position embedding for another input size.
+  virtual torch::Tensor adapt_pretrained_tensor(const std::string& name,
+                                                const torch::Tensor& tensor) const {
+    return {};
+  }
   /// Folds every BatchNorm (running statistics) into the convolution before it and removes
   /// it from the forward pass. Only for inference copies (models::optimize_for_inference);
   /// returns false when the backbone has no folding rule and keeps its BatchNorms.
@@ -90,6 +97,9 @@ class HeadImpl : public torch::nn::Module {
   virtual ModelOutput forward_head(const Features& features, BackboneImpl& backbone) = 0;
   /// Size of ModelOutput::embedding (what metric losses and embedding maps see).
   virtual int64_t embedding_dim() const = 0;
+  /// What `optim.clip_grad_norm: auto` means with this head: heads whose transformer layers or
+  /// attention crops diverge at the learning rates that suit a linear head clip at 1; 0 = off.
+  virtual double default_clip_grad_norm() const { return 0; }
   /// True when the head only needs backbone.embed(): its input can then be cached
   /// (`train.cache_features`) and forward_embedding() used instead.
   virtual bool uses_embedding_only() const { return false; }

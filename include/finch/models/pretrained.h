@@ -29,6 +29,7 @@ struct WeightsReport {
   std::vector<std::string> unexpected;     // in the file, matching nothing in the model
   std::vector<std::string> mismatched;     // same name, other shape (left at initialisation)
   std::vector<std::string> reinitialised;  // classifier tensors sized for another class count
+  std::vector<std::string> adapted;        // loaded after the backbone resized them (ViT positions)
   /// A few lines for the log: counts and the first names of each list.
   std::string summary() const;
 };

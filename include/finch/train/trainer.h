@@ -6,7 +6,8 @@
 //   config.yaml         the effective configuration (defaults + recipe + --set)
 //   metrics.jsonl       one record per epoch (epoch, train_loss, train_acc, val_loss,
 //                       val_acc, lr, img_per_s, seconds, skipped; under torchrun also
-//                       world_size, allreduce_ms_per_step, allreduce_mb_per_step)
+//                       world_size, allreduce_ms_per_step, allreduce_mb_per_step; and
+//                       `warning` when the epoch looks diverged or at chance, train/health.h)
 //   best.safetensors    the model with the best validation top-1 (self-describing)
 //   last.safetensors    the model after the last finished epoch
 //   checkpoint/         resume state (model, optimizer, state.json)
@@ -14,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "finch/core/config.h"
 #include "finch/eval/metrics.h"
@@ -64,6 +66,13 @@ class Trainer {
   /// One optimizer step on a batch ([B, 3, H, W] images, or [B, D] cached embeddings, and [B]
   /// labels). Collective under torchrun. Returns whether a rank asked to stop (interrupt).
   bool train_step(torch::Tensor inputs, torch::Tensor labels);
+  /// Fixes the learning rate of the following train_step calls at `lr` (times each parameter
+  /// group's multiplier) instead of the schedule's; 0 hands control back to the schedule.
+  /// The learning-rate range test (train/lr_range.h) drives it.
+  void set_fixed_lr(double lr);
+  /// The next training batch (inputs, labels), starting the loader's next epoch when one runs
+  /// out: for programs that call train_step themselves.
+  std::pair<torch::Tensor, torch::Tensor> next_training_batch();
   /// Metrics of the model on the validation data (every rank's shard merged).
   eval::Metrics validate();
   /// Writes the resume checkpoint (rank 0; collective under torchrun).

@@ -207,6 +207,15 @@ std::vector<int64_t> VisionTransformerImpl::stage_channels() const {
   return std::vector<int64_t>(4, options_.hidden_dim);
 }
 
+torch::Tensor VisionTransformerImpl::adapt_pretrained_tensor(const std::string& name,
+                                                             const torch::Tensor& tensor) const {
+  if (name != "encoder.pos_embedding" || tensor.dim() != 3 || tensor.size(0) != 1 ||
+      tensor.size(2) != options_.hidden_dim)
+    return {};
+  const int64_t grid = options_.image_size / options_.patch_size;
+  return resize_position_embedding(tensor, grid, grid);
+}
+
 torch::Tensor resize_position_embedding(const torch::Tensor& pos_embedding, int64_t grid_h,
                                         int64_t grid_w) {
   const int64_t patches = pos_embedding.dim() == 3 ? pos_embedding.size(1) - 1 : 0;

@@ -111,6 +111,7 @@ class SelfAttentionHeadImpl : public HeadImpl {
   }
 
   int64_t embedding_dim() const override { return fc->options.in_features(); }
+  double default_clip_grad_norm() const override { return 1.0; }
 
  private:
   torch::Tensor position_embedding(int64_t h, int64_t w) {

@@ -150,6 +150,7 @@ class WsdanHeadImpl : public HeadImpl {
   }
 
   int64_t embedding_dim() const override { return fc->options.in_features(); }
+  double default_clip_grad_norm() const override { return 1.0; }
 
  private:
   int64_t parts_ = 32;

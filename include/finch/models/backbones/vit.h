@@ -80,6 +80,9 @@ class VisionTransformerImpl : public BackboneImpl {
   std::string torchvision_classifier() const override { return "heads.head"; }
   int64_t output_stride() const override { return options_.patch_size; }
   std::vector<int64_t> stage_channels() const override;
+  /// encoder.pos_embedding made for another image size: resized to this model's grid.
+  torch::Tensor adapt_pretrained_tensor(const std::string& name,
+                                        const torch::Tensor& tensor) const override;
 
   /// Off by default. When on, every forward keeps each layer's attention probabilities.
   void record_attention(bool on) { record_attention_ = on; }
