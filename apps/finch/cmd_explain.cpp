@@ -80,13 +80,15 @@ void add_explain_command(CLI::App& app) {
       "explain", "Heatmaps of where a model looks (Grad-CAM, Grad-CAM++, attention maps)");
   add_model_option(*cmd, args->model);
   cmd->add_option("--method", args->method,
-                  "gradcam | gradcam++ | attention (attention and "
-                  "wsdan heads)")
+                  "gradcam | gradcam++ | attention (self_attention and wsdan heads) | rollout "
+                  "(ViT backbones)")
       ->capture_default_str();
   cmd->add_option("--target", args->target,
                   "Class to explain, by name or index (default: each image's predicted class)");
-  add_count_option(*cmd, "--layer", args->layer,
-                   "Backbone stage for Grad-CAM, 1-based (0 = the last stage)", 0, 64);
+  add_count_option(
+      *cmd, "--layer", args->layer,
+      "Backbone stage for Grad-CAM, 1-based (0 = the deepest stage that reaches the logits)", 0,
+      64);
   cmd->add_flag("--raw", args->raw,
                 "Also write each map as float32 .npy at feature-map resolution");
   cmd->add_option("--out,-o", args->out, "Output folder")->required();

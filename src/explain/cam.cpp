@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "finch/core/error.h"
+#include "finch/models/backbones/vit.h"
 
 namespace finch::explain {
 
@@ -11,7 +12,9 @@ CamMethod parse_cam_method(const std::string& name) {
   if (name == "gradcam") return CamMethod::kGradCam;
   if (name == "gradcam++" || name == "gradcampp") return CamMethod::kGradCamPlusPlus;
   if (name == "attention") return CamMethod::kAttention;
-  throw Error(fmt::format("unknown explanation method '{}' (gradcam, gradcam++, attention)", name));
+  if (name == "rollout") return CamMethod::kRollout;
+  throw Error(fmt::format(
+      "unknown explanation method '{}' (gradcam, gradcam++, attention, rollout)", name));
 }
 
 std::string cam_method_name(CamMethod method) {
@@ -22,6 +25,8 @@ std::string cam_method_name(CamMethod method) {
       return "gradcam++";
     case CamMethod::kAttention:
       return "attention";
+    case CamMethod::kRollout:
+      return "rollout";
   }
   return "?";
 }
@@ -48,6 +53,20 @@ torch::Tensor gradcam_plus_plus_map(const torch::Tensor& activations,
   return torch::relu((weights * activations).sum(1));
 }
 
+torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attention) {
+  TORCH_CHECK(!attention.empty(), "attention_rollout: no layers");
+  torch::Tensor rollout;
+  for (const auto& layer : attention) {
+    TORCH_CHECK(layer.dim() == 4 && layer.size(2) == layer.size(3),
+                "attention_rollout: each layer must be [B, heads, T, T]");
+    torch::Tensor a = layer.to(torch::kFloat).mean(1);
+    a = 0.5 * a + 0.5 * torch::eye(a.size(1), a.options()).unsqueeze(0);
+    a = a / a.sum(-1, /*keepdim=*/true);
+    rollout = rollout.defined() ? torch::bmm(a, rollout) : a;
+  }
+  return rollout;
+}
+
 torch::Tensor normalize_maps(const torch::Tensor& maps) {
   TORCH_CHECK(maps.dim() == 3, "normalize_maps: expected [B, h, w], got ", maps.sizes());
   const auto flat = maps.flatten(1);
@@ -72,6 +91,29 @@ CamResult compute_cam(models::Classifier& model, const torch::Tensor& images,
   auto& backbone = *model->backbone();
   auto& head = *model->head();
   CamResult result;
+
+  if (options.method == CamMethod::kRollout) {
+    auto* vit = dynamic_cast<models::VisionTransformerImpl*>(&backbone);
+    if (vit == nullptr)
+      throw Error(
+          "attention rollout needs a Vision Transformer backbone (vit_b_16, vit_b_32, vit_l_16); "
+          "use --method gradcam");
+    torch::NoGradGuard no_grad;
+    const bool was_recording = vit->recording_attention();
+    vit->record_attention(true);
+    auto features = backbone.forward_features(images);
+    auto output = head.forward_head(features, backbone);
+    const auto attention = vit->attention();
+    vit->record_attention(was_recording);
+    result.logits = output.logits;
+    result.target = options.target >= 0
+                        ? torch::full({images.size(0)}, options.target, torch::kLong)
+                        : output.logits.argmax(1);
+    const auto& grid = features.stages.back();  // [B, D, gh, gw]
+    torch::Tensor cls_row = attention_rollout(attention).select(1, 0).slice(1, 1);
+    result.cam = normalize_maps(cls_row.reshape({images.size(0), grid.size(2), grid.size(3)}));
+    return result;
+  }
 
   if (options.method == CamMethod::kAttention) {
     torch::NoGradGuard no_grad;

@@ -5,6 +5,10 @@
 //   gradcam++  Chattopadhyay et al., "Grad-CAM++", WACV 2018, with the closed-form alpha of
 //              pytorch-grad-cam (second and third powers of the gradients).
 //   attention  the attention maps a head returns (self_attention, wsdan): their mean.
+//   rollout    Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020, for
+//              ViT backbones: per layer the head-averaged attention plus the identity (the
+//              residual), rows renormalised, multiplied over the layers; the class token's row
+//              over the patch grid.
 // Maps are at the resolution of the chosen stage and min-max normalised to [0, 1] per image.
 #include <torch/types.h>
 
@@ -15,9 +19,9 @@
 
 namespace finch::explain {
 
-enum class CamMethod { kGradCam, kGradCamPlusPlus, kAttention };
+enum class CamMethod { kGradCam, kGradCamPlusPlus, kAttention, kRollout };
 
-/// "gradcam" | "gradcam++" | "attention"; throws finch::Error otherwise.
+/// "gradcam" | "gradcam++" | "attention" | "rollout"; throws finch::Error otherwise.
 CamMethod parse_cam_method(const std::string& name);
 std::string cam_method_name(CamMethod method);
 
@@ -46,6 +50,10 @@ torch::Tensor gradcam_map(const torch::Tensor& activations, const torch::Tensor&
 /// w_k = sum_ij alpha * ReLU(g); -> ReLU(sum_k w_k A_k) [B, h, w].
 torch::Tensor gradcam_plus_plus_map(const torch::Tensor& activations,
                                     const torch::Tensor& gradients);
+/// Attention rollout from per-layer attention probabilities [B, heads, T, T] (class token
+/// first): -> [B, T, T], the product over layers (last on the left) of
+/// rownorm(0.5 * mean_heads(A) + 0.5 * I).
+torch::Tensor attention_rollout(const std::vector<torch::Tensor>& attention);
 /// Per image (x - min) / (max - min) over the map; a constant map becomes all zeros. [B, h, w].
 torch::Tensor normalize_maps(const torch::Tensor& maps);
 
