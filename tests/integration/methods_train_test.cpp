@@ -23,7 +23,7 @@ class MethodsTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     data_ = new ft::TempDir("methods-data");
-    ft::make_pattern_imagefolder(data_->path() / "train", kClasses, 120, 28, 3);
+    ft::make_pattern_imagefolder(data_->path() / "train", kClasses, 300, 28, 3);
   }
   static void TearDownTestSuite() {
     delete data_;
@@ -75,6 +75,7 @@ TEST_F(MethodsTrain, WsdanHead) { expect_learns("m-wsdan", "--set model.head=wsd
 TEST_F(MethodsTrain, SelfAttentionHead) {
   expect_learns("m-attn", "--set model.head=self_attention");
 }
+TEST_F(MethodsTrain, PimHead) { expect_learns("m-pim", "--set model.head=pim"); }
 TEST_F(MethodsTrain, CbamBlocksOnTheLastTwoStages) {
   // The default stages [-2, -1] exist on ResNet-20's three stages.
   expect_learns("m-cbam", "--set model.attention.type=cbam");
