@@ -22,6 +22,9 @@ void run(ImportArgs& args) {
   fmt::print(stderr, "{}\nwrote {}: {} with {} classes, input {} px, preprocessing {}\n",
              imported.report.summary(), args.out, args.options.arch, info.classes.size(),
              info.preprocess.input_size, info.preprocess.eval_transforms.dump());
+  if (info.training.contains("classes_from"))
+    fmt::print(stderr, "class names {} from {}\n", fmt::join(info.classes, ", "),
+               info.training["classes_from"].get<std::string>());
 }
 
 }  // namespace
@@ -29,15 +32,19 @@ void run(ImportArgs& args) {
 void add_import_command(CLI::App& app) {
   auto args = std::make_shared<ImportArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "import", "Turn pretrained classifier weights (torchvision, timm) into a finch model file");
+      "import",
+      "Turn pretrained classifier weights (torchvision, timm, GGUF) into a finch model file");
   cmd->add_option("--arch,-a", args->options.arch, "Backbone name, e.g. resnet50")
       ->required()
       ->check(CLI::IsMember(models::backbone_names()));
-  cmd->add_option("--weights,-w", args->options.weights,
-                  "State dict: .safetensors, or a .pth LibTorch can read (docs/pretrained.md)")
+  cmd->add_option(
+         "--weights,-w", args->options.weights,
+         "State dict: .safetensors, .gguf, or a .pth LibTorch can read (docs/pretrained.md)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--classes", args->classes, "Class names, one per line, in output order")
+  cmd->add_option("--classes", args->classes,
+                  "Class names, one per line, in output order (default: those in a GGUF file's "
+                  "metadata, else class_0, class_1, ...)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--input-size", args->options.input_size,
                   "Crop side in pixels (default 224; 299 for inception_v3)")

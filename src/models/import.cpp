@@ -2,11 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
 #include "finch/core/error.h"
 #include "finch/core/version.h"
+#include "finch/io/gguf.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -45,6 +47,44 @@ int64_t classifier_rows(const StateDict& weights, const std::string& classifier,
       options.weights.string(), classifier, options.arch));
 }
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Class names in a GGUF file's metadata, in output order, and the key(s) they came from:
+// `<prefix>class_0`, `<prefix>class_1`, ... strings (what @qvac/classification-ggml writes), or
+// one string array named `<prefix>class_names`, `<prefix>classes` or `<prefix>labels`. Used
+// only when they name exactly `count` classes; otherwise empty.
+std::pair<std::vector<std::string>, std::string> gguf_class_names(const nlohmann::json& metadata,
+                                                                  int64_t count) {
+  auto nonempty_string = [](const nlohmann::json& v) {
+    return v.is_string() && !v.get_ref<const std::string&>().empty();
+  };
+  for (const auto& [key, value] : metadata.items()) {
+    if (ends_with(key, "class_0") && (key.size() == 7 || key[key.size() - 8] == '.')) {
+      const std::string prefix = key.substr(0, key.size() - 1);
+      std::vector<std::string> names;
+      for (int64_t i = 0; i < count; ++i) {
+        auto it = metadata.find(prefix + std::to_string(i));
+        if (it == metadata.end() || !nonempty_string(*it)) break;
+        names.push_back(it->get<std::string>());
+      }
+      if (static_cast<int64_t>(names.size()) == count &&
+          !metadata.contains(prefix + std::to_string(count)))
+        return {names, prefix + "<i>"};
+    }
+    for (const char* suffix : {"class_names", "classes", "labels"}) {
+      if (!ends_with(key, suffix) || !value.is_array() ||
+          static_cast<int64_t>(value.size()) != count ||
+          !std::all_of(value.begin(), value.end(), nonempty_string))
+        continue;
+      return {value.get<std::vector<std::string>>(), key};
+    }
+  }
+  return {};
+}
+
 bool has_tensor_containing(const StateDict& weights, const std::string& part) {
   for (const auto& entry : weights)
     if (entry.first.find(part) != std::string::npos) return true;
@@ -54,7 +94,16 @@ bool has_tensor_containing(const StateDict& weights, const std::string& part) {
 }  // namespace
 
 ImportedModel import_classifier(const ImportOptions& options) {
-  const StateDict weights = read_weights_file(options.weights);
+  StateDict weights;
+  nlohmann::json gguf_metadata =
+      nlohmann::json::object();  // GGUF files carry typed metadata, sometimes the class names
+  if (options.weights.extension() == ".gguf" || io::has_gguf_magic(options.weights)) {
+    io::GgufFile gguf = io::read_gguf(options.weights);
+    weights = std::move(gguf.tensors);
+    gguf_metadata = std::move(gguf.metadata);
+  } else {
+    weights = read_weights_file(options.weights);
+  }
   const bool inception = options.arch == "inception_v3";
   ModelSpec spec = {{"backbone", options.arch}, {"head", "linear"}, {"num_classes", 1}};
   if (inception) spec["aux_logits"] = has_tensor_containing(weights, "AuxLogits.");
@@ -71,8 +120,15 @@ ImportedModel import_classifier(const ImportOptions& options) {
 
   ModelInfo& info = out.model.info;
   info.arch = spec;
+  info.training = {{"imported_from", options.weights.string()}};
   if (options.classes_file.empty()) {
-    for (int64_t i = 0; i < num_classes; ++i) info.classes.push_back(fmt::format("class_{}", i));
+    auto [names, key] = gguf_class_names(gguf_metadata, num_classes);
+    if (!names.empty()) {
+      info.classes = names;
+      info.training["classes_from"] = options.weights.string() + " metadata " + key;
+    }
+    for (int64_t i = 0; names.empty() && i < num_classes; ++i)
+      info.classes.push_back(fmt::format("class_{}", i));
   } else {
     info.classes = read_class_names(options.classes_file);
     if (static_cast<int64_t>(info.classes.size()) != num_classes)
@@ -93,7 +149,6 @@ ImportedModel import_classifier(const ImportOptions& options) {
   if (!options.std.empty()) info.preprocess.std = options.std;
   if (info.preprocess.mean.size() != 3 || info.preprocess.std.size() != 3)
     throw Error("--mean and --std take three values (R,G,B)");
-  info.training = {{"imported_from", options.weights.string()}};
   return out;
 }
 

@@ -9,6 +9,7 @@
 
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
+#include "finch/io/gguf.h"
 #include "finch/io/safetensors.h"
 
 namespace finch::models {
@@ -97,10 +98,13 @@ StateDict read_weights_file(const fs::path& path) {
   if (!fs::exists(path)) throw Error("pretrained weights not found: " + path.string());
   const std::string ext = path.extension().string();
   if (ext == ".safetensors") return io::read_safetensors(path).tensors;
+  // GGUF by extension, or by its magic whatever the file is called.
+  if (ext == ".gguf" || io::has_gguf_magic(path)) return io::read_gguf(path).tensors;
   if (ext == ".pth" || ext == ".pt" || ext == ".bin" || ext == ".ckpt")
     return read_pytorch_file(path);
   throw Error(path.string() + ": unknown weights format '" + ext +
-              "' (use .safetensors, or a PyTorch .pth / .pt file)");
+              "' (use .safetensors, .gguf (F32, F16, BF16 or Q8_0 tensors), or a PyTorch .pth / "
+              ".pt file)");
 }
 
 std::string WeightsReport::summary() const {
