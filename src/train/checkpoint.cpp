@@ -24,7 +24,8 @@ nlohmann::json TrainState::to_json() const {
           {"correct", correct},
           {"seen", seen},
           {"train_seconds", train_seconds},
-          {"global_batch", global_batch}};
+          {"global_batch", global_batch},
+          {"initial_loss", initial_loss}};
 }
 
 TrainState TrainState::from_json(const nlohmann::json& j) {
@@ -39,6 +40,7 @@ TrainState TrainState::from_json(const nlohmann::json& j) {
   s.seen = j.at("seen");
   s.train_seconds = j.at("train_seconds");
   s.global_batch = j.value("global_batch", int64_t{0});  // absent before data parallelism
+  s.initial_loss = j.value("initial_loss", 0.0);         // absent before health checks
   return s;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace finch::train {
@@ -16,18 +17,19 @@ const char* kRemedies =
 
 std::optional<std::string> diagnose_epoch(const EpochFigures& f) {
   const double uniform_loss = std::log(static_cast<double>(std::max<int64_t>(2, f.classes)));
-  if (!std::isfinite(f.train_loss) || f.train_loss > 3 * uniform_loss)
+  const double reference =
+      std::max(uniform_loss, std::isfinite(f.initial_loss) ? f.initial_loss : 0);
+  if (!std::isfinite(f.train_loss) || f.train_loss > 10 * reference)
     return fmt::format(
-        "epoch {}: training loss {:.4g} is more than 3x that of guessing uniformly among {} "
-        "classes ({:.3f}): the run is diverging; {}",
-        f.epoch, f.train_loss, f.classes, uniform_loss, kRemedies);
+        "epoch {}: training loss {:.4g} is more than 10x {:.3f} (the larger of the first step's "
+        "loss and ln {} = guessing uniformly): the run is diverging; {}",
+        f.epoch, f.train_loss, reference, f.classes, kRemedies);
   const double chance = 1.0 / static_cast<double>(std::max<int64_t>(1, f.classes));
-  if (f.classes >= 3 && f.accuracy <= 1.5 * chance)
+  if (f.classes >= 3 && f.train_accuracy <= 1.5 * chance)
     return fmt::format(
-        "epoch {}: {} top-1 {:.4f} is at chance ({:.4f} for {} classes): the model is not "
+        "epoch {}: training top-1 {:.4f} is at chance ({:.4f} for {} classes): the model is not "
         "learning; {}",
-        f.epoch, f.validation ? "validation" : "training", f.accuracy, chance, f.classes,
-        kRemedies);
+        f.epoch, f.train_accuracy, chance, f.classes, kRemedies);
   return std::nullopt;
 }
 

@@ -507,6 +507,7 @@ bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
   t.optim.optimizer->step();
 
   const int64_t n = labels.size(0);
+  if (state.global_step == 0) state.initial_loss = loss_value;
   state.loss_sum += loss_value * n;
   state.correct += output.logits.argmax(1).eq(labels).sum().item<int64_t>();
   state.seen += n;
@@ -672,8 +673,7 @@ bool Trainer::train_epoch() {
 
   const auto warning = diagnose_epoch(
       {state.epoch + 1, static_cast<int64_t>(t.data.train->class_names().size()),
-       record["train_loss"].get<double>(),
-       t.val_loader ? val_acc : record["train_acc"].get<double>(), t.val_loader != nullptr});
+       record["train_loss"].get<double>(), record["train_acc"].get<double>(), state.initial_loss});
   if (warning) {
     record["warning"] = *warning;
     if (t.writer) fmt::print(stderr, "warning: {}\n", *warning);

@@ -28,6 +28,9 @@ struct TrainState {
   // The global batch (world size x per-rank batch) batches_done counts in, so that a run
   // resumed at another world size starts at the same sample of the epoch.
   int64_t global_batch = 0;
+  // The loss of the run's first step: what "diverging" is measured against (train/health.h);
+  // 0 = unknown (a checkpoint from before it was kept).
+  double initial_loss = 0;
 
   nlohmann::json to_json() const;
   static TrainState from_json(const nlohmann::json& j);
