@@ -97,6 +97,16 @@ torch::Tensor margin_softmax_loss(const torch::Tensor& cosine_logits, const torc
   return F::cross_entropy(logits, labels);
 }
 
+torch::Tensor contrastive_loss(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                               double margin) {
+  torch::Tensor z = F::normalize(embeddings, F::NormalizeFuncOptions().dim(1).eps(1e-12));
+  torch::Tensor cosine = torch::matmul(z, z.t());
+  torch::Tensor same = (labels.unsqueeze(0) == labels.unsqueeze(1)).to(cosine.dtype());
+  torch::Tensor pairs = (1 - cosine) * same + (cosine - margin).clamp_min(0) * (1 - same);
+  const auto b = static_cast<double>(embeddings.size(0));
+  return pairs.sum() / (b * b);
+}
+
 namespace {
 
 // What one training or validation step gives every loss.
@@ -198,6 +208,18 @@ Registry<LossKind>& loss_kinds() {
               torch::Tensor loss = centre_loss(in.output.embedding, in.labels, in.centres);
               if (in.training) update_centres(in.centres, in.output.embedding, in.labels, t.beta);
               return loss;
+            }}});
+    r.add({"contrastive",
+           "TransFG's contrastive loss (He et al. 2022) on the embedding's cosine similarities: "
+           "1 - cos for same-class pairs, max(cos - margin, 0) for others, margin 0.4, / B^2",
+           {"contrastive",
+            {{"margin", &LossTerm::margin}},
+            [](LossTerm& t) { t.margin = 0.4; },
+            false,
+            false,
+            false,
+            [](const LossTerm& t, const StepInputs& in) {
+              return contrastive_loss(in.output.embedding, in.labels, t.margin);
             }}});
     r.add({"cosface",
            "CosFace (Wang et al. 2018) additive cosine margin 0.35; needs the cosine head",

@@ -12,7 +12,9 @@
 //     its pair mining (epsilon; 0 keeps every pair), with data.sampler: pk;
 //   - {type: cosface, margin: 0.35} / {type: arcface, margin: 0.5}: normalised-softmax margin
 //     losses (Wang et al. 2018 / Deng et al. 2019) on the logits of the `cosine` head, which
-//     are scale x cos(embedding, class weight).
+//     are scale x cos(embedding, class weight);
+//   - {type: contrastive, margin: 0.4, weight: 1}: TransFG's contrastive loss (He et al. 2022)
+//     on cosine similarities of the embedding, over every pair of the batch.
 // An empty list means [{type: cross_entropy}].
 #include <torch/nn/module.h>
 #include <torch/types.h>
@@ -58,11 +60,20 @@ enum class MarginKind { kCosFace, kArcFace };
 torch::Tensor margin_softmax_loss(const torch::Tensor& cosine_logits, const torch::Tensor& labels,
                                   double scale, double margin, MarginKind kind);
 
+/// TransFG's contrastive loss (He et al. 2022) with z the L2-normalised embeddings:
+///   1/B^2 sum over all pairs (i, j) of the batch of
+///   1 - cos(z_i, z_j) when y_i = y_j, max(cos(z_i, z_j) - margin, 0) otherwise.
+/// That is the paper's 1/B^2; the authors' code (TACJu/TransFG, con_loss) divides the same sum
+/// by B, i.e. B times this loss.
+torch::Tensor contrastive_loss(const torch::Tensor& embeddings, const torch::Tensor& labels,
+                               double margin = 0.4);
+
 struct LossTerm {
-  std::string type;  // cross_entropy | triplet | centre | multi_similarity | cosface | arcface
+  // cross_entropy | triplet | centre | multi_similarity | cosface | arcface | contrastive
+  std::string type;
   double weight = 1.0;
-  double margin = 0.3;                          // triplet (0.3), cosface (0.35), arcface (0.5)
-  double beta = 0.05;                           // centre; multi_similarity: 50
+  double margin = 0.3;  // triplet (0.3), cosface (0.35), arcface (0.5), contrastive (0.4)
+  double beta = 0.05;   // centre; multi_similarity: 50
   double alpha = 2, base = 0.5, epsilon = 0.1;  // multi_similarity
 };
 

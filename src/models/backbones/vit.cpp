@@ -37,10 +37,17 @@ torch::Tensor patch_map(const torch::Tensor& x, int64_t gh, int64_t gw) {
   return x.slice(1, 1).transpose(1, 2).reshape({x.size(0), x.size(2), gh, gw});
 }
 
-std::string multiples(int64_t side, int64_t patch) {
-  if (side > 0 && side % patch == 0) return std::to_string(side);
-  const int64_t below = std::max<int64_t>(patch, side / patch * patch);
-  return fmt::format("{} or {}", below, below + patch);
+// Sides that `patch` px patches every `stride` px tile exactly: patch + k * stride (multiples
+// of the patch without overlap).
+bool tiles(int64_t side, int64_t patch, int64_t stride) {
+  return side >= patch && (side - patch) % stride == 0;
+}
+
+// `side` when it tiles, else the valid sides around it: for messages.
+std::string valid_sides(int64_t side, int64_t patch, int64_t stride) {
+  if (tiles(side, patch, stride)) return std::to_string(side);
+  const int64_t below = patch + std::max<int64_t>(0, (side - patch) / stride) * stride;
+  return fmt::format("{} or {}", below, below + stride);
 }
 
 }  // namespace
@@ -93,17 +100,28 @@ torch::Tensor ViTEncoderBlockImpl::forward(const torch::Tensor& x, torch::Tensor
 
 VisionTransformerImpl::VisionTransformerImpl(const VisionTransformerOptions& options)
     : options_(options) {
-  const int64_t p = options_.patch_size, dim = options_.hidden_dim;
-  if (options_.image_size < p || options_.image_size % p != 0)
+  const int64_t p = options_.patch_size, s = patch_stride(), dim = options_.hidden_dim;
+  if (options_.patch_stride < 0 || s > p)
+    throw Error(fmt::format(
+        "{}: model.vit.patch_stride must be between 1 and the patch size {} (0 = the patch size), "
+        "got {}",
+        options_.name, p, options_.patch_stride));
+  if (!tiles(options_.image_size, p, s))
     throw Error(
-        fmt::format("{}: model.input_size {} must be a multiple of the patch size {} (e.g. {})",
-                    options_.name, options_.image_size, p, multiples(options_.image_size, p)));
+        s == p ? fmt::format(
+                     "{}: model.input_size {} must be a multiple of the patch size {} (e.g. "
+                     "{})",
+                     options_.name, options_.image_size, p, valid_sides(options_.image_size, p, s))
+               : fmt::format("{}: model.input_size {} must be the patch size {} plus a multiple of "
+                             "model.vit.patch_stride {} (e.g. {})",
+                             options_.name, options_.image_size, p, s,
+                             valid_sides(options_.image_size, p, s)));
   if (options_.num_layers < 4)
     throw Error(options_.name + ": needs at least 4 encoder layers (one per stage)");
-  conv_proj = register_module("conv_proj", nn::Conv2d(nn::Conv2dOptions(3, dim, p).stride(p)));
+  conv_proj = register_module("conv_proj", nn::Conv2d(nn::Conv2dOptions(3, dim, p).stride(s)));
   class_token = register_parameter("class_token", torch::zeros({1, 1, dim}));
   auto encoder = register_module("encoder", std::make_shared<nn::Module>());
-  const int64_t grid = options_.image_size / p;
+  const int64_t grid = grid_side(options_.image_size);
   pos_embedding =
       encoder->register_parameter("pos_embedding", torch::empty({1, grid * grid + 1, dim}));
   auto layers = encoder->register_module("layers", std::make_shared<nn::Module>());
@@ -121,7 +139,7 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionTransformerOptions& opt
 }
 
 torch::Tensor VisionTransformerImpl::position_embedding(int64_t gh, int64_t gw) {
-  const int64_t grid = options_.image_size / options_.patch_size;
+  const int64_t grid = grid_side(options_.image_size);
   if (gh == grid && gw == grid) return pos_embedding;
   // Reused only where no gradient can flow to pos_embedding through it.
   const bool cacheable = !is_training() && !torch::GradMode::is_enabled();
@@ -135,17 +153,22 @@ torch::Tensor VisionTransformerImpl::position_embedding(int64_t gh, int64_t gw) 
 }
 
 torch::Tensor VisionTransformerImpl::tokens(const torch::Tensor& images) {
-  const int64_t p = options_.patch_size;
+  const int64_t p = options_.patch_size, s = patch_stride();
   if (images.dim() != 4 || images.size(1) != 3)
     throw Error(fmt::format("{}: expected images [B, 3, H, W], got {}", options_.name,
                             fmt::join(images.sizes(), "x")));
   const int64_t h = images.size(2), w = images.size(3);
-  if (h % p != 0 || w % p != 0 || h == 0 || w == 0)
+  if (!tiles(h, p, s) || !tiles(w, p, s)) {
+    const std::string rule =
+        s == p
+            ? fmt::format("multiples of the patch size {}", p)
+            : fmt::format("the patch size {} plus a multiple of model.vit.patch_stride {}", p, s);
     throw Error(fmt::format(
-        "{}: image sides must be multiples of the patch size {}, got {}x{} (height {}, width {} "
-        "work; set model.input_size and the transforms' sizes accordingly)",
-        options_.name, p, h, w, multiples(h, p), multiples(w, p)));
-  torch::Tensor x = conv_proj(images);  // [B, D, h/p, w/p]
+        "{}: image sides must be {}, got {}x{} (height {}, width {} work; set model.input_size "
+        "and the transforms' sizes accordingly)",
+        options_.name, rule, h, w, valid_sides(h, p, s), valid_sides(w, p, s)));
+  }
+  torch::Tensor x = conv_proj(images);  // [B, D, gh, gw]
   const int64_t gh = x.size(2), gw = x.size(3);
   x = x.flatten(2).transpose(1, 2);  // [B, T-1, D]
   x = torch::cat({class_token.expand({x.size(0), -1, -1}), x}, 1);
@@ -154,17 +177,21 @@ torch::Tensor VisionTransformerImpl::tokens(const torch::Tensor& images) {
 
 Features VisionTransformerImpl::forward_features(const torch::Tensor& images) {
   attention_.clear();
+  last_layer_input_ = LastLayerInput();
   last_class_token_ = last_stage_ = torch::Tensor();
   torch::Tensor x = tokens(images);  // checks the image size
-  const int64_t gh = images.size(2) / options_.patch_size,
-                gw = images.size(3) / options_.patch_size;
+  const int64_t gh = grid_side(images.size(2)), gw = grid_side(images.size(3));
   Features out;
   const int64_t layers = options_.num_layers;
   size_t stage = 0;
   for (int64_t i = 0; i < layers; ++i) {
+    const bool last = i + 1 == layers;
+    if (keep_last_layer_input_ && last) last_layer_input_.tokens = x;
+    const bool keep = keep_last_layer_input_ && !last;
     torch::Tensor probabilities;
-    x = layers_[i]->forward(x, record_attention_ ? &probabilities : nullptr);
+    x = layers_[i]->forward(x, record_attention_ || keep ? &probabilities : nullptr);
     if (record_attention_) attention_.push_back(probabilities);
+    if (keep) last_layer_input_.attention.push_back(probabilities);
     // Stages 1-3 end after layers L/4, L/2, 3L/4; the last one after encoder.ln.
     if (i + 1 == layers * static_cast<int64_t>(stage + 1) / 4 && stage < 3) {
       torch::Tensor map = after_stage(++stage, patch_map(x, gh, gw));
@@ -190,6 +217,17 @@ torch::Tensor VisionTransformerImpl::embed(const Features& features) {
   return last_class_token_;
 }
 
+const VisionTransformerImpl::LastLayerInput& VisionTransformerImpl::last_layer_input(
+    const Features& features) const {
+  if (!last_layer_input_.tokens.defined() || features.stages.empty() ||
+      !features.stages.back().is_same(last_stage_))
+    throw Error(options_.name +
+                ": the part selection needs the tokens entering the last encoder layer from this "
+                "backbone's latest forward_features() with keep_last_layer_input on; call "
+                "forward_features again");
+  return last_layer_input_;
+}
+
 std::vector<std::vector<std::string>> VisionTransformerImpl::stage_prefixes() const {
   std::vector<std::vector<std::string>> prefixes(4);
   prefixes[0] = {"conv_proj", "class_token", "encoder.pos_embedding"};
@@ -212,7 +250,7 @@ torch::Tensor VisionTransformerImpl::adapt_pretrained_tensor(const std::string& 
   if (name != "encoder.pos_embedding" || tensor.dim() != 3 || tensor.size(0) != 1 ||
       tensor.size(2) != options_.hidden_dim)
     return {};
-  const int64_t grid = options_.image_size / options_.patch_size;
+  const int64_t grid = grid_side(options_.image_size);
   return resize_position_embedding(tensor, grid, grid);
 }
 
@@ -238,10 +276,12 @@ torch::Tensor resize_position_embedding(const torch::Tensor& pos_embedding, int6
       1);
 }
 
-VisionTransformerOptions vit_options(const std::string& name, int64_t image_size) {
+VisionTransformerOptions vit_options(const std::string& name, int64_t image_size,
+                                     int64_t patch_stride) {
   VisionTransformerOptions o;
   o.name = name;
   o.image_size = image_size;
+  o.patch_stride = patch_stride;
   if (name == "vit_b_16") {
     o.patch_size = 16;
   } else if (name == "vit_b_32") {
@@ -268,13 +308,18 @@ bool register_vits() {
       {"vit_b_32", "ViT-B/32, torchvision's names; 88 M parameters"},
       {"vit_l_16", "ViT-L/16, torchvision's names; 304 M parameters"}};
   for (const auto& [name, description] : vits) {
-    backbones().add({name,
-                     description,
-                     [name = std::string(name)](const ModelSpec& spec) {
-                       return std::make_shared<VisionTransformerImpl>(
-                           vit_options(name, spec_value<int64_t>(spec, "input_size", 224)));
-                     },
-                     {}});
+    backbones().add(
+        {name,
+         description,
+         [name = std::string(name)](const ModelSpec& spec) {
+           const ModelSpec vit = spec_section(spec, "vit");
+           return std::make_shared<VisionTransformerImpl>(
+               vit_options(name, spec_value<int64_t>(spec, "input_size", 224),
+                           spec_value<int64_t>(vit, "patch_stride", 0)));
+         },
+         {{"model.vit",
+           "patch_stride: 0   # conv_proj's stride: 0 = the patch size; smaller overlaps the "
+           "patches (TransFG: 12 with 16 px patches)"}}});
   }
   return true;
 }

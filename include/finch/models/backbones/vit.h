@@ -9,6 +9,11 @@
 // encoder.ln, what torchvision's heads.head sees. The attention is written out (not
 // torch::nn::MultiheadAttention) so that each layer's probabilities can be recorded, which
 // TransFG's part selection needs.
+//
+// model.vit.patch_stride below the patch size makes the patches overlap (TransFG: 16 px patches
+// every 12 px, He et al. 2022): conv_proj's stride, so the weights keep their shapes and
+// torchvision's load; the grid is (side - patch) / stride + 1 and the position embedding is
+// resized to it.
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
@@ -32,6 +37,7 @@ struct VisionTransformerOptions {
   int64_t num_heads = 12;
   int64_t hidden_dim = 768;
   int64_t mlp_dim = 3072;
+  int64_t patch_stride = 0;  // conv_proj's stride; 0 = patch_size (no overlap, torchvision's)
 };
 
 /// torch.nn.MultiheadAttention's parameters (in_proj_weight, in_proj_bias, out_proj) for
@@ -69,16 +75,16 @@ class VisionTransformerImpl : public BackboneImpl {
  public:
   explicit VisionTransformerImpl(const VisionTransformerOptions& options);
 
-  /// Image sides must be multiples of the patch size (finch::Error otherwise). Another grid
-  /// than image_size's interpolates the position embedding as torchvision's
-  /// interpolate_embeddings does.
+  /// Image sides must be multiples of the patch size, or patch + k * stride with overlapping
+  /// patches (finch::Error otherwise). Another grid than image_size's interpolates the position
+  /// embedding as torchvision's interpolate_embeddings does.
   Features forward_features(const torch::Tensor& images) override;
   /// The class token after encoder.ln of the forward_features call that made `features`.
   torch::Tensor embed(const Features& features) override;
   int64_t num_features() const override { return options_.hidden_dim; }
   std::vector<std::vector<std::string>> stage_prefixes() const override;
   std::string torchvision_classifier() const override { return "heads.head"; }
-  int64_t output_stride() const override { return options_.patch_size; }
+  int64_t output_stride() const override { return patch_stride(); }
   std::vector<int64_t> stage_channels() const override;
   /// encoder.pos_embedding made for another image size: resized to this model's grid.
   torch::Tensor adapt_pretrained_tensor(const std::string& name,
@@ -91,13 +97,37 @@ class VisionTransformerImpl : public BackboneImpl {
   /// forward while recording; empty otherwise.
   const std::vector<torch::Tensor>& attention() const { return attention_; }
 
+  /// Off by default. When on, every forward also keeps what TransFG's part selection needs:
+  /// the tokens entering the last encoder layer and the attention probabilities of the layers
+  /// before it (references to tensors the forward makes anyway; in training autograd keeps
+  /// them too).
+  void keep_last_layer_input(bool on) { keep_last_layer_input_ = on; }
+  bool keeping_last_layer_input() const { return keep_last_layer_input_; }
+  /// What the latest forward_features() kept for `features` while keeping.
+  struct LastLayerInput {
+    torch::Tensor tokens;                  // [B, T, D] entering the last layer, class token first
+    std::vector<torch::Tensor> attention;  // [B, heads, T, T] of layers 1 .. L-1
+  };
+  /// finch::Error when `features` are not those of the latest forward_features() or it kept
+  /// nothing (keep_last_layer_input off).
+  const LastLayerInput& last_layer_input(const Features& features) const;
+
   // The pieces, for heads that run the encoder themselves (TransFG feeds selected tokens to
   // the last layer).
-  /// [B, 3, H, W] -> [B, 1 + H/p * W/p, D]: class token first, position embedding added.
+  /// [B, 3, H, W] -> [B, 1 + gh * gw, D] (gh = grid_side(H)): class token first, position
+  /// embedding added.
   torch::Tensor tokens(const torch::Tensor& images);
   const std::vector<ViTEncoderBlock>& layers() const { return layers_; }
   torch::nn::LayerNorm& final_norm() { return ln_; }  // encoder.ln
   const VisionTransformerOptions& options() const { return options_; }
+  /// conv_proj's stride: options().patch_stride, or the patch size when that is 0.
+  int64_t patch_stride() const {
+    return options_.patch_stride > 0 ? options_.patch_stride : options_.patch_size;
+  }
+  /// Patches along an image side of `side` pixels: (side - patch) / stride + 1.
+  int64_t grid_side(int64_t side) const {
+    return (side - options_.patch_size) / patch_stride() + 1;
+  }
 
  private:
   /// encoder.pos_embedding for a gh x gw patch grid: the stored one, or its patch part
@@ -112,6 +142,8 @@ class VisionTransformerImpl : public BackboneImpl {
 
   bool record_attention_ = false;
   std::vector<torch::Tensor> attention_;
+  bool keep_last_layer_input_ = false;
+  LastLayerInput last_layer_input_;
   // forward_features writes these and embed() reads them for the same Features: the class
   // token has no place in Features (stages hold spatial maps only), so a backbone instance
   // runs one forward at a time, as the heads call forward_features then embed.
@@ -133,7 +165,9 @@ class VisionTransformerImpl : public BackboneImpl {
 torch::Tensor resize_position_embedding(const torch::Tensor& pos_embedding, int64_t grid_h,
                                         int64_t grid_w);
 
-/// Options of a registered name: vit_b_16, vit_b_32 or vit_l_16.
-VisionTransformerOptions vit_options(const std::string& name, int64_t image_size = 224);
+/// Options of a registered name: vit_b_16, vit_b_32 or vit_l_16; patch_stride 0 = the patch
+/// size.
+VisionTransformerOptions vit_options(const std::string& name, int64_t image_size = 224,
+                                     int64_t patch_stride = 0);
 
 }  // namespace finch::models
