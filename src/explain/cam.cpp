@@ -121,7 +121,8 @@ CamResult compute_cam(models::Classifier& model, const torch::Tensor& images,
     auto output = head.forward_head(features, backbone);
     if (!output.attention.defined())
       throw Error(
-          "this model's head returns no attention maps (only the self_attention and wsdan heads "
+          "this model's head returns no attention maps (only the self_attention, wsdan, pim and "
+          "transfg heads "
           "do); use --method gradcam or gradcam++");
     result.logits = output.logits;
     result.target = options.target >= 0
