@@ -25,6 +25,7 @@
 #include "finch/models/registry.h"
 #include "finch/train/losses.h"
 #include "finch/train/trainer.h"
+#include "parity_helpers.h"
 #include "test_support.h"
 
 namespace fm = finch::models;
@@ -33,18 +34,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using finch::test::weights_of;
+
 // Same oneDNN kernels as PyTorch: differences come from summation order only.
 constexpr double kTolerance = 1e-4;
 
-fm::StateDict weights_of(const finch::io::TensorFile& file, const std::string& prefix) {
-  fm::StateDict out;
-  for (const auto& [name, tensor] : file.tensors)
-    if (name.rfind(prefix, 0) == 0) out.emplace_back(name.substr(prefix.size()), tensor);
-  return out;
-}
-
 // Largest |a - b| relative to max(1e-30, max |b|): the reference's scale, whatever it is
-// (the rollout's entries are far below 1).
+// (the rollout's entries are far below 1), unlike the parity tests' max(1, max |b|).
 double relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
 }

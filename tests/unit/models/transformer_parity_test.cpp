@@ -19,24 +19,15 @@
 #include "finch/models/model.h"
 #include "finch/models/pretrained.h"
 #include "finch/models/registry.h"
+#include "parity_helpers.h"
 #include "test_support.h"
 
 namespace fm = finch::models;
 
 namespace {
 
-fm::StateDict weights_of(const finch::io::TensorFile& file, const std::string& prefix) {
-  fm::StateDict out;
-  for (const auto& [name, tensor] : file.tensors) {
-    if (name.rfind(prefix, 0) == 0) out.emplace_back(name.substr(prefix.size()), tensor);
-  }
-  return out;
-}
-
-// Largest |a - b| relative to max(1, max |b|).
-double relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(1.0, b.abs().max().item<double>());
-}
+using finch::test::relative_diff;
+using finch::test::weights_of;
 
 // Same oneDNN kernels as PyTorch: differences come from summation order only.
 constexpr double kTolerance = 1e-4;
