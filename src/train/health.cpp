@@ -30,6 +30,15 @@ std::optional<std::string> diagnose_epoch(const EpochFigures& f) {
         "epoch {}: training top-1 {:.4f} is at chance ({:.4f} for {} classes): the model is not "
         "learning; {}",
         f.epoch, f.train_accuracy, chance, f.classes, kRemedies);
+  if (f.classes >= 3 && f.val_accuracy >= 0 && f.val_accuracy <= 1.5 * chance &&
+      f.train_accuracy >= 3 * chance && (f.epoch >= 2 || f.last_epoch))
+    return fmt::format(
+        "epoch {}: validation top-1 {:.4f} is at chance while training top-1 is {:.4f}: the "
+        "model does not carry over to evaluation mode. With BatchNorm and a slow momentum "
+        "(MobileNetV3 and EfficientNet use 0.01) the running statistics lag weights that move "
+        "fast (a short run from scratch): train longer, start from pretrained weights, or check "
+        "that the eval transforms match the training images",
+        f.epoch, f.val_accuracy, f.train_accuracy);
   return std::nullopt;
 }
 

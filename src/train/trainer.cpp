@@ -673,7 +673,8 @@ bool Trainer::train_epoch() {
 
   const auto warning = diagnose_epoch(
       {state.epoch + 1, static_cast<int64_t>(t.data.train->class_names().size()),
-       record["train_loss"].get<double>(), record["train_acc"].get<double>(), state.initial_loss});
+       record["train_loss"].get<double>(), record["train_acc"].get<double>(), state.initial_loss,
+       t.val_loader ? val_acc : -1.0, state.epoch + 1 == t.epochs});
   if (warning) {
     record["warning"] = *warning;
     if (t.writer) fmt::print(stderr, "warning: {}\n", *warning);

@@ -14,6 +14,8 @@ struct EpochFigures {
   double train_loss = 0;      // the epoch's mean training loss (all loss terms)
   double train_accuracy = 0;  // the epoch's training top-1
   double initial_loss = 0;    // the run's first-step loss (0 = unknown)
+  double val_accuracy = -1;   // validation top-1 (-1: no validation data)
+  bool last_epoch = false;
 };
 
 /// A warning for the log and metrics.jsonl, or nothing when the epoch looks healthy.
@@ -25,6 +27,9 @@ struct EpochFigures {
 /// classes). Training, not validation, accuracy: at the peak of a one-cycle schedule the
 /// BatchNorm running statistics can put validation at chance for an epoch while the model
 /// learns, and recover.
+/// Not generalising: validation top-1 at chance while training top-1 is at least 3 / classes,
+/// from the second epoch on or in the last one (BatchNorm running statistics that lag the
+/// weights, e.g. MobileNetV3 / EfficientNet's momentum 0.01 in a short run from scratch).
 std::optional<std::string> diagnose_epoch(const EpochFigures& figures);
 
 }  // namespace finch::train

@@ -19,10 +19,12 @@
 #include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
 #include "finch/models/model.h"
+#include "init_and_fold.h"
 
 namespace finch::models::mobile {
 
 namespace nn = torch::nn;
+using backbone_util::fold_conv_bn;
 
 enum class Activation { kNone, kReLU, kReLU6, kHardswish, kSiLU, kSigmoid, kHardsigmoid };
 
@@ -62,19 +64,6 @@ inline torch::Tensor stochastic_depth(const torch::Tensor& x, double p, bool tra
   torch::Tensor noise = torch::empty(shape, x.options()).bernoulli_(survival);
   if (survival > 0.0) noise.div_(survival);
   return x * noise;
-}
-
-// Replaces parent's `conv_name` with `conv` folded with `bn`, unregisters the BN and empties
-// its holder (forward then skips it).
-inline void fold_conv_bn(nn::Module& parent, const std::string& conv_name, nn::Conv2d& conv,
-                         const std::string& bn_name, BatchNorm2d& bn) {
-  if (!bn) return;
-  conv = parent.replace_module(
-      conv_name,
-      fold_batchnorm(conv,
-                     nn::BatchNorm2d(std::static_pointer_cast<nn::BatchNorm2dImpl>(bn.ptr()))));
-  parent.unregister_module(bn_name);
-  bn = nullptr;
 }
 
 // A child of `features`: runs, and folds its BatchNorms for inference copies.

@@ -7,12 +7,14 @@
 #include "finch/core/error.h"
 #include "finch/models/inference.h"
 #include "finch/models/registry.h"
+#include "init_and_fold.h"
 
 namespace finch::models {
 
 namespace {
 
 namespace nn = torch::nn;
+using backbone_util::fold_conv_bn;
 
 nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1, int64_t groups = 1) {
   return nn::Conv2d(
@@ -31,19 +33,6 @@ nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride) {
 
 // After fold_batchnorm() a BN holder is empty and the conv's output passes through.
 torch::Tensor bn_or_identity(BatchNorm2d& bn, torch::Tensor x) { return bn ? bn(x) : x; }
-
-// Replaces `conv_name` with the conv folded with `bn_name`, unregisters the BN and empties
-// its holder.
-void fold_and_drop(nn::Module& parent, const std::string& conv_name, nn::Conv2d& conv,
-                   const std::string& bn_name, BatchNorm2d& bn) {
-  if (!bn) return;
-  conv = parent.replace_module(
-      conv_name,
-      fold_batchnorm(conv,
-                     nn::BatchNorm2d(std::static_pointer_cast<nn::BatchNorm2dImpl>(bn.ptr()))));
-  parent.unregister_module(bn_name);
-  bn = nullptr;
-}
 
 // The shortcut Sequential(conv, bn) becomes Sequential(folded conv).
 void fold_downsample(nn::Module& parent, nn::Sequential& downsample) {
@@ -76,8 +65,8 @@ torch::Tensor BasicBlockImpl::forward(torch::Tensor x) {
 }
 
 void BasicBlockImpl::fold_batchnorm() {
-  fold_and_drop(*this, "conv1", conv1, "bn1", bn1);
-  fold_and_drop(*this, "conv2", conv2, "bn2", bn2);
+  fold_conv_bn(*this, "conv1", conv1, "bn1", bn1);
+  fold_conv_bn(*this, "conv2", conv2, "bn2", bn2);
   fold_downsample(*this, downsample);
 }
 
@@ -103,9 +92,9 @@ torch::Tensor BottleneckImpl::forward(torch::Tensor x) {
 }
 
 void BottleneckImpl::fold_batchnorm() {
-  fold_and_drop(*this, "conv1", conv1, "bn1", bn1);
-  fold_and_drop(*this, "conv2", conv2, "bn2", bn2);
-  fold_and_drop(*this, "conv3", conv3, "bn3", bn3);
+  fold_conv_bn(*this, "conv1", conv1, "bn1", bn1);
+  fold_conv_bn(*this, "conv2", conv2, "bn2", bn2);
+  fold_conv_bn(*this, "conv3", conv3, "bn3", bn3);
   fold_downsample(*this, downsample);
 }
 
@@ -169,7 +158,7 @@ Features ResNetImpl::forward_features(const torch::Tensor& images) {
 }
 
 bool ResNetImpl::fold_batchnorm() {
-  fold_and_drop(*this, "conv1", conv1, "bn1", bn1);
+  fold_conv_bn(*this, "conv1", conv1, "bn1", bn1);
   for (auto& stage : stages_) {
     for (size_t i = 0; i < stage->size(); ++i) {
       if (auto* basic = stage->ptr(i)->as<BasicBlockImpl>()) basic->fold_batchnorm();

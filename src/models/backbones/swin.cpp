@@ -23,12 +23,14 @@
 
 #include "finch/core/error.h"
 #include "finch/models/registry.h"
+#include "init_and_fold.h"
 
 namespace finch::models {
 
 namespace {
 
 namespace nn = torch::nn;
+using backbone_util::trunc_normal_;
 
 struct SwinOptions {
   int64_t embed_dim = 96;
@@ -44,14 +46,6 @@ SwinOptions swin_options(const std::string& name) {
   if (name == "swin_s") return {96, {2, 2, 18, 2}, {3, 6, 12, 24}, 7, 4, 0.3};
   if (name == "swin_b") return {128, {2, 2, 18, 2}, {4, 8, 16, 32}, 7, 4, 0.5};
   throw Error("unknown Swin Transformer '" + name + "' (swin_t, swin_s, swin_b)");
-}
-
-// torch.nn.init.trunc_normal_ (absolute bounds a, b): PyTorch's inverse-CDF algorithm.
-void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0) {
-  torch::NoGradGuard no_grad;
-  auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
-  const double l = cdf(a / std), u = cdf(b / std);
-  t.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
 }
 
 nn::LayerNorm layer_norm(int64_t dim) {

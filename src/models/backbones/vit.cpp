@@ -12,21 +12,14 @@
 
 #include "finch/core/error.h"
 #include "finch/models/registry.h"
+#include "init_and_fold.h"
 
 namespace finch::models {
 
 namespace {
 
 namespace nn = torch::nn;
-
-// torch.nn.init.trunc_normal_ (bounds a, b absolute, as torchvision calls it): inverse-CDF
-// sampling of the truncated normal, the same algorithm as PyTorch's.
-void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0) {
-  torch::NoGradGuard no_grad;
-  auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
-  const double l = cdf(a / std), u = cdf(b / std);
-  t.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
-}
+using backbone_util::trunc_normal_;
 
 nn::LayerNorm layer_norm(int64_t dim) {
   return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(1e-6));

@@ -34,3 +34,14 @@ TEST(EpochHealth, ChanceAccuracyIsReported) {
   EXPECT_NE(w->find("at chance"), std::string::npos);
   EXPECT_FALSE(diagnose_epoch({1, 10, 2.0, 0.16, 2.30}));  // above 1.5 / C
 }
+
+TEST(EpochHealth, ValidationAtChanceWhileTrainingLearnsIsReportedAfterTheFirstEpoch) {
+  // Epoch 1 of 3 at the one-cycle peak: BatchNorm statistics may catch up; no warning yet.
+  EXPECT_FALSE(diagnose_epoch({1, 5, 1.3, 0.5, 1.9, 0.2, false}));
+  const auto w = diagnose_epoch({2, 5, 1.0, 0.7, 1.9, 0.2, false});
+  ASSERT_TRUE(w);
+  EXPECT_NE(w->find("BatchNorm"), std::string::npos);
+  // A one-epoch run (MobileNetV3 from scratch: train 0.76, val 0.10) is judged at its end.
+  EXPECT_TRUE(diagnose_epoch({1, 10, 0.65, 0.76, 2.3, 0.10, true}));
+  EXPECT_FALSE(diagnose_epoch({2, 5, 1.0, 0.6, 1.9, -1, true}));  // no validation data
+}

@@ -1,0 +1,38 @@
+#pragma once
+// Internal to the backbones: torchvision's truncated-normal initialisation and the folding of
+// a conv's BatchNorm into it for inference copies, shared by the families that need them.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+
+#include <cmath>
+#include <string>
+
+#include "finch/models/batchnorm.h"
+#include "finch/models/inference.h"
+
+namespace finch::models::backbone_util {
+
+/// torch.nn.init.trunc_normal_(t, std=std, a, b) with absolute bounds, as torchvision calls
+/// it: PyTorch's inverse-CDF sampling of the truncated normal.
+inline void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0) {
+  torch::NoGradGuard no_grad;
+  auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
+  const double l = cdf(a / std), u = cdf(b / std);
+  t.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
+}
+
+/// Replaces parent's `conv_name` with `conv` folded with `bn`, unregisters the BN and empties
+/// its holder (forward then skips it). Nothing when `bn` is already empty.
+inline void fold_conv_bn(torch::nn::Module& parent, const std::string& conv_name,
+                         torch::nn::Conv2d& conv, const std::string& bn_name, BatchNorm2d& bn) {
+  if (!bn) return;
+  conv = parent.replace_module(
+      conv_name,
+      fold_batchnorm(conv, torch::nn::BatchNorm2d(
+                               std::static_pointer_cast<torch::nn::BatchNorm2dImpl>(bn.ptr()))));
+  parent.unregister_module(bn_name);
+  bn = nullptr;
+}
+
+}  // namespace finch::models::backbone_util
