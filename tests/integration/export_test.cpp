@@ -2,12 +2,11 @@
 // installed by scripts/install-npm.sh) against finch's own inference, and model cards.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-
-#include <set>
 #include <torch/torch.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "finch/core/atomic_file.h"
 #include "finch/eval/session.h"

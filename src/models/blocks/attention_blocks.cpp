@@ -104,6 +104,17 @@ std::shared_ptr<StageBlockImpl> make_stage_block(const std::string& type, int64_
   return blocks().factory(type)(channels, reduction);
 }
 
+size_t resolve_stage_number(int64_t listed, int64_t count, const std::string& key) {
+  // Negative numbers count from the end, so one list fits backbones with three stages (CIFAR
+  // ResNets) and with four or five.
+  const int64_t stage = listed < 0 ? count + 1 + listed : listed;
+  if (listed == 0 || stage < 1 || stage > count)
+    throw Error(key + ": stage " + std::to_string(listed) +
+                " does not exist (the backbone has stages 1-" + std::to_string(count) + ", or -" +
+                std::to_string(count) + "..-1 counting from the end)");
+  return static_cast<size_t>(stage);
+}
+
 void insert_attention_blocks(BackboneImpl& backbone, const ModelSpec& spec) {
   if (!spec.contains("attention") || spec["attention"].is_null()) return;
   const auto& section = spec["attention"];
@@ -124,13 +135,7 @@ void insert_attention_blocks(BackboneImpl& backbone, const ModelSpec& spec) {
                 " blocks, e.g. [-2, -1] (the last two)");
   const auto count = static_cast<int64_t>(channels.size());
   for (int64_t listed : stages) {
-    // Negative numbers count from the end (-1 = the last stage), so one list fits backbones
-    // with three stages (CIFAR ResNets) and with four or five.
-    const int64_t stage = listed < 0 ? count + 1 + listed : listed;
-    if (listed == 0 || stage < 1 || stage > count)
-      throw Error("model.attention.stages: stage " + std::to_string(listed) +
-                  " does not exist (the backbone has stages 1-" + std::to_string(count) + ", or -" +
-                  std::to_string(count) + "..-1 counting from the end)");
+    const size_t stage = resolve_stage_number(listed, count, "model.attention.stages");
     backbone.insert_after_stage(
         stage, make_stage_block(type, channels[stage - 1], section.value("reduction", 16)));
   }

@@ -26,6 +26,7 @@
 
 #include "finch/core/error.h"
 #include "finch/models/batchnorm.h"
+#include "finch/models/blocks.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -40,14 +41,10 @@ std::vector<size_t> resolve_stages(const ModelSpec& options, const BackboneImpl&
   if (listed.empty()) throw Error("model.pim.stages is empty: list stages, e.g. [-3, -2, -1]");
   std::vector<size_t> stages;
   for (int64_t s : listed) {
-    const int64_t stage = s < 0 ? count + 1 + s : s;
-    if (s == 0 || stage < 1 || stage > count)
-      throw Error("model.pim.stages: stage " + std::to_string(s) +
-                  " does not exist (the backbone has stages 1-" + std::to_string(count) + ", or -" +
-                  std::to_string(count) + "..-1 counting from the end)");
-    if (std::find(stages.begin(), stages.end(), static_cast<size_t>(stage)) != stages.end())
+    const size_t stage = resolve_stage_number(s, count, "model.pim.stages");
+    if (std::find(stages.begin(), stages.end(), stage) != stages.end())
       throw Error("model.pim.stages lists stage " + std::to_string(stage) + " twice");
-    stages.push_back(static_cast<size_t>(stage));
+    stages.push_back(stage);
   }
   return stages;
 }

@@ -47,9 +47,9 @@ TEST(AttentionRollout, ViTMapsCoverThePatchGrid) {
 TEST(AttentionRollout, OtherBackbonesGetAClearError) {
   auto model = fm::build_classifier(
       {{"backbone", "resnet20"}, {"head", "linear"}, {"num_classes", 3}, {"width", 8}});
-  EXPECT_THROW(fe::compute_cam(model, torch::randn({1, 3, 16, 16}),
-                               {fe::CamMethod::kRollout, 0, -1}),
-               finch::Error);
+  EXPECT_THROW(
+      fe::compute_cam(model, torch::randn({1, 3, 16, 16}), {fe::CamMethod::kRollout, 0, -1}),
+      finch::Error);
 }
 
 TEST(GradCamOnViT, DefaultsToTheDeepestStageThatReachesTheLogits) {

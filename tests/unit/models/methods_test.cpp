@@ -218,3 +218,16 @@ TEST(Wsdan, TrainingViewsAndRefinedEvaluation) {
   plain->eval();
   EXPECT_TRUE(plain->head()->refinement_view(images, plain->forward(images)).numel() == 0);
 }
+
+TEST(StageNumbers, CountFromTheEndWhenNegative) {
+  EXPECT_EQ(fm::resolve_stage_number(-1, 3, "k"), 3u);
+  EXPECT_EQ(fm::resolve_stage_number(-3, 3, "k"), 1u);
+  EXPECT_EQ(fm::resolve_stage_number(2, 4, "k"), 2u);
+  for (int64_t bad : {0, 4, -4}) {
+    const std::string message =
+        finch::test::error_of([&] { fm::resolve_stage_number(bad, 3, "model.pim.stages"); });
+    EXPECT_NE(message.find("model.pim.stages: stage " + std::to_string(bad) + " does not exist"),
+              std::string::npos)
+        << message;
+  }
+}
