@@ -181,15 +181,11 @@ def mobilenet_state_dict():
     """torchvision's mobilenet_v3_small, seeded, BatchNorm statistics perturbed."""
     import torchvision
 
+    from finch_ref import perturb_batchnorm
+
     torch.manual_seed(3)
     model = torchvision.models.mobilenet_v3_small(weights=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    perturb_batchnorm(model)
     return model.state_dict()
 
 
