@@ -15,8 +15,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include "backbone_util.h"
 #include "finch/models/registry.h"
-#include "mobile_blocks.h"  // stochastic_depth
 
 namespace finch::models {
 
@@ -53,7 +53,7 @@ class CNBlockImpl : public nn::Module {
   Tensor forward(const Tensor& x) {
     Tensor y = dwconv_(x).permute({0, 2, 3, 1});
     y = fc2_(torch::gelu(fc1_(norm_(y)))).permute({0, 3, 1, 2});
-    return mobile::stochastic_depth(layer_scale_ * y, drop_path_, is_training()).add_(x);
+    return backbone_util::stochastic_depth(layer_scale_ * y, drop_path_, is_training()).add_(x);
   }
 
  private:

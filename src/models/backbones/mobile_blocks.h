@@ -16,15 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "backbone_util.h"
 #include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
 #include "finch/models/model.h"
-#include "init_and_fold.h"
 
 namespace finch::models::mobile {
 
 namespace nn = torch::nn;
 using backbone_util::fold_conv_bn;
+using backbone_util::stochastic_depth;
 
 enum class Activation { kNone, kReLU, kReLU6, kHardswish, kSiLU, kSigmoid, kHardsigmoid };
 
@@ -53,18 +54,6 @@ struct BnOptions {
   double eps = 1e-5;
   double momentum = 0.1;
 };
-
-// torchvision.ops.stochastic_depth in "row" mode: each sample's residual branch is dropped
-// with probability p and the survivors scaled by 1 / (1 - p); the identity in eval.
-inline torch::Tensor stochastic_depth(const torch::Tensor& x, double p, bool training) {
-  if (!training || p == 0.0) return x;
-  const double survival = 1.0 - p;
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = x.size(0);
-  torch::Tensor noise = torch::empty(shape, x.options()).bernoulli_(survival);
-  if (survival > 0.0) noise.div_(survival);
-  return x * noise;
-}
 
 // A child of `features`: runs, and folds its BatchNorms for inference copies.
 class UnitImpl : public nn::Module {

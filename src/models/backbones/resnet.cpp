@@ -4,10 +4,10 @@
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/init.h>
 
+#include "backbone_util.h"
 #include "finch/core/error.h"
 #include "finch/models/inference.h"
 #include "finch/models/registry.h"
-#include "init_and_fold.h"
 
 namespace finch::models {
 

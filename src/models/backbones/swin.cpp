@@ -21,9 +21,9 @@
 #include <map>
 #include <tuple>
 
+#include "backbone_util.h"
 #include "finch/core/error.h"
 #include "finch/models/registry.h"
-#include "init_and_fold.h"
 
 namespace finch::models {
 
@@ -186,16 +186,8 @@ class SwinBlockImpl : public nn::Module {
   nn::Sequential mlp{nullptr};
 
  private:
-  // torchvision.ops.stochastic_depth(mode="row"): drops the whole branch for a sample with
-  // probability p and scales the kept ones by 1 / (1 - p).
   torch::Tensor drop_path(const torch::Tensor& x) {
-    if (!is_training() || drop_rate_ == 0.0) return x;
-    const double survival = 1.0 - drop_rate_;
-    std::vector<int64_t> shape(x.dim(), 1);
-    shape[0] = x.size(0);
-    torch::Tensor keep = torch::empty(shape, x.options()).bernoulli_(survival);
-    if (survival > 0.0) keep.div_(survival);
-    return x * keep;
+    return backbone_util::stochastic_depth(x, drop_rate_, is_training());
   }
 
   double drop_rate_;

@@ -10,9 +10,9 @@
 
 #include <cmath>
 
+#include "backbone_util.h"
 #include "finch/core/error.h"
 #include "finch/models/registry.h"
-#include "init_and_fold.h"
 
 namespace finch::models {
 

@@ -1,12 +1,14 @@
 #pragma once
-// Internal to the backbones: torchvision's truncated-normal initialisation and the folding of
-// a conv's BatchNorm into it for inference copies, shared by the families that need them.
+// Internal to the backbones: what several families share. torchvision's truncated-normal
+// initialisation, row-mode stochastic depth, and the folding of a conv's BatchNorm into it for
+// inference copies.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
@@ -20,6 +22,18 @@ inline void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b
   auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
   const double l = cdf(a / std), u = cdf(b / std);
   t.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
+}
+
+/// torchvision.ops.stochastic_depth in "row" mode: each sample's residual branch is dropped
+/// with probability p and the survivors scaled by 1 / (1 - p); the identity in eval.
+inline torch::Tensor stochastic_depth(const torch::Tensor& x, double p, bool training) {
+  if (!training || p == 0.0) return x;
+  const double survival = 1.0 - p;
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  torch::Tensor noise = torch::empty(shape, x.options()).bernoulli_(survival);
+  if (survival > 0.0) noise.div_(survival);
+  return x * noise;
 }
 
 /// Replaces parent's `conv_name` with `conv` folded with `bn`, unregisters the BN and empties
