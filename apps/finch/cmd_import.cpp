@@ -22,6 +22,8 @@ void run(ImportArgs& args) {
   fmt::print(stderr, "{}\nwrote {}: {} with {} classes, input {} px, preprocessing {}\n",
              imported.report.summary(), args.out, args.options.arch, info.classes.size(),
              info.preprocess.input_size, info.preprocess.eval_transforms.dump());
+  if (info.training.contains("converted"))
+    fmt::print(stderr, "converted {}\n", info.training["converted"].get<std::string>());
   if (info.training.contains("classes_from"))
     fmt::print(stderr, "class names {} from {}\n", fmt::join(info.classes, ", "),
                info.training["classes_from"].get<std::string>());
@@ -33,13 +35,15 @@ void add_import_command(CLI::App& app) {
   auto args = std::make_shared<ImportArgs>();
   CLI::App* cmd = app.add_subcommand(
       "import",
-      "Turn pretrained classifier weights (torchvision, timm, GGUF) into a finch model file");
+      "Turn pretrained classifier weights (torchvision, timm, GGUF, TF.js Keras) into a finch "
+      "model file");
   cmd->add_option("--arch,-a", args->options.arch, "Backbone name, e.g. resnet50")
       ->required()
       ->check(CLI::IsMember(models::backbone_names()));
   cmd->add_option(
          "--weights,-w", args->options.weights,
-         "State dict: .safetensors, .gguf, or a .pth LibTorch can read (docs/pretrained.md)")
+         "State dict: .safetensors, .gguf, a .pth LibTorch can read, or a TF.js layers model's "
+         "model.json (docs/pretrained.md)")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--classes", args->classes,

@@ -479,7 +479,9 @@ class SelfAttentionWriter {
 // runs in training only and is not written.
 class InceptionWriter {
  public:
-  InceptionWriter(GraphWriter& g, const nn::Module& backbone) : g_(g), kids_(children(backbone)) {}
+  // tf_padding (model.tf_padding, Keras weights): branch pools average inside the image only.
+  InceptionWriter(GraphWriter& g, const nn::Module& backbone, bool tf_padding)
+      : g_(g), kids_(children(backbone)), tf_padding_(tf_padding) {}
 
   BackboneGraph write(std::string x) {
     x = basic("Conv2d_2b_3x3", basic("Conv2d_2a_3x3", basic("Conv2d_1a_3x3", x)));
@@ -519,7 +521,7 @@ class InceptionWriter {
     GraphWriter::ints(pool, "kernel_shape", {3, 3});
     GraphWriter::ints(pool, "strides", {1, 1});
     GraphWriter::ints(pool, "pads", {1, 1, 1, 1});
-    GraphWriter::integer(pool, "count_include_pad", 1);  // torch's avg_pool2d default
+    GraphWriter::integer(pool, "count_include_pad", tf_padding_ ? 0 : 1);
     return name;
   }
   std::string concat(const std::vector<std::string>& parts, const std::string& name) {
@@ -573,6 +575,7 @@ class InceptionWriter {
 
   GraphWriter& g_;
   std::map<std::string, ModulePtr> kids_;
+  bool tf_padding_;
 };
 
 void add_value_info(onnx::ValueInfoProto* info, const std::string& name,
@@ -636,7 +639,7 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
   else if (backbone_name.rfind("vgg", 0) == 0)
     features = write_vgg(g, *backbone, "images", size, spec.value("vgg_fc", true));
   else if (backbone_name == "inception_v3")
-    features = InceptionWriter(g, *backbone).write("images");
+    features = InceptionWriter(g, *backbone, spec.value("tf_padding", false)).write("images");
   else
     throw Error(
         "ONNX export covers the ResNet, VGG and Inception-v3 backbones; this model's "
@@ -649,7 +652,17 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
   std::string embedding;
   if (head_name == "linear") {
     embedding = features.embed();
-    g.linear(embedding, "logits", nn::Linear(fc));
+    std::string x = embedding;
+    if (auto mlp = head.find("mlp"); mlp != head.end()) {  // model.linear.hidden
+      // Linear, ReLU, Dropout per hidden layer: the Linears are children 0, 3, 6, ...
+      const auto layers = children(*mlp->second);
+      for (size_t i = 0; layers.count(std::to_string(i)); i += 3) {
+        const std::string index = std::to_string(i);
+        x = g.relu(
+            g.linear(x, "head.mlp." + index, nn::Linear(child<nn::LinearImpl>(layers, index))));
+      }
+    }
+    g.linear(x, "logits", nn::Linear(fc));
   } else if (head_name == "cosine") {
     embedding = features.embed();
     // logits = scale * cos(embedding, class weight): the weights are normalised here, the

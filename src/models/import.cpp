@@ -9,6 +9,8 @@
 #include "finch/core/error.h"
 #include "finch/core/version.h"
 #include "finch/io/gguf.h"
+#include "finch/io/tfjs.h"
+#include "finch/models/keras_import.h"
 #include "finch/models/registry.h"
 
 namespace finch::models {
@@ -97,20 +99,37 @@ ImportedModel import_classifier(const ImportOptions& options) {
   StateDict weights;
   nlohmann::json gguf_metadata =
       nlohmann::json::object();  // GGUF files carry typed metadata, sometimes the class names
+  const bool inception = options.arch == "inception_v3";
+  ModelSpec spec = {{"backbone", options.arch}, {"head", "linear"}, {"num_classes", 1}};
+  std::string keras_summary;
   if (options.weights.extension() == ".gguf" || io::has_gguf_magic(options.weights)) {
     io::GgufFile gguf = io::read_gguf(options.weights);
     weights = std::move(gguf.tensors);
     gguf_metadata = std::move(gguf.metadata);
+  } else if (io::is_tfjs_model(options.weights)) {
+    // A Keras model: its architecture, head and input size come from the file.
+    KerasConversion keras = convert_keras(io::read_tfjs(options.weights), options.weights.string());
+    if (keras.spec["backbone"] != options.arch)
+      throw Error(fmt::format("{} is a Keras {}, not --arch {}", options.weights.string(),
+                              keras.spec["backbone"].get<std::string>(), options.arch));
+    if (keras.spec["num_classes"].get<int64_t>() < 1)
+      throw Error(options.weights.string() +
+                  " ends at the backbone (no Dense layer): finch import needs a whole "
+                  "classifier; use it as model.pretrained in a training recipe instead");
+    spec = keras.spec;
+    weights = std::move(keras.weights);
+    keras_summary = keras.summary;
   } else {
     weights = read_weights_file(options.weights);
   }
-  const bool inception = options.arch == "inception_v3";
-  ModelSpec spec = {{"backbone", options.arch}, {"head", "linear"}, {"num_classes", 1}};
-  if (inception) spec["aux_logits"] = has_tensor_containing(weights, "AuxLogits.");
+  if (inception && !spec.contains("aux_logits"))
+    spec["aux_logits"] = has_tensor_containing(weights, "AuxLogits.");
   const std::string classifier = build_backbone(spec)->torchvision_classifier();
   const int64_t num_classes = classifier_rows(weights, classifier, options);
   spec["num_classes"] = num_classes;
-  const int64_t input_size = options.input_size > 0 ? options.input_size : (inception ? 299 : 224);
+  const int64_t input_size = options.input_size > 0
+                                 ? options.input_size
+                                 : spec.value("input_size", int64_t{inception ? 299 : 224});
   spec["input_size"] = input_size;
 
   ImportedModel out;
@@ -121,6 +140,7 @@ ImportedModel import_classifier(const ImportOptions& options) {
   ModelInfo& info = out.model.info;
   info.arch = spec;
   info.training = {{"imported_from", options.weights.string()}};
+  if (!keras_summary.empty()) info.training["converted"] = keras_summary;
   if (options.classes_file.empty()) {
     auto [names, key] = gguf_class_names(gguf_metadata, num_classes);
     if (!names.empty()) {
@@ -138,10 +158,15 @@ ImportedModel import_classifier(const ImportOptions& options) {
   }
   const int64_t resize = std::lround(input_size / 0.875);
   info.preprocess.eval_transforms =
-      nlohmann::json::array({{{"type", "resize"}, {"size", resize}, {"antialias", true}},
-                             {{"type", "center_crop"}, {"size", input_size}}});
+      keras_summary.empty()
+          ? nlohmann::json::array({{{"type", "resize"}, {"size", resize}, {"antialias", true}},
+                                   {{"type", "center_crop"}, {"size", input_size}}})
+          // Keras applications and TF.js apps resize the whole image to the input size.
+          : nlohmann::json::array(
+                {{{"type", "resize"}, {"size", {input_size, input_size}}, {"antialias", true}}});
   info.preprocess.input_size = input_size;
-  if (inception) {
+  // Inception-v3 from torchvision, and Keras applications (preprocess_input: x / 127.5 - 1).
+  if (inception || !keras_summary.empty()) {
     info.preprocess.mean = {0.5f, 0.5f, 0.5f};
     info.preprocess.std = {0.5f, 0.5f, 0.5f};
   }

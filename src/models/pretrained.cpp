@@ -11,6 +11,8 @@
 #include "finch/core/error.h"
 #include "finch/io/gguf.h"
 #include "finch/io/safetensors.h"
+#include "finch/io/tfjs.h"
+#include "finch/models/keras_import.h"
 
 namespace finch::models {
 
@@ -102,9 +104,10 @@ StateDict read_weights_file(const fs::path& path) {
   if (ext == ".gguf" || io::has_gguf_magic(path)) return io::read_gguf(path).tensors;
   if (ext == ".pth" || ext == ".pt" || ext == ".bin" || ext == ".ckpt")
     return read_pytorch_file(path);
+  if (io::is_tfjs_model(path)) return convert_keras(io::read_tfjs(path), path.string()).weights;
   throw Error(path.string() + ": unknown weights format '" + ext +
-              "' (use .safetensors, .gguf (F32, F16, BF16 or Q8_0 tensors), or a PyTorch .pth / "
-              ".pt file)");
+              "' (use .safetensors, .gguf (F32, F16, BF16 or Q8_0 tensors), a PyTorch .pth / "
+              ".pt file, or a TF.js layers model's model.json)");
 }
 
 std::string WeightsReport::summary() const {

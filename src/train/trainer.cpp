@@ -20,6 +20,7 @@
 #include "finch/core/yaml_json.h"
 #include "finch/data/from_config.h"
 #include "finch/eval/evaluate.h"
+#include "finch/io/tfjs.h"
 #include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
 #include "finch/models/model_file.h"
@@ -246,6 +247,11 @@ void Trainer::Impl::build_model(bool resume) {
     auto report = models::load_pretrained(model, models::read_weights_file(pretrained), pretrained,
                                           config.get<bool>("model.pretrained_strict"));
     fmt::print(stderr, "{}\n", report.summary());
+    if (io::is_tfjs_model(pretrained) && !spec.value("tf_padding", false))
+      fmt::print(stderr,
+                 "note: {} comes from Keras; set model.tf_padding: true to compute as Keras does "
+                 "(pooling and stride-2 padding; docs/pretrained.md)\n",
+                 pretrained);
   }
   const bool cache = config.get<bool>("train.cache_features");
   if (cache && group)

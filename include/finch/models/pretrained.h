@@ -16,8 +16,9 @@ namespace finch::models {
 using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// Reads a state dict from a .safetensors file, a GGUF file (.gguf or the GGUF magic;
-/// io/gguf.h), or a PyTorch zip file (.pth / .pt) that holds a plain dict of tensors or
-/// {"state_dict" | "model": dict}. A file LibTorch cannot
+/// io/gguf.h), a TF.js layers model's model.json (a Keras InceptionV3 / MobileNetV2, mapped by
+/// models/keras_import.h), or a PyTorch zip file (.pth / .pt) that holds a plain dict of
+/// tensors or {"state_dict" | "model": dict}. A file LibTorch cannot
 /// read (an OrderedDict from `torch.save(model.state_dict())`, the legacy format) throws a
 /// finch::Error with the one-line conversion to safetensors.
 StateDict read_weights_file(const std::filesystem::path& path);

@@ -15,6 +15,12 @@
 
 namespace finch::models::backbone_util {
 
+/// The `model.tf_padding` key (owned by inception_v3 and mobilenet_v2) with its docs.
+inline const char* const kTfPaddingOption =
+    "tf_padding: false  # compute as the Keras original (imported TF.js models): inception_v3's "
+    "branch pools average over pixels inside the image only, mobilenet_v2's stride-2 "
+    "convolutions pad right and bottom";
+
 /// torch.nn.init.trunc_normal_(t, std=std, a, b) with absolute bounds, as torchvision calls
 /// it: PyTorch's inverse-CDF sampling of the truncated normal.
 inline void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b = 2.0) {

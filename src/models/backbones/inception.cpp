@@ -12,6 +12,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include "backbone_util.h"
 #include "finch/models/batchnorm.h"
 #include "finch/models/registry.h"
 
@@ -44,20 +45,27 @@ using P = torch::ExpandingArray<2>;
 const K k1x7({1, 7}), k7x1({7, 1}), k1x3({1, 3}), k3x1({3, 1});
 const P p0x3({0, 3}), p3x0({3, 0}), p0x1({0, 1}), p1x0({1, 0});
 
-Tensor avg_pool_3x3(const Tensor& x) { return torch::avg_pool2d(x, 3, 1, 1); }
-
 // Builds the named BasicConv children of a block in one place.
 class Block : public nn::Module {
  protected:
+  explicit Block(bool tf_padding = false) : tf_padding_(tf_padding) {}
+  // The branch pools. torchvision averages over the padded 3x3 window (zeros count);
+  // Keras' AveragePooling2D(padding="same") over the pixels inside the image only.
+  Tensor avg_pool_3x3(const Tensor& x) const {
+    return torch::avg_pool2d(x, 3, 1, 1, /*ceil_mode=*/false, /*count_include_pad=*/!tf_padding_);
+  }
   BasicConv conv(const std::string& name, int64_t in, int64_t out, K kernel, int64_t stride = 1,
                  P padding = 0) {
     return register_module(name, BasicConv(in, out, kernel, stride, padding));
   }
+
+ private:
+  bool tf_padding_;
 };
 
 class InceptionAImpl : public Block {
  public:
-  InceptionAImpl(int64_t in, int64_t pool_features) {
+  InceptionAImpl(int64_t in, int64_t pool_features, bool tf_padding) : Block(tf_padding) {
     b1 = conv("branch1x1", in, 64, 1);
     b5_1 = conv("branch5x5_1", in, 48, 1);
     b5_2 = conv("branch5x5_2", 48, 64, 5, 1, 2);
@@ -95,7 +103,7 @@ TORCH_MODULE(InceptionB);
 
 class InceptionCImpl : public Block {
  public:
-  InceptionCImpl(int64_t in, int64_t c7) {
+  InceptionCImpl(int64_t in, int64_t c7, bool tf_padding) : Block(tf_padding) {
     b1 = conv("branch1x1", in, 192, 1);
     s1 = conv("branch7x7_1", in, c7, 1);
     s2 = conv("branch7x7_2", c7, c7, k1x7, 1, p0x3);
@@ -138,7 +146,7 @@ TORCH_MODULE(InceptionD);
 
 class InceptionEImpl : public Block {
  public:
-  explicit InceptionEImpl(int64_t in) {
+  InceptionEImpl(int64_t in, bool tf_padding) : Block(tf_padding) {
     b1 = conv("branch1x1", in, 320, 1);
     t1 = conv("branch3x3_1", in, 384, 1);
     t2a = conv("branch3x3_2a", 384, 384, k1x3, 1, p0x1);
@@ -181,24 +189,24 @@ TORCH_MODULE(InceptionAux);
 
 class InceptionV3Impl : public BackboneImpl {
  public:
-  InceptionV3Impl(int64_t num_classes, bool aux_logits) {
+  InceptionV3Impl(int64_t num_classes, bool aux_logits, bool tf_padding) {
     c1a = reg("Conv2d_1a_3x3", BasicConv(3, 32, 3, 2));
     c2a = reg("Conv2d_2a_3x3", BasicConv(32, 32, 3));
     c2b = reg("Conv2d_2b_3x3", BasicConv(32, 64, 3, 1, 1));
     c3b = reg("Conv2d_3b_1x1", BasicConv(64, 80, 1));
     c4a = reg("Conv2d_4a_3x3", BasicConv(80, 192, 3));
-    m5b = reg("Mixed_5b", InceptionA(192, 32));
-    m5c = reg("Mixed_5c", InceptionA(256, 64));
-    m5d = reg("Mixed_5d", InceptionA(288, 64));
+    m5b = reg("Mixed_5b", InceptionA(192, 32, tf_padding));
+    m5c = reg("Mixed_5c", InceptionA(256, 64, tf_padding));
+    m5d = reg("Mixed_5d", InceptionA(288, 64, tf_padding));
     m6a = reg("Mixed_6a", InceptionB(288));
-    m6b = reg("Mixed_6b", InceptionC(768, 128));
-    m6c = reg("Mixed_6c", InceptionC(768, 160));
-    m6d = reg("Mixed_6d", InceptionC(768, 160));
-    m6e = reg("Mixed_6e", InceptionC(768, 192));
+    m6b = reg("Mixed_6b", InceptionC(768, 128, tf_padding));
+    m6c = reg("Mixed_6c", InceptionC(768, 160, tf_padding));
+    m6d = reg("Mixed_6d", InceptionC(768, 160, tf_padding));
+    m6e = reg("Mixed_6e", InceptionC(768, 192, tf_padding));
     if (aux_logits) aux = reg("AuxLogits", InceptionAux(768, num_classes));
     m7a = reg("Mixed_7a", InceptionD(768));
-    m7b = reg("Mixed_7b", InceptionE(1280));
-    m7c = reg("Mixed_7c", InceptionE(2048));
+    m7b = reg("Mixed_7b", InceptionE(1280, tf_padding));
+    m7c = reg("Mixed_7c", InceptionE(2048, tf_padding));
     // torchvision: truncated normal (std 0.1; 0.01 / 0.001 in the auxiliary classifier,
     // truncated at +-2, which at these widths is plain normal), BN weight 1 and bias 0.
     for (auto& module : modules(/*include_self=*/false)) {
@@ -265,10 +273,11 @@ FINCH_REGISTER_BACKBONE(
      "Inception-v3 (Szegedy et al. 2016) for 299 px, torchvision's names",
      [](const ModelSpec& spec) {
        return std::make_shared<InceptionV3Impl>(spec_value<int64_t>(spec, "num_classes", 1000),
-                                                spec_value<bool>(spec, "aux_logits", true));
+                                                spec_value<bool>(spec, "aux_logits", true),
+                                                spec_value<bool>(spec, "tf_padding", false));
      },
-     {{"model",
-       "aux_logits: true   # inception_v3: auxiliary classifier on Mixed_6e in training"}}});
+     {{"model", "aux_logits: true   # inception_v3: auxiliary classifier on Mixed_6e in training"},
+      {"model", backbone_util::kTfPaddingOption}}});
 
 }  // namespace
 

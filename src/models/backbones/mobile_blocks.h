@@ -63,14 +63,17 @@ class UnitImpl : public nn::Module {
 };
 
 // torchvision's Conv2dNormActivation: conv without bias ("0"), BatchNorm ("1"), activation.
+// tf_padding (model.tf_padding, for weights from Keras): a strided convolution pads only right
+// and bottom, by kernel - stride, as Keras' MobileNetV2 does (ZeroPadding2D + "valid").
 class ConvBnActImpl : public UnitImpl {
  public:
   ConvBnActImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t groups,
-                Activation activation, const BnOptions& bn_options)
+                Activation activation, const BnOptions& bn_options, bool tf_padding = false)
       : activation_(activation) {
+    if (tf_padding && stride > 1) tf_pad_ = kernel - stride;
     conv_ = register_module("0", nn::Conv2d(nn::Conv2dOptions(in, out, kernel)
                                                 .stride(stride)
-                                                .padding((kernel - 1) / 2)
+                                                .padding(tf_pad_ > 0 ? 0 : (kernel - 1) / 2)
                                                 .groups(groups)
                                                 .bias(false)));
     bn_ = register_module(
@@ -78,7 +81,7 @@ class ConvBnActImpl : public UnitImpl {
         BatchNorm2d(nn::BatchNormOptions(out).eps(bn_options.eps).momentum(bn_options.momentum)));
   }
   torch::Tensor forward(const torch::Tensor& x) override {
-    torch::Tensor y = conv_(x);
+    torch::Tensor y = conv_(tf_pad_ > 0 ? torch::constant_pad_nd(x, {0, tf_pad_, 0, tf_pad_}) : x);
     if (bn_) y = bn_(y);
     return activate_(y, activation_);
   }
@@ -88,6 +91,7 @@ class ConvBnActImpl : public UnitImpl {
   nn::Conv2d conv_{nullptr};
   BatchNorm2d bn_{nullptr};
   Activation activation_;
+  int64_t tf_pad_ = 0;
 };
 TORCH_MODULE(ConvBnAct);
 
@@ -122,6 +126,7 @@ struct InvertedResidualOptions {
   // MobileNetV2: children under "conv" and the projection as a bare conv + BN (two indices);
   // MobileNetV3 / EfficientNet: children under "block", the projection a Conv2dNormActivation.
   bool v2_layout = false;
+  bool tf_padding = false;  // ConvBnAct's
 };
 
 // Inverted residual (MobileNetV2 / V3) and MBConv (EfficientNet): [1x1 expand] -> depthwise
@@ -135,8 +140,8 @@ class InvertedResidualImpl : public UnitImpl {
       return body_->register_module(std::to_string(next_++), module);
     };
     if (o.expanded != o.in) expand_ = add(ConvBnAct(o.in, o.expanded, 1, 1, 1, o.activation, o.bn));
-    depthwise_ =
-        add(ConvBnAct(o.expanded, o.expanded, o.kernel, o.stride, o.expanded, o.activation, o.bn));
+    depthwise_ = add(ConvBnAct(o.expanded, o.expanded, o.kernel, o.stride, o.expanded, o.activation,
+                               o.bn, o.tf_padding));
     if (o.se_channels > 0)
       se_ = add(SqueezeExcitation(o.expanded, o.se_channels, o.se_activation, o.se_scale));
     if (o.v2_layout) {

@@ -29,7 +29,7 @@ namespace nn = torch::nn;
 
 class MobileNetV2Impl : public mobile::MobileBackboneImpl {
  public:
-  MobileNetV2Impl() {
+  explicit MobileNetV2Impl(bool tf_padding) {
     struct Row {
       int64_t t, c, n, s;  // expansion, channels, blocks, stride of the first
     };
@@ -37,7 +37,7 @@ class MobileNetV2Impl : public mobile::MobileBackboneImpl {
                         {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     const BnOptions bn;  // torch's defaults
     int64_t in = 32;
-    add_unit(ConvBnAct(3, in, 3, 2, 1, Activation::kReLU6, bn).ptr(), 2, in);
+    add_unit(ConvBnAct(3, in, 3, 2, 1, Activation::kReLU6, bn, tf_padding).ptr(), 2, in);
     for (const Row& row : rows) {
       for (int64_t i = 0; i < row.n; ++i) {
         InvertedResidualOptions o;
@@ -48,6 +48,7 @@ class MobileNetV2Impl : public mobile::MobileBackboneImpl {
         o.activation = Activation::kReLU6;
         o.bn = bn;
         o.v2_layout = true;
+        o.tf_padding = tf_padding;
         add_unit(InvertedResidual(o).ptr(), o.stride, o.out);
         in = row.c;
       }
@@ -134,8 +135,11 @@ bool register_mobilenets() {
   backbones().add({"mobilenet_v2",
                    "MobileNetV2 (Sandler et al. 2018), torchvision's names; 3.5 M parameters, "
                    "5 stages (output strides 2-32)",
-                   [](const ModelSpec&) { return std::make_shared<MobileNetV2Impl>(); },
-                   {}});
+                   [](const ModelSpec& spec) {
+                     return std::make_shared<MobileNetV2Impl>(
+                         spec_value<bool>(spec, "tf_padding", false));
+                   },
+                   {{"model", backbone_util::kTfPaddingOption}}});
   for (const auto& [name, description] : std::vector<std::pair<std::string, std::string>>{
            {"mobilenet_v3_small",
             "MobileNetV3-Small (Howard et al. 2019), torchvision's names; 2.5 M parameters, "
