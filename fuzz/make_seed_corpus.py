@@ -234,6 +234,25 @@ def image_seeds():
     return seeds
 
 
+def tfjs_seeds():
+    """model.json, NUL, the shard bytes (fuzz/tfjs_fuzz.cpp): every stored dtype."""
+    def weight(name, shape, dtype="float32", quantization=None):
+        w = {"name": name, "shape": shape, "dtype": dtype}
+        if quantization:
+            w["quantization"] = quantization
+        return w
+    weights = [weight("conv2d_1/kernel", [1, 1, 1, 2]), weight("step", [1], "int32"),
+               weight("bn/gamma", [2], quantization={"dtype": "uint8", "min": -1, "scale": 0.1}),
+               weight("bn/beta", [2], quantization={"dtype": "uint16", "min": 0, "scale": 0.5}),
+               weight("dense/kernel", [2], quantization={"dtype": "float16"})]
+    shard = (struct.pack("<2f", 1.0, -2.0) + struct.pack("<i", 3) + bytes([0, 255]) +
+             struct.pack("<2H", 1, 65535) + struct.pack("<2e", 0.5, -1.5))
+    model = {"format": "layers-model",
+             "modelTopology": {"model_config": {"class_name": "Model", "config": {"layers": []}}},
+             "weightsManifest": [{"paths": ["group1-shard1of1"], "weights": weights}]}
+    return {"layers": json.dumps(model).encode() + b"\0" + shard}
+
+
 def main(out_root):
     corpora = {"safetensors_fuzz": safetensors_seeds(), "config_fuzz": config_seeds(),
                "idx_fuzz": idx_seeds(), "image_fuzz": image_seeds(),
@@ -241,7 +260,7 @@ def main(out_root):
                                "data_url": b"data:image/png;base64,iVBORw0KGgo=\n"},
                "cub_fuzz": {"cub": cub_seed()}, "nabirds_fuzz": {"nabirds": cub_seed(True)},
                "aircraft_fuzz": {"aircraft": aircraft_seed()}, "inat_fuzz": {"inat": inat_seed()},
-               "csv_fuzz": {"csv": csv_seed()}}
+               "csv_fuzz": {"csv": csv_seed()}, "tfjs_fuzz": tfjs_seeds()}
     corpora.update(mat_seeds())
     for target, seeds in corpora.items():
         folder = os.path.join(out_root, target)
