@@ -18,6 +18,8 @@
 #include "finch/core/error.h"
 #include "finch/models/heads/bilinear.h"
 #include "finch/models/inference.h"
+// The mobile family's units, read through their accessors (an internal header of the backbones).
+#include "../models/backbones/mobile_blocks.h"
 
 namespace finch::exporting {
 
@@ -312,6 +314,131 @@ BackboneGraph write_vgg(GraphWriter& g, const nn::Module& backbone, std::string 
   };
   return {last_stage, embed};
 }
+
+// MobileNetV2 / V3 and EfficientNet (models/backbones/mobile_blocks.h): features.<i> units of
+// conv-BN-activation and inverted residuals (expand, depthwise, squeeze-excitation, linear
+// projection, + input), then the global average (MobileNetV3: and classifier.0 + Hardswish).
+class MobileWriter {
+ public:
+  MobileWriter(GraphWriter& g, const models::mobile::MobileBackboneImpl& backbone)
+      : g_(g), backbone_(backbone), kids_(children(backbone)) {}
+
+  BackboneGraph write(std::string x) {
+    const auto& units = backbone_.units();
+    const auto& ends = backbone_.stage_ends();
+    size_t stage = 0;
+    for (size_t i = 0; i < units.size(); ++i) {
+      const std::string name = "backbone.features." + std::to_string(i);
+      const auto* unit = units[i].get();
+      if (auto* conv = dynamic_cast<const models::mobile::ConvBnActImpl*>(unit)) {
+        x = conv_bn_act(x, name, *conv);
+      } else if (auto* block = dynamic_cast<const models::mobile::InvertedResidualImpl*>(unit)) {
+        x = inverted_residual(x, name, *block);
+      } else if (auto* seq = dynamic_cast<const models::mobile::BlockSequenceImpl*>(unit)) {
+        for (size_t b = 0; b < seq->blocks().size(); ++b)
+          x = inverted_residual(x, name + "." + std::to_string(b), *seq->blocks()[b]);
+      } else {
+        throw Error("ONNX export: unexpected unit " + name + " in a mobile backbone");
+      }
+      if (stage < ends.size() && i == ends[stage]) x = stage_block(g_, kids_, ++stage, x);
+    }
+    GraphWriter* g = &g_;
+    auto classifier = child<nn::SequentialImpl>(kids_, "classifier");  // MobileNetV3
+    return {x, [g, x, classifier] {
+              std::string e = g->global_average(x, "backbone.pooled");
+              if (!classifier) return e;
+              auto fc = std::dynamic_pointer_cast<nn::LinearImpl>(classifier->ptr(0));
+              e = g->linear(e, "backbone.classifier.0", nn::Linear(fc));
+              return activate(*g, e, models::mobile::Activation::kHardswish, "backbone.embedding");
+            }};
+  }
+
+  // torch's activations in ONNX opset 11 operators (HardSwish itself needs opset 14).
+  static std::string activate(GraphWriter& g, const std::string& x, models::mobile::Activation a,
+                              const std::string& name) {
+    using models::mobile::Activation;
+    auto hard_sigmoid = [&](const std::string& out) {  // relu6(x + 3) / 6
+      auto& n = g.node("HardSigmoid", {x}, out);
+      GraphWriter::real(n, "alpha", 1.0f / 6.0f);
+      GraphWriter::real(n, "beta", 0.5f);
+      return out;
+    };
+    switch (a) {
+      case Activation::kNone:
+        return x;
+      case Activation::kReLU:
+        return g.unary("Relu", x, name + ".relu");
+      case Activation::kReLU6:
+        g.node("Clip",
+               {x, g.initializer(name + ".min", torch::tensor(0.0f)),
+                g.initializer(name + ".max", torch::tensor(6.0f))},
+               name + ".relu6");
+        return name + ".relu6";
+      case Activation::kHardswish:
+        g.node("Mul", {x, hard_sigmoid(name + ".hardsigmoid")}, name + ".hardswish");
+        return name + ".hardswish";
+      case Activation::kSiLU:
+        g.node("Mul", {x, g.unary("Sigmoid", x, name + ".sigmoid")}, name + ".silu");
+        return name + ".silu";
+      case Activation::kSigmoid:
+        return g.unary("Sigmoid", x, name + ".sigmoid");
+      case Activation::kHardsigmoid:
+        return hard_sigmoid(name + ".hardsigmoid");
+    }
+    return x;
+  }
+
+ private:
+  static nn::BatchNorm2d torch_bn(const models::BatchNorm2d& bn) {
+    return bn ? nn::BatchNorm2d(std::static_pointer_cast<nn::BatchNorm2dImpl>(bn.ptr())) : nullptr;
+  }
+
+  std::string conv_bn_act(std::string x, const std::string& name,
+                          const models::mobile::ConvBnActImpl& unit) {
+    if (const int64_t p = unit.tf_pad(); p > 0) {  // model.tf_padding: right and bottom only
+      g_.node("Pad", {x, g_.ints_constant(name + ".pads", {0, 0, 0, 0, 0, 0, p, p})},
+              name + ".pad");
+      x = name + ".pad";
+    }
+    x = g_.conv(x, name + ".0", unit.conv(), torch_bn(unit.bn()));
+    return activate(g_, x, unit.activation(), name);
+  }
+
+  std::string inverted_residual(const std::string& input, const std::string& name,
+                                const models::mobile::InvertedResidualImpl& block) {
+    // Children under "conv" (MobileNetV2) or "block" (V3, EfficientNet), numbered in order.
+    const std::string body = name + (block.project_conv() ? ".conv" : ".block");
+    int index = 0;
+    auto next = [&] { return body + "." + std::to_string(index++); };
+    std::string x = input;
+    if (block.expand()) x = conv_bn_act(x, next(), *block.expand());
+    x = conv_bn_act(x, next(), *block.depthwise());
+    if (const auto& se = block.se()) {
+      const std::string se_name = next();
+      g_.node("GlobalAveragePool", {x}, se_name + ".avg");
+      std::string s = g_.conv(se_name + ".avg", se_name + ".fc1", se->fc1());
+      s = activate(g_, s, se->activation(), se_name + ".fc1");
+      s = g_.conv(s, se_name + ".fc2", se->fc2());
+      s = activate(g_, s, se->scale_activation(), se_name + ".scale");
+      g_.node("Mul", {x, s}, se_name);
+      x = se_name;
+    }
+    if (block.project()) {
+      x = conv_bn_act(x, next(), *block.project());
+    } else {
+      const std::string conv_name = next();
+      index++;  // the BatchNorm's index, folded into the conv
+      x = g_.conv(x, conv_name, block.project_conv(), torch_bn(block.project_bn()));
+    }
+    if (!block.residual()) return x;
+    g_.node("Add", {x, input}, name + ".add");
+    return name + ".add";
+  }
+
+  GraphWriter& g_;
+  const models::mobile::MobileBackboneImpl& backbone_;
+  std::map<std::string, ModulePtr> kids_;
+};
 
 // B-CNN (heads/bilinear.cpp): optional 1x1 reduction (+BN, ReLU), X X^T / (h w), signed square
 // root sign(z) sqrt(|z| + 1e-8), L2 normalisation. `shape` is the last stage's [1, C, h, w].
@@ -640,10 +767,12 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
     features = write_vgg(g, *backbone, "images", size, spec.value("vgg_fc", true));
   else if (backbone_name == "inception_v3")
     features = InceptionWriter(g, *backbone, spec.value("tf_padding", false)).write("images");
+  else if (auto* mobile = dynamic_cast<const models::mobile::MobileBackboneImpl*>(backbone.get()))
+    features = MobileWriter(g, *mobile).write("images");
   else
     throw Error(
-        "ONNX export covers the ResNet, VGG and Inception-v3 backbones; this model's "
-        "backbone is '" +
+        "ONNX export covers the ResNet, VGG, Inception-v3, MobileNet and EfficientNet "
+        "backbones; this model's backbone is '" +
         backbone_name + "'");
 
   auto head = children(*classifier.head());

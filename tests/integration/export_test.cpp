@@ -85,8 +85,9 @@ struct Case {
 
 }  // namespace
 
-// Every backbone family and head the exporter writes: ONNX Runtime's logits and embeddings
-// equal finch's inference session's within 1e-4 of their scale, with the same top-1.
+// Every backbone family and head the exporter writes (the mobile family with and without
+// model.tf_padding, at even and odd sizes): ONNX Runtime's logits and embeddings equal finch's
+// inference session's within 1e-4 of their scale, with the same top-1.
 TEST(ExportOnnx, OnnxRuntimeReproducesFinchOnEveryExportedArchitecture) {
   finch::test::TempDir dir("finch-export");
   const std::vector<Case> cases = {
@@ -129,6 +130,43 @@ TEST(ExportOnnx, OnnxRuntimeReproducesFinchOnEveryExportedArchitecture) {
       {"inception_v3",
        {{"backbone", "inception_v3"}, {"head", "linear"}, {"num_classes", 3}, {"aux_logits", true}},
        107,
+       true},
+      {"inception_v3 keras",  // imported TF.js models: Keras pooling, hidden Dense layers
+       {{"backbone", "inception_v3"},
+        {"head", "linear"},
+        {"num_classes", 3},
+        {"aux_logits", false},
+        {"tf_padding", true},
+        {"linear", {{"hidden", {32, 16}}}}},
+       107,
+       false},
+      {"mobilenet_v2 keras+se",
+       {{"backbone", "mobilenet_v2"},
+        {"head", "linear"},
+        {"num_classes", 4},
+        {"tf_padding", true},
+        {"linear", {{"hidden", {24}}}},
+        {"attention", {{"type", "se"}, {"stages", {3}}}}},
+       64,
+       true},
+      {"mobilenet_v2",
+       {{"backbone", "mobilenet_v2"}, {"head", "linear"}, {"num_classes", 4}},
+       57,
+       false},
+      {"mobilenet_v3_small",
+       {{"backbone", "mobilenet_v3_small"}, {"head", "linear"}, {"num_classes", 5}},
+       64,
+       true},
+      {"mobilenet_v3_large cbam",
+       {{"backbone", "mobilenet_v3_large"},
+        {"head", "cosine"},
+        {"num_classes", 5},
+        {"attention", {{"type", "cbam"}, {"stages", {-1}}}}},
+       64,
+       false},
+      {"efficientnet_b0",
+       {{"backbone", "efficientnet_b0"}, {"head", "linear"}, {"num_classes", 3}},
+       64,
        true},
       {"resnet18 self_attention",
        {{"backbone", "resnet18"},

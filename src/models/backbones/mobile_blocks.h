@@ -87,6 +87,12 @@ class ConvBnActImpl : public UnitImpl {
   }
   void fold_batchnorm() override { fold_conv_bn(*this, "0", conv_, "1", bn_); }
 
+  // For writers of the same computation (export/onnx.cpp).
+  const nn::Conv2d& conv() const { return conv_; }
+  const BatchNorm2d& bn() const { return bn_; }  // null once folded
+  Activation activation() const { return activation_; }
+  int64_t tf_pad() const { return tf_pad_; }  // right / bottom zero padding before conv()
+
  private:
   nn::Conv2d conv_{nullptr};
   BatchNorm2d bn_{nullptr};
@@ -109,6 +115,11 @@ class SqueezeExcitationImpl : public nn::Module {
     scale = activate_(fc2_(activate_(scale, activation_)), scale_activation_);
     return scale * x;
   }
+
+  const nn::Conv2d& fc1() const { return fc1_; }
+  const nn::Conv2d& fc2() const { return fc2_; }
+  Activation activation() const { return activation_; }
+  Activation scale_activation() const { return scale_activation_; }
 
  private:
   nn::Conv2d fc1_{nullptr}, fc2_{nullptr};
@@ -170,6 +181,16 @@ class InvertedResidualImpl : public UnitImpl {
     return stochastic_depth(y, o_.drop_path, is_training()).add_(x);
   }
 
+  // The parts in order (null when absent); the projection is project() or, in MobileNetV2's
+  // layout, project_conv() + project_bn() without activation.
+  const ConvBnAct& expand() const { return expand_; }
+  const ConvBnAct& depthwise() const { return depthwise_; }
+  const SqueezeExcitation& se() const { return se_; }
+  const ConvBnAct& project() const { return project_; }
+  const nn::Conv2d& project_conv() const { return project_conv_; }
+  const BatchNorm2d& project_bn() const { return project_bn_; }
+  bool residual() const { return residual_; }  // output + input (stochastic depth in training)
+
   void fold_batchnorm() override {
     if (expand_) expand_->fold_batchnorm();
     depthwise_->fold_batchnorm();
@@ -206,6 +227,7 @@ class BlockSequenceImpl : public UnitImpl {
   void fold_batchnorm() override {
     for (auto& block : blocks_) block->fold_batchnorm();
   }
+  const std::vector<InvertedResidual>& blocks() const { return blocks_; }
 
  private:
   std::vector<InvertedResidual> blocks_;
@@ -236,6 +258,9 @@ class MobileBackboneImpl : public BackboneImpl {
     for (auto& unit : units_) unit->fold_batchnorm();
     return true;
   }
+  // features.<i>, and the index of the last unit of each stage.
+  const std::vector<std::shared_ptr<UnitImpl>>& units() const { return units_; }
+  const std::vector<size_t>& stage_ends() const { return stage_ends_; }
 
  protected:
   MobileBackboneImpl() { features_ = register_module("features", std::make_shared<nn::Module>()); }
