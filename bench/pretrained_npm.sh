@@ -61,7 +61,7 @@ run() {
     $FINCH train --config "$WORK/recipe.yaml" --out "$WORK/$name" --set train.progress=none "$@" \
     >"$WORK/$name.log" 2>&1 || { tail -5 "$WORK/$name.log"; exit 1; }
   local top1
-  top1=$($FINCH eval --model "$WORK/$name/best.safetensors" --dataset "$DATASET" --root "$ROOT" \
+  top1=$($FINCH eval --dtype fp32 --model "$WORK/$name/best.safetensors" --dataset "$DATASET" --root "$ROOT" \
     --split test --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])')
   printf '%-48s test top-1 %.4f  (%s s)\n' "$name" "$top1" "$(cat "$WORK/$name.seconds")"
 }

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "finch/bench/bench.h"
 #include "finch/core/config.h"
+#include "finch/eval/precision.h"
 
 namespace finch::cli {
 
@@ -107,18 +108,25 @@ void add_bench_command(CLI::App& app) {
   add_count_option(*acmd, "--limit", agree->limit, "First N images only (0: all)", 0,
                    int64_t{1} << 40);
   add_count_option(*acmd, "--threads", agree->threads, "Intra-op threads", 0, 1024);
+  acmd->add_flag("--record", agree->record,
+                 "Store the result in the model file: what `--dtype auto` decides from "
+                 "(use a validation split, not the test split)");
   add_output(
       acmd, [agree] { return bench::bench_agreement(*agree); },
       [agree](const nlohmann::json& r) {
         const std::string d = agree->dtype;
         return fmt::format(
-            "{} images: top-1 agreement {} vs fp32 {:.4f}; top-1 fp32 {:.4f}, {} {:.4f}; max |prob "
-            "diff| {:.2e}; fp32 {:.1f} img/s, {} {:.1f} img/s{}\n",
-            r["images"].get<int64_t>(), d, r["agreement"].get<double>(),
-            r["top1_fp32"].get<double>(), d, r["top1_" + d].get<double>(),
-            r["max_abs_prob_diff"].get<double>(), r["img_per_s_fp32"].get<double>(), d,
-            r["img_per_s_" + d].get<double>(),
-            r["agreement"].get<double>() >= 0.995 ? "" : " (below the 99.5% needed to use it)");
+                   "{} images: top-1 agreement {} vs fp32 {:.4f}; top-1 fp32 {:.4f}, {} {:.4f}; "
+                   "max |prob "
+                   "diff| {:.2e}; fp32 {:.1f} img/s, {} {:.1f} img/s{}\n",
+                   r["images"].get<int64_t>(), d, r["agreement"].get<double>(),
+                   r["top1_fp32"].get<double>(), d, r["top1_" + d].get<double>(),
+                   r["max_abs_prob_diff"].get<double>(), r["img_per_s_fp32"].get<double>(), d,
+                   r["img_per_s_" + d].get<double>(),
+                   r["agreement"].get<double>() >= eval::kBf16MinAgreement
+                       ? ""
+                       : " (below the 99.5% needed to use it)") +
+               (r["recorded"].get<bool>() ? "recorded in " + agree->model + "\n" : "");
       });
 
   struct TrainArgs {

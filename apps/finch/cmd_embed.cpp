@@ -27,9 +27,8 @@ struct EmbedArgs {
 
 void run(const EmbedArgs& args) {
   torch::set_num_threads(choose_threads(args.threads));
-  eval::SessionOptions options;
-  options.dtype = models::parse_inference_dtype(args.dtype);
-  eval::InferenceSession session(args.model, options);
+  eval::InferenceSession session(args.model, eval::session_options_for_dtype(args.dtype));
+  if (!args.json) report_dtype(session);
   const auto images = embed_image_source(session, args.source, args.json);
   if (train::DistEnv::from_environment().rank != 0) return;  // rank 0 writes for the job
   gallery::save_embeddings_file(args.out, images, session.content_hash());

@@ -73,7 +73,7 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
                      {"protocol", args.protocol},
                      {"images", embedded.embeddings.size(0)},
                      {"skipped", embedded.errors.size()},
-                     {"dtype", args.dtype}};
+                     {"dtype", session.dtype_name()}};
   std::string text;
   if (args.protocol == "gallery") {
     // Classification by the gallery's classes (matched by name), as `predict --gallery`.
@@ -160,9 +160,8 @@ void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
 void run(const EvalArgs& args) {
   torch::set_num_threads(
       choose_threads(args.threads, train::DistEnv::from_environment().local_world_size));
-  eval::SessionOptions session_options;
-  session_options.dtype = models::parse_inference_dtype(args.dtype);
-  eval::InferenceSession session(args.model, session_options);
+  eval::InferenceSession session(args.model, eval::session_options_for_dtype(args.dtype));
+  if (!args.json) report_dtype(session);
   if (args.protocol == "gallery" && args.gallery.empty())
     throw Error("--protocol gallery needs --gallery G");
   if (args.open_set) {
@@ -236,7 +235,7 @@ void run(const EvalArgs& args) {
     out["model"] = args.model;
     out["dataset"] = {
         {"format", args.data.format}, {"root", args.data.root}, {"split", args.data.split}};
-    out["dtype"] = args.dtype;
+    out["dtype"] = session.dtype_name();
     out["skipped"] = skipped.size();
     out["tta"] = args.tta;
     if (!examples.is_null()) out["confused_examples"] = examples;
@@ -244,7 +243,7 @@ void run(const EvalArgs& args) {
     std::cout << out.dump() << std::endl;
   } else {
     fmt::print("{} on {} split '{}' ({}){}\n{}", args.model, args.data.format, args.data.split,
-               args.data.root, args.dtype == "fp32" ? "" : ", " + args.dtype,
+               args.data.root, session.dtype_name() == "fp32" ? "" : ", " + session.dtype_name(),
                eval::format_report(metrics));
     if (options.tta != eval::Tta::kNone)
       fmt::print("test-time augmentation: {} ({} views)\n", args.tta, eval::tta_views(options.tta));

@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct PredictArgs {
-  std::string model, dtype = "fp32", gallery, reject;
+  std::string model, dtype = "auto", gallery, reject;
   std::vector<std::string> inputs;
   int64_t topk = 5, batch_size = 32, knn = 0, max_pixels = 40000000;
   double temperature = 0.05;
@@ -111,9 +111,8 @@ void print_error(const fs::path& path, const std::string& message, bool json) {
 
 void run(const PredictArgs& args) {
   torch::set_num_threads(choose_threads(args.threads));
-  eval::SessionOptions session_options;
-  session_options.dtype = models::parse_inference_dtype(args.dtype);
-  eval::InferenceSession session(args.model, session_options);
+  eval::InferenceSession session(args.model, eval::session_options_for_dtype(args.dtype));
+  if (!args.json) report_dtype(session);
   // With a gallery the classes are the gallery's: nearest prototype or k-NN vote.
   std::optional<gallery::Gallery> by_gallery;
   gallery::GalleryClassifierOptions gallery_options;

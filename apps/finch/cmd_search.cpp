@@ -32,7 +32,7 @@ void run(const SearchArgs& args) {
   const gallery::Gallery g = gallery::Gallery::load(args.gallery);
   if (g.size() == 0) throw Error(args.gallery + " is empty: add images with `finch gallery add`");
   eval::SessionOptions session_options;
-  session_options.dtype = models::parse_inference_dtype(args.dtype);
+  session_options = eval::session_options_for_dtype(args.dtype);
   eval::InferenceSession session(args.model, session_options);
   g.check_model(session);
   std::optional<gallery::AnnIndex> ann;

@@ -34,8 +34,11 @@ CLI::Option* add_count_option(CLI::App& cmd, const std::string& name, int& value
                               const std::string& help, int64_t min, int64_t max);
 /// --threads (0 = all cores, up to 1024).
 void add_threads_option(CLI::App& cmd, int& threads);
-/// --dtype fp32|bf16 for inference.
+/// --dtype fp32|bf16|auto for inference (eval/precision.h).
 void add_dtype_option(CLI::App& cmd, std::string& dtype);
+/// One stderr line when `--dtype auto` chose bf16 (what, and why); not with --json, whose
+/// consumers often merge the streams (`finch eval --json` reports "dtype" instead).
+void report_dtype(const eval::InferenceSession& session);
 
 /// Where images to embed come from: a dataset split (--dataset/--root/--split), a folder of
 /// class subfolders (--images, labelled by folder), or image files and folders (unlabelled).

@@ -11,7 +11,7 @@
 namespace finch::cli {
 
 struct EvalArgs {
-  std::string model, confusion_csv, dtype = "fp32", protocol = "classification";
+  std::string model, confusion_csv, dtype = "auto", protocol = "classification";
   std::string class_split, gallery;
   int64_t knn = 0;
   std::vector<int64_t> shots{1, 5};

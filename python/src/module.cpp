@@ -66,13 +66,12 @@ py::tuple to_tuple(const finch::eval::InferenceOutput& out) {
 class Model {
  public:
   Model(const std::filesystem::path& file, const std::string& dtype) {
-    finch::eval::SessionOptions options;
-    if (dtype == "bf16" || dtype == "bfloat16")
-      options.dtype = torch::kBFloat16;
-    else if (dtype != "fp32" && dtype != "float32")
-      throw finch::Error("dtype must be 'fp32' or 'bf16', got '" + dtype + "'");
+    const std::string name = dtype == "bfloat16" ? "bf16" : dtype == "float32" ? "fp32" : dtype;
+    if (name != "fp32" && name != "bf16" && name != "auto")
+      throw finch::Error("dtype must be 'fp32', 'bf16' or 'auto', got '" + dtype + "'");
     py::gil_scoped_release unlocked;
-    session_ = std::make_unique<finch::eval::InferenceSession>(file, options);
+    session_ = std::make_unique<finch::eval::InferenceSession>(
+        file, finch::eval::session_options_for_dtype(name));
   }
 
   torch::Tensor preprocess(const std::vector<Image>& images) const {

@@ -9,12 +9,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "finch/core/error.h"
 #include "finch/data/formats.h"
 #include "finch/data/loader.h"
 #include "finch/data/transforms.h"
+#include "finch/eval/precision.h"
 #include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 #include "finch/models/registry.h"
@@ -251,44 +253,26 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
   loader_options.workers = 1;
   data::Loader loader(dataset, models::eval_pipeline(loaded.info.preprocess), loader_options);
 
-  models::InferenceOptions fp32, other;
-  other.dtype = models::parse_inference_dtype(options.dtype);
-  models::Classifier reference =
-      models::optimize_for_inference(loaded.info.arch, loaded.model, fp32);
-  models::Classifier candidate =
-      models::optimize_for_inference(loaded.info.arch, loaded.model, other);
-  int64_t images = 0, same = 0, correct_reference = 0, correct_candidate = 0;
-  double max_prob_diff = 0, seconds_reference = 0, seconds_candidate = 0;
-  auto timed = [](models::Classifier& m, const torch::Tensor& x, double& seconds) {
-    const auto start = std::chrono::steady_clock::now();
-    torch::Tensor logits = m->forward(x).logits.to(torch::kFloat);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return logits;
-  };
-  c10::InferenceMode guard;
+  const torch::Dtype dtype = models::parse_inference_dtype(options.dtype);
   loader.start_epoch(0);
-  while (auto batch = loader.next()) {
-    torch::Tensor x = batch->images, labels = batch->labels;
-    if (options.limit > 0 && images + x.size(0) > options.limit) {
-      const int64_t keep = options.limit - images;
-      x = x.slice(0, 0, keep);
-      labels = labels.slice(0, 0, keep);
-    }
-    if (x.size(0) == 0) break;
-    torch::Tensor a = timed(reference, models::prepare_inference_input(x, fp32), seconds_reference);
-    torch::Tensor b =
-        timed(candidate, models::prepare_inference_input(x, other), seconds_candidate);
-    const torch::Tensor top_a = a.argmax(1), top_b = b.argmax(1);
-    same += top_a.eq(top_b).sum().item<int64_t>();
-    correct_reference += top_a.eq(labels).sum().item<int64_t>();
-    correct_candidate += top_b.eq(labels).sum().item<int64_t>();
-    max_prob_diff =
-        std::max(max_prob_diff, (a.softmax(1) - b.softmax(1)).abs().max().item<double>());
-    images += x.size(0);
-    if (options.limit > 0 && images >= options.limit) break;
-  }
-  if (images == 0) throw Error("bench agree: the split has no readable images");
+  const eval::DtypeComparison c = eval::compare_dtypes(
+      loaded, dtype,
+      [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+        auto batch = loader.next();
+        if (!batch) return std::nullopt;
+        return std::make_pair(batch->images, batch->labels);
+      },
+      options.limit);
+  const int64_t images = c.images;
   const auto share = [images](int64_t n) { return static_cast<double>(n) / images; };
+  if (options.record) {
+    if (!std::filesystem::is_regular_file(options.model))
+      throw Error("bench agree --record needs a model file, not a backbone name");
+    if (dtype != torch::kBFloat16) throw Error("bench agree --record records bf16 checks");
+    if (loaded.info.dtype_checks.is_null()) loaded.info.dtype_checks = nlohmann::json::object();
+    loaded.info.dtype_checks["bf16"] = eval::bf16_check_record(c, options.split);
+    models::save_model_file(options.model, loaded.model, loaded.info);
+  }
   return {
       {"bench", "agree"},
       {"model", options.model},
@@ -296,12 +280,13 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
       {"split", options.split},
       {"dtype", options.dtype},
       {"images", images},
-      {"agreement", share(same)},
-      {"top1_fp32", share(correct_reference)},
-      {"top1_" + options.dtype, share(correct_candidate)},
-      {"max_abs_prob_diff", max_prob_diff},
-      {"img_per_s_fp32", images / seconds_reference},
-      {"img_per_s_" + options.dtype, images / seconds_candidate},
+      {"agreement", c.agreement()},
+      {"top1_fp32", share(c.correct_fp32)},
+      {"top1_" + options.dtype, share(c.correct_other)},
+      {"max_abs_prob_diff", c.max_abs_prob_diff},
+      {"img_per_s_fp32", images / c.seconds_fp32},
+      {"img_per_s_" + options.dtype, images / c.seconds_other},
+      {"recorded", options.record},
       {"threads", torch::get_num_threads()},
       {"load_avg_1min", load_average_1min()},
   };

@@ -7,6 +7,7 @@
 
 #include "finch/core/error.h"
 #include "finch/core/sha256.h"
+#include "finch/eval/precision.h"
 
 namespace finch::eval {
 
@@ -27,12 +28,28 @@ InferenceSession::InferenceSession(models::LoadedModel model, SessionOptions opt
   build(std::move(model), /*owned=*/false);
 }
 
+SessionOptions session_options_for_dtype(const std::string& dtype) {
+  SessionOptions options;
+  if (dtype == "auto")
+    options.auto_dtype = true;
+  else
+    options.dtype = models::parse_inference_dtype(dtype);
+  return options;
+}
+
 const std::string& InferenceSession::content_hash() const { return hash_.get(); }
 
 void InferenceSession::build(models::LoadedModel loaded, bool owned) {
   if (!loaded.model) throw Error("inference session: no model");
   info_ = loaded.info;
   pipeline_ = models::eval_pipeline(info_.preprocess);
+  if (options_.auto_dtype) {
+    const DtypeDecision decision = decide_inference_dtype(info_);
+    options_.dtype = decision.dtype;
+    dtype_decision_ = decision.summary();
+  } else {
+    dtype_decision_ = options_.dtype == torch::kBFloat16 ? "bf16 (asked for)" : "fp32";
+  }
   inference_.dtype = options_.dtype;
   if (!options_.optimize) {
     inference_.fold_batchnorm = false;

@@ -24,7 +24,8 @@ nlohmann::json info_to_json(const ModelInfo& info) {
             {"std", info.preprocess.std},
             {"input_size", info.preprocess.input_size}}},
           {"training", info.training},
-          {"open_set", info.open_set}};
+          {"open_set", info.open_set},
+          {"dtype_checks", info.dtype_checks}};
 }
 
 ModelInfo info_from_json(const nlohmann::json& j, const std::string& source) {
@@ -40,6 +41,7 @@ ModelInfo info_from_json(const nlohmann::json& j, const std::string& source) {
     info.preprocess.input_size = p.at("input_size").get<int64_t>();
     if (j.contains("training")) info.training = j.at("training");
     if (j.contains("open_set")) info.open_set = j.at("open_set");
+    if (j.contains("dtype_checks")) info.dtype_checks = j.at("dtype_checks");
     if (info.preprocess.mean.size() != 3 || info.preprocess.std.size() != 3) {
       throw Error("mean and std need 3 values");
     }

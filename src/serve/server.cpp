@@ -68,8 +68,7 @@ struct Server::Impl {
   std::shared_ptr<ModelState> load() {
     const auto start = Clock::now();
     auto s = std::make_shared<ModelState>();
-    eval::SessionOptions session_options;
-    session_options.dtype = models::parse_inference_dtype(options.dtype);
+    eval::SessionOptions session_options = eval::session_options_for_dtype(options.dtype);
     session_options.keep_source_model = true;  // /v1/explain
     s->session = std::make_shared<eval::InferenceSession>(options.model, session_options);
     if (!options.gallery.empty()) {
@@ -341,7 +340,8 @@ struct Server::Impl {
                          {"mean", info.preprocess.mean},
                          {"std", info.preprocess.std}}},
                        {"sha256", s->session->content_hash()},
-                       {"dtype", options.dtype},
+                       {"dtype", s->session->dtype_name()},
+                       {"dtype_decision", s->session->dtype_decision()},
                        {"max_batch", options.batch.max_batch},
                        {"max_pixels", options.max_pixels}};
     if (s->gallery)
@@ -506,7 +506,7 @@ std::string Server::summary() const {
   std::string out =
       fmt::format("{} + {}, {} classes, {} px, {}, sha256 {}...", info.arch.value("backbone", "?"),
                   info.arch.value("head", "?"), info.classes.size(), info.preprocess.input_size,
-                  impl_->options.dtype, s->session->content_hash().substr(0, 12));
+                  s->session->dtype_decision(), s->session->content_hash().substr(0, 12));
   if (s->gallery)
     out += fmt::format("; gallery {} items of {} classes", s->gallery->size(),
                        s->gallery->classes().size());

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "finch/core/atomic_file.h"
@@ -20,6 +21,7 @@
 #include "finch/core/yaml_json.h"
 #include "finch/data/from_config.h"
 #include "finch/eval/evaluate.h"
+#include "finch/eval/precision.h"
 #include "finch/io/tfjs.h"
 #include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
@@ -456,10 +458,46 @@ models::Classifier& Trainer::model() { return impl_->model; }
 int64_t Trainer::steps_per_epoch() const { return impl_->steps_per_epoch; }
 
 TrainSummary Trainer::run() {
-  while (impl_->state.epoch < impl_->epochs) {
-    if (!train_epoch()) break;
+  Impl& t = *impl_;
+  while (t.state.epoch < t.epochs) {
+    if (!train_epoch()) return t.summary;
   }
-  return impl_->summary;
+  // The check `--dtype auto` decides from (eval/precision.h): a bf16 copy of best.safetensors
+  // against fp32 on this run's validation images, recorded in that file. Only where the CPU
+  // runs bf16 natively (elsewhere auto means fp32 anyway).
+  if (!t.writer || !t.val_loader || !t.config.get<bool>("train.check_bf16") ||
+      eval::cpu_bf16_isa().empty() || !fs::exists(t.summary.best_model))
+    return t.summary;
+  models::LoadedModel best = models::load_model_file(t.summary.best_model);
+  t.val_loader->start_epoch(0);
+  eval::DtypeComparison c;
+  try {
+    c = eval::compare_dtypes(
+        best, torch::kBFloat16,
+        [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+          auto batch = t.val_loader->next();
+          if (!batch) return std::nullopt;
+          return std::make_pair(batch->images, batch->labels);
+        },
+        t.config.get<int64_t>("train.check_bf16_images"));
+  } catch (const std::exception& e) {
+    // A layer without a bf16 kernel: the model stays fp32, and the training result stands.
+    fmt::print(stderr, "note: bf16 check of {} failed ({}); `--dtype auto` will run it in fp32\n",
+               t.summary.best_model.string(),
+               std::string(e.what()).substr(0, std::string(e.what()).find('\n')));
+    return t.summary;
+  }
+  if (!best.info.dtype_checks.is_object()) best.info.dtype_checks = nlohmann::json::object();
+  best.info.dtype_checks["bf16"] = eval::bf16_check_record(c, "validation");
+  models::save_model_file(t.summary.best_model, best.model, best.info);
+  fmt::print(stderr,
+             "bf16 check on {} validation images: top-1 agreement with fp32 {:.2f}%, max |prob "
+             "diff| {:.3g}, {:.1f}x fp32's speed; `--dtype auto` will run {} in {}\n",
+             c.images, 100 * c.agreement(), c.max_abs_prob_diff,
+             c.seconds_other > 0 ? c.seconds_fp32 / c.seconds_other : 0.0,
+             t.summary.best_model.filename().string(),
+             c.agreement() >= eval::kBf16MinAgreement ? "bf16" : "fp32");
+  return t.summary;
 }
 
 bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {

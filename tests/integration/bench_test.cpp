@@ -117,3 +117,52 @@ TEST(BenchCli, AgreeComparesBf16WithFp32OnEveryImage) {
   EXPECT_LT(j["max_abs_prob_diff"].get<double>(), 0.5);
   EXPECT_GT(j["img_per_s_bf16"].get<double>(), 0.0);
 }
+
+// `--dtype auto` end to end: `finch train` records the bf16 check in best.safetensors where
+// the CPU has native bf16 (and only there), `finch bench agree --record` records one in any
+// model file, and predict runs in what the record and the CPU decide, saying so.
+TEST(DtypeAuto, TrainRecordsTheCheckAndPredictFollowsIt) {
+  ft::TempDir dir;
+  ft::make_pattern_imagefolder(dir / "data", 2, 8, 32, 5);
+  ft::write_text(dir / "recipe.yaml",
+                 "data: {format: imagefolder, root: " + (dir / "data").string() +
+                     ", val_fraction: 0.25}\n"
+                     "model: {backbone: resnet20, width: 16}\n"
+                     "train: {epochs: 1, batch_size: 4, progress: none}\n");
+  const std::string cli = ft::cli_path().string();
+  auto trained = ft::run_command(cli + " train --config " + (dir / "recipe.yaml").string() +
+                                 " --out " + (dir / "run").string() + " 2>&1");
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const std::string model = (dir / "run" / "best.safetensors").string();
+  // Whether this CPU has native bf16, as finch reads it.
+  const bool native =
+      ft::run_command("grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo").exit_code == 0;
+  EXPECT_EQ(trained.output.find("bf16 check on 4 validation images") != std::string::npos, native)
+      << trained.output;
+
+  auto recorded = ft::run_command(cli + " bench agree --model " + model +
+                                  " --dataset imagefolder --root " + (dir / "data").string() +
+                                  " --split train --batch 4 --threads 1 --record --json");
+  ASSERT_EQ(recorded.exit_code, 0) << recorded.output;
+  const auto j = last_json_line(recorded.output);
+  EXPECT_EQ(j["images"], 16);
+  EXPECT_EQ(j["recorded"], true);
+
+  // stderr only (run_command appends 2>&1 to the group).
+  // The notice is for people: text mode (--json consumers read "dtype" from eval's JSON).
+  auto predicted = ft::run_command("{ " + cli + " predict --model " + model + " " +
+                                   (dir / "data").string() + " >/dev/null; }");
+  ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
+  const bool bf16 = native && j["agreement"].get<double>() >= 0.995;
+  EXPECT_EQ(predicted.output.find("running in bf16 (--dtype auto: ") != std::string::npos, bf16)
+      << predicted.output;
+  auto forced = ft::run_command("{ " + cli + " predict --dtype fp32 --model " + model + " " +
+                                (dir / "data").string() + " >/dev/null; }");
+  ASSERT_EQ(forced.exit_code, 0);
+  EXPECT_EQ(forced.output.find("running in bf16"), std::string::npos);
+  auto evaluated =
+      ft::run_command(cli + " eval --json --model " + model + " --dataset imagefolder --root " +
+                      (dir / "data").string() + " --split train 2>/dev/null");
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.output;
+  EXPECT_EQ(last_json_line(evaluated.output)["dtype"], bf16 ? "bf16" : "fp32");
+}

@@ -127,7 +127,9 @@ class FinchModuleTest(unittest.TestCase):
 
     def test_top_k_matches_finch_predict_json(self):
         files = self.test_files[:4]
-        result = subprocess.run([CLI, "predict", "--model", self.model_path, "--json", "--topk", "2"]
+        # The module runs fp32 unless asked; the CLI's default is --dtype auto.
+        result = subprocess.run([CLI, "predict", "--model", self.model_path, "--json", "--topk", "2",
+                                 "--dtype", "fp32"]
                                 + files, capture_output=True, text=True, check=True)
         records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         self.assertEqual(len(records), 4)

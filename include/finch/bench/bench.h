@@ -72,12 +72,15 @@ struct AgreementOptions {
   int64_t batch = 64;
   int64_t limit = 0;  // first N images only (0: all)
   int64_t threads = 2;
+  bool record = false;  // store the result in the model file (what `--dtype auto` reads)
 };
 
 /// Runs the same model as an fp32 and as a `dtype` inference copy over a real eval set (the
 /// model file's eval transforms) and compares them. JSON: images, agreement (share of
 /// images with the same top-1 class), top1 of each dtype against the labels, max_abs_prob_diff
-/// (softmax), img_per_s of each. Only an agreement >= 99.5% justifies offering the dtype.
+/// (softmax), img_per_s of each. Only an agreement >= 99.5% justifies offering the dtype
+/// (eval::kBf16MinAgreement); with `record`, the result goes into the model file's
+/// dtype_checks.
 nlohmann::json bench_agreement(const AgreementOptions& options);
 
 struct TrainBenchOptions {

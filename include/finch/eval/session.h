@@ -20,11 +20,18 @@ namespace finch::eval {
 
 struct SessionOptions {
   torch::Dtype dtype = torch::kFloat;  // kBFloat16: bf16 weights and activations (AVX512_BF16)
+  /// `--dtype auto`: `dtype` is decided from the loaded model's recorded bf16 check and this
+  /// CPU (eval/precision.h); dtype_decision() says what was chosen and why.
+  bool auto_dtype = false;
   bool optimize = true;  // the inference copy (BatchNorm folded, channels-last / oneDNN layout)
   /// Keep the loaded, autograd-capable model next to the inference copy: Grad-CAM needs
   /// gradients through the unfolded network (explain, localize, report).
   bool keep_source_model = false;
 };
+
+/// Session options for a `--dtype` value: "fp32", "bf16", or "auto" (auto_dtype). Throws
+/// finch::Error for anything else.
+SessionOptions session_options_for_dtype(const std::string& dtype);
 
 /// What one forward pass returns, by name. All float32 on the CPU.
 struct InferenceOutput {
@@ -67,6 +74,11 @@ class InferenceSession {
   const std::string& content_hash() const;
   const data::Pipeline& pipeline() const { return pipeline_; }
   const SessionOptions& options() const { return options_; }
+  /// The dtype this session runs in and why ("bf16: 99.9% top-1 agreement with fp32 on 2000
+  /// validation images, AVX512_BF16"), for logs and JSON.
+  const std::string& dtype_decision() const { return dtype_decision_; }
+  /// "fp32" or "bf16": what forward() runs in.
+  std::string dtype_name() const { return options_.dtype == torch::kBFloat16 ? "bf16" : "fp32"; }
   /// The autograd-capable model; throws finch::Error unless keep_source_model was set.
   models::LoadedModel& source_model();
 
@@ -75,6 +87,7 @@ class InferenceSession {
   void build(models::LoadedModel model, bool owned);
 
   SessionOptions options_;
+  std::string dtype_decision_;
   models::InferenceOptions inference_;
   models::ModelInfo info_;
   models::Classifier model_{nullptr};

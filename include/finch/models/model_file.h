@@ -32,6 +32,9 @@ struct ModelInfo {
   /// Rejection thresholds of "none of these" (`finch eval --open-set --calibrate-tpr`):
   /// {"tpr", "split", "default", "thresholds": {score: value}}; null when never calibrated.
   nlohmann::json open_set;
+  /// Reduced-precision checks (eval/precision.h): {"bf16": {"agreement", "max_abs_prob_diff",
+  /// "images", "split", "cpu"}}, what `--dtype auto` decides from; null when never checked.
+  nlohmann::json dtype_checks;
   std::string finch_version;  // filled in on save
 };
 

@@ -102,8 +102,10 @@ class PimHeadImpl : public HeadImpl {
     const double scale = 1.0 / std::sqrt(static_cast<double>(dim_));
     torch::Tensor adjacency =
         torch::softmax(torch::matmul(query(x), key(x).transpose(1, 2)) * scale, -1);
-    adjacency = 0.5 * adjacency +
-                0.5 * torch::eye(x.size(1), x.options()).unsqueeze(0);  // keep each token's own
+    // Keep each token's own features. (torch::eye has no bf16 kernel: made in fp32, cast.)
+    adjacency = 0.5 * adjacency + 0.5 * torch::eye(x.size(1), x.options().dtype(torch::kFloat))
+                                            .to(x.scalar_type())
+                                            .unsqueeze(0);
     x = x + torch::relu(norm(graph(torch::matmul(adjacency, x))));
     ModelOutput out;
     out.embedding = x.mean(1);

@@ -1,0 +1,56 @@
+#pragma once
+// Reduced precision as a product feature: bf16 inference is used only where the CPU runs it
+// natively (AMX-BF16 or AVX512_BF16) and where this model's bf16 copy was checked against fp32
+// on real images once (the trainer does it on its validation images; `finch bench agree
+// --record` on any split), the result stored in the model file (ModelInfo::dtype_checks).
+// `--dtype auto` (predict, eval, serve) decides from both.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "finch/models/model_file.h"
+
+namespace finch::eval {
+
+/// Top-1 agreement a bf16 copy needs with fp32 before `--dtype auto` uses it.
+constexpr double kBf16MinAgreement = 0.995;
+
+/// The CPU's native bf16 instruction set ("AMX-BF16", "AVX512_BF16"), or "" when it has none
+/// (bf16 then runs emulated, slower than fp32). From /proc/cpuinfo's flags.
+std::string cpu_bf16_isa();
+
+/// One batch of preprocessed images with their labels (-1: unknown); nullopt at the end.
+using BatchSource = std::function<std::optional<std::pair<torch::Tensor, torch::Tensor>>()>;
+
+struct DtypeComparison {
+  int64_t images = 0, same_top1 = 0, correct_fp32 = 0, correct_other = 0;
+  double max_abs_prob_diff = 0, seconds_fp32 = 0, seconds_other = 0;
+  double agreement() const { return images ? static_cast<double>(same_top1) / images : 0.0; }
+};
+
+/// Runs `loaded` as an fp32 and as a `dtype` inference copy over the batches of `next` (at
+/// most `limit` images; 0: all) and compares their outputs. Throws finch::Error when no image
+/// arrives.
+DtypeComparison compare_dtypes(const models::LoadedModel& loaded, torch::Dtype dtype,
+                               const BatchSource& next, int64_t limit = 0);
+
+/// The record stored in ModelInfo::dtype_checks["bf16"].
+nlohmann::json bf16_check_record(const DtypeComparison& comparison, const std::string& split);
+
+struct DtypeDecision {
+  torch::Dtype dtype = torch::kFloat;
+  std::string reason;           // why
+  std::string summary() const;  // "bf16 (reason)" / "fp32 (reason)"
+};
+
+/// `--dtype auto`: bf16 when the CPU has native bf16 (`cpu_isa`, as cpu_bf16_isa() returns)
+/// and info.dtype_checks["bf16"] shows an agreement >= kBf16MinAgreement, else fp32; the
+/// reason says which condition decided.
+DtypeDecision decide_inference_dtype(const models::ModelInfo& info,
+                                     const std::string& cpu_isa = cpu_bf16_isa());
+
+}  // namespace finch::eval
