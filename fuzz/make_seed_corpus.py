@@ -253,6 +253,24 @@ def tfjs_seeds():
     return {"layers": json.dumps(model).encode() + b"\0" + shard}
 
 
+def gguf_seeds():
+    """A GGUF v3 file: one string and one u32 metadata value, an F32 and an F16 tensor."""
+    def string(text):
+        data = text.encode()
+        return struct.pack("<Q", len(data)) + data
+    kv = (string("general.architecture") + struct.pack("<I", 8) + string("mobilenet") +
+          string("mobilenet.num_classes") + struct.pack("<I", 4) + struct.pack("<I", 3))
+    # name, n_dims, dims (ggml order), type (0 F32, 1 F16), offset into the data section
+    infos = (string("features.0.weight") + struct.pack("<I", 2) + struct.pack("<2Q", 2, 2) +
+             struct.pack("<I", 0) + struct.pack("<Q", 0) +
+             string("classifier.bias") + struct.pack("<I", 1) + struct.pack("<Q", 3) +
+             struct.pack("<I", 1) + struct.pack("<Q", 32))
+    header = b"GGUF" + struct.pack("<IQQ", 3, 2, 2) + kv + infos
+    header += b"\0" * (-len(header) % 32)
+    data = struct.pack("<4f", 1, 2, 3, 4) + b"\0" * 16 + struct.pack("<3e", 0.5, -1, 2)
+    return {"v3": header + data}
+
+
 def main(out_root):
     corpora = {"safetensors_fuzz": safetensors_seeds(), "config_fuzz": config_seeds(),
                "idx_fuzz": idx_seeds(), "image_fuzz": image_seeds(),
@@ -260,7 +278,8 @@ def main(out_root):
                                "data_url": b"data:image/png;base64,iVBORw0KGgo=\n"},
                "cub_fuzz": {"cub": cub_seed()}, "nabirds_fuzz": {"nabirds": cub_seed(True)},
                "aircraft_fuzz": {"aircraft": aircraft_seed()}, "inat_fuzz": {"inat": inat_seed()},
-               "csv_fuzz": {"csv": csv_seed()}, "tfjs_fuzz": tfjs_seeds()}
+               "csv_fuzz": {"csv": csv_seed()}, "tfjs_fuzz": tfjs_seeds(),
+               "gguf_fuzz": gguf_seeds()}
     corpora.update(mat_seeds())
     for target, seeds in corpora.items():
         folder = os.path.join(out_root, target)

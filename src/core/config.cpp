@@ -74,10 +74,19 @@ void check_shape(const YAML::Node& node, int depth, size_t& budget, const std::s
                 " levels deep or holds more than " + std::to_string(kMaxYamlNodes) +
                 " values (an alias that refers to itself or expands without end?)");
   --budget;
-  if (node.IsMap()) {
+  if (node.IsScalar()) {
+    // Control characters (a stray carriage return, say) cannot be written back faithfully:
+    // a run's config.yaml would load as another config (found by config_fuzz).
+    for (unsigned char c : node.Scalar())
+      if (c < 0x20 && c != '\t' && c != '\n')
+        throw Error(source + ": the value '" + node.Scalar().substr(0, 40) +
+                    "' holds a control character (byte " + std::to_string(c) +
+                    "); config values are text");
+  } else if (node.IsMap()) {
     for (const auto& kv : node) {
       if (!kv.first.IsScalar())
         throw Error(source + ": config keys must be plain names, not lists or mappings");
+      check_shape(kv.first, depth + 1, budget, source);
       check_shape(kv.second, depth + 1, budget, source);
     }
   } else if (node.IsSequence()) {
@@ -186,7 +195,10 @@ void Config::set(const std::string& dotted_key, const std::string& yaml_value) {
 }
 
 void Config::set_string(const std::string& dotted_key, const std::string& value) {
-  set_node(dotted_key, YAML::Node(value));
+  YAML::Node node(value);
+  size_t budget = kMaxYamlNodes;
+  check_shape(node, 0, budget, "--set " + dotted_key);  // no control characters
+  set_node(dotted_key, node);
 }
 
 void Config::set_node(const std::string& dotted_key, const YAML::Node& value) {

@@ -61,6 +61,34 @@ void append(const void* data, size_t n, std::vector<double>& out) {
   for (size_t i = 0; i < n; ++i) out.push_back(static_cast<double>(p[i]));
 }
 
+// Bytes per element of a numeric class as matio stores it after reading.
+size_t class_bytes(matio_classes c) {
+  switch (c) {
+    case MAT_C_DOUBLE:
+    case MAT_C_INT64:
+    case MAT_C_UINT64:
+      return 8;
+    case MAT_C_SINGLE:
+    case MAT_C_INT32:
+    case MAT_C_UINT32:
+      return 4;
+    case MAT_C_INT16:
+    case MAT_C_UINT16:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+// matio's data buffer holds `nbytes`; a damaged file can declare more elements than it read
+// (found by cars_fuzz: a UTF-16 string read past its buffer).
+void require_elements(const matvar_t* var, size_t n, size_t element_bytes,
+                      const std::string& context) {
+  if (element_bytes == 0 || var->nbytes / element_bytes < n)
+    throw Error(context + ": the file declares " + std::to_string(n) + " elements but holds " +
+                std::to_string(var->nbytes) + " bytes of data (a damaged file)");
+}
+
 void append_utf8(uint32_t c, std::string& out) {
   if (c < 0x80) {
     out += static_cast<char>(c);
@@ -117,6 +145,7 @@ std::vector<double> MatVar::numbers() const {
   out.reserve(n);
   if (n == 0) return out;
   if (var_->data == nullptr) throw Error(context_ + ": numeric data could not be read");
+  require_elements(var_, n, class_bytes(var_->class_type), context_);
   switch (var_->class_type) {
     case MAT_C_DOUBLE:
       append<double>(var_->data, n, out);
@@ -165,6 +194,7 @@ std::string MatVar::text() const {
   if (n == 0) return "";
   if (var_->rank > 2 || var_->dims[0] != 1) fail("a char string (one row)");
   if (var_->data == nullptr) throw Error(context_ + ": char data could not be read");
+  require_elements(var_, n, var_->data_size, context_);
   std::string out;
   // matio hands v5 text over as UTF-8/bytes or UTF-16 code units depending on how it was
   // written; the element width tells which.

@@ -88,6 +88,8 @@ Spec read_spec(const json& entry, const std::string& where) {
 
 torch::Tensor decode(const Spec& spec, const char* data) {
   const int64_t n = spec.elements;
+  if (n == 0)  // no memcpy from or to a null pointer (found by tfjs_fuzz)
+    return torch::empty(spec.shape, spec.stored == "int32" ? torch::kInt32 : torch::kFloat32);
   if (spec.stored == "int32") {
     auto t = torch::empty({n}, torch::kInt32);
     std::memcpy(t.data_ptr<int32_t>(), data, n * 4);

@@ -117,7 +117,7 @@ DatasetPtr open_inat(const fs::path& root, const std::string& split, const YAML:
   json doc;
   try {
     doc = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers beyond range (1e999)
     throw Error(file + ": not valid JSON: " + e.what());
   }
   if (!doc.is_object()) throw Error(file + ": expected a JSON object at the top");

@@ -188,6 +188,19 @@ TEST(Config, HostileYamlIsRefused) {
   Config config = Config::defaults();
   EXPECT_CONTAINS(finch::test::error_of([&] { config.set("train.losses", "&a [*a]"); }),
                   "--set train.losses: the YAML is nested");
+  // A control character in a value (config_fuzz: `format: x\r` written back in block style
+  // loaded as `x`), from a file or from --set, string-typed or not.
+  EXPECT_CONTAINS(
+      finch::test::error_of([] { Config::from_yaml("data: {format: \"i./usr\\r\"}\n", "c.yaml"); }),
+      "c.yaml: the value 'i./usr\r' holds a control character (byte 13)");
+  EXPECT_CONTAINS(finch::test::error_of([&] { config.set("data.root", "/data\x01"); }),
+                  "--set data.root: the value");
+  EXPECT_CONTAINS(finch::test::error_of([&] { config.set("train.epochs", "\"3\\b\""); }),
+                  "holds a control character (byte 8)");
+  // Tabs and line breaks inside quoted values stay allowed.
+  EXPECT_EQ(
+      Config::from_yaml("data: {format: \"a\\tb\"}\n", "t.yaml").get<std::string>("data.format"),
+      "a\tb");
   // An ordinary anchor still works.
   Config ok = Config::from_yaml("optim: {lr: &lr 0.5}\ntrain: {epochs: 3}\n", "ok.yaml");
   EXPECT_DOUBLE_EQ(ok.get<double>("optim.lr"), 0.5);

@@ -520,6 +520,9 @@ TEST(INatFormat, BadInputIsPrecise) {
   EXPECT_CONTAINS(err(), "images[0] has no \"file_name\"");
   write_text(file, "{\"images\": [");
   EXPECT_CONTAINS(err(), "not valid JSON");
+  // A number JSON cannot hold threw out_of_range past the reader (inat_fuzz).
+  write_val(R"([{"id": 1e999, "file_name": "c.jpg"}])", "[]");
+  EXPECT_CONTAINS(err(), "not valid JSON");
   fs::remove(file);
   EXPECT_CONTAINS(err(), "no val.json or val20XX.json in " + root.string());
 }
