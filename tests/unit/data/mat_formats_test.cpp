@@ -234,6 +234,28 @@ TEST(MatFile, RefusesAVariableLargerThanTheFileCanHold) {
   EXPECT_CONTAINS(error, "variable 'x' declares 80000000000 bytes of data in a file of 192 bytes");
 }
 
+// A 1 x 8 char variable whose UTF-16 data element holds one character (cars_fuzz): text()
+// read 16 bytes from matio's 2-byte buffer; now the damage is named.
+TEST(MatFile, RefusesAStringShorterThanItsDimensions) {
+  finch::test::TempDir dir("finch-mat-short");
+  std::string bytes = "MATLAB 5.0 MAT-file, damaged";
+  bytes.resize(116, ' ');
+  bytes += std::string(8, '\0');
+  bytes += std::string("\x00\x01IM", 4);
+  const auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (8 * i)) & 0xFF);
+  };
+  u32(14), u32(48);                                          // miMATRIX, 48 bytes
+  u32(6), u32(8), u32(4), u32(0);                            // array flags: mxCHAR_CLASS
+  u32(5), u32(8), u32(1), u32(8);                            // dimensions 1 x 8
+  u32((1u << 16) | 1), bytes += std::string("s\0\0\0", 4);   // name "s"
+  u32((2u << 16) | 17), bytes += std::string("A\0\0\0", 4);  // miUTF16, 2 bytes
+  finch::test::write_text(dir.path() / "short.mat", bytes);
+  const finch::io::MatFile file(dir.path() / "short.mat");
+  EXPECT_CONTAINS(finch::test::error_of([&] { file.read("s").text(); }),
+                  "variable 's': the file declares 8 elements but holds 2 bytes of data");
+}
+
 TEST(CarsFormat, DevkitLayout) {
   finch::test::TempDir dir;
   const fs::path root = make_cars_devkit(dir.path());
