@@ -5,7 +5,9 @@
 # mean batch size (from /metrics) and peak RSS; then finch bench infer at batch 16 for the
 # "serving reaches 80% of plain inference" bar. Loopback only.
 #
-# usage: bench/serve_load.sh [SECONDS=20] [WORK=/tmp/finch-bench-serve]
+# usage: [CONCURRENCY="1 8 64"] [DTYPE=auto] bench/serve_load.sh [SECONDS=20] [WORK=/tmp/finch-bench-serve]
+# DTYPE is finch's --dtype (auto: fp32 here, the model file records no bf16 check; bf16 where the
+# CPU has AVX512_BF16 / AMX: what auto picks once a check is recorded, docs/model-files.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${1:-20}
@@ -60,12 +62,13 @@ peak_rss() { grep VmHWM /proc/$1/status | awk '{printf "%.0f", $2 / 1024}'; }
 
 for c in ${CONCURRENCY:-1 8 64}; do
   $FINCH serve --model "$WORK/resnet50.safetensors" --port 18080 --threads 2 --max-batch 16 \
+    --dtype "${DTYPE:-auto}" \
     --http-threads 64 --queue 1024 > "$WORK/finch_serve.log" 2>&1 &
   fpid=$!
   wait_port 18080
   read -r rate p50 p99 bad < <(load 18080 $c)
   batch=$($PY -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:18080/metrics').read().decode())" | awk '/^finch_batch_size_sum/{s=$2} /^finch_batch_size_count/{n=$2} END{printf "%.2f", s/n}')
-  echo "| finch serve | $c | $rate | $p50 | $p99 | $batch | $(peak_rss $fpid) | $bad |"
+  echo "| finch serve (${DTYPE:-auto}) | $c | $rate | $p50 | $p99 | $batch | $(peak_rss $fpid) | $bad |"
   kill -TERM $fpid; wait $fpid || true
   $PY bench/peer/serve.py --weights "$WORK/resnet50_tv.safetensors" --port 18081 --threads 2 \
     > "$WORK/peer_serve.log" 2>&1 &
@@ -75,4 +78,5 @@ for c in ${CONCURRENCY:-1 8 64}; do
   echo "| FastAPI + PyTorch | $c | $rate | $p50 | $p99 | 1 | $(peak_rss $ppid) | $bad |"
   kill -TERM $ppid; wait $ppid || true
 done
-$FINCH bench infer --model "$WORK/resnet50.safetensors" --batch 16 --size 224 --threads 2 --iters 10 --warmup 2
+$FINCH bench infer --model "$WORK/resnet50.safetensors" --batch 16 --size 224 --threads 2 --iters 10 --warmup 2 \
+  --dtype "$([[ ${DTYPE:-auto} == bf16 ]] && echo bf16 || echo fp32)"
