@@ -17,7 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string shard = split == std::string::npos ? "" : input.substr(split + 1);
   finch::io::TfjsModel model;
   try {
-    model = finch::io::parse_tfjs(json, [&](const std::string&) { return shard; }, "fuzz");
+    model = finch::io::parse_tfjs(
+        json, [&](const std::string&) { return shard; }, "fuzz");
   } catch (const finch::Error&) {
     return 0;
   }

@@ -22,7 +22,7 @@ struct ServeOptions {
   int64_t max_pixels = 40000000;  // refused from the header, before decoding
   int timeout_ms = 30000;         // socket read/write timeouts and the wait for a batch
   std::string token;              // bearer token required on every request but health checks
-  std::string dtype = "auto";  // fp32 | bf16 | auto (eval/precision.h)
+  std::string dtype = "auto";     // fp32 | bf16 | auto (eval/precision.h)
 };
 
 class Server {
