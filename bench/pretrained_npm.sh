@@ -66,6 +66,20 @@ run() {
   printf '%-48s test top-1 %.4f  (%s s)\n' "$name" "$top1" "$(cat "$WORK/$name.seconds")"
 }
 
+# compare DATA PROBE_EPOCHS FINETUNE_SETS...: the recipe in $WORK/recipe.yaml as a linear probe
+# (frozen backbone, cached embeddings) and as a fine-tune, from $weights and from random init.
+compare() {
+  local data=$1 probe_epochs=$2 init
+  shift 2
+  for init in pretrained random; do
+    local pre=()
+    [[ $init == pretrained ]] && pre=(--set "model.pretrained=$weights")
+    run "$source-$data-probe-$init" "${pre[@]}" --set train.freeze=backbone \
+      --set train.cache_features=true --set train.epochs="$probe_epochs"
+    run "$source-$data-finetune-$init" "${pre[@]}" "$@"
+  done
+}
+
 for source in "${SOURCES[@]}"; do
   # What each source is: its weights, architecture, model keys, normalisation, input sizes.
   mean="[0.485, 0.456, 0.406]" std="[0.229, 0.224, 0.225]"
@@ -106,13 +120,7 @@ train: {batch_size: 64, eval_batch_size: 256}
 optim: {name: adamw, lr: 0.001, weight_decay: 0.0001}
 schedule: {name: cosine}
 YAML
-  for init in pretrained random; do
-    pre=(); [[ $init == pretrained ]] && pre=(--set "model.pretrained=$weights")
-    run "$source-fmnist-probe-$init" "${pre[@]}" --set train.freeze=backbone \
-      --set train.cache_features=true --set train.epochs=10
-    run "$source-fmnist-finetune-$init" "${pre[@]}" --set train.epochs=1 \
-      --set train.max_steps_per_epoch=300
-  done
+  compare fmnist 10 --set train.epochs=1 --set train.max_steps_per_epoch=300
   fi
 
   if [[ " $DATASETS " == *" food "* ]]; then
@@ -133,11 +141,6 @@ train: {batch_size: 32, eval_batch_size: 64}
 optim: {name: adamw, lr: 0.001, weight_decay: 0.0001}
 schedule: {name: cosine}
 YAML
-  for init in pretrained random; do
-    pre=(); [[ $init == pretrained ]] && pre=(--set "model.pretrained=$weights")
-    run "$source-food-probe-$init" "${pre[@]}" --set train.freeze=backbone \
-      --set train.cache_features=true --set train.epochs=30
-    run "$source-food-finetune-$init" "${pre[@]}" --set train.epochs=8
-  done
+  compare food 30 --set train.epochs=8
   fi
 done
