@@ -4,6 +4,7 @@
 // boxes and tiny images by the test; then bad variants of each.
 #include <gtest/gtest.h>
 #include <matio.h>
+#include <zlib.h>
 
 #include <array>
 #include <functional>
@@ -211,49 +212,152 @@ TEST(MatFile, ReadsNumbersTextCellsAndStructsInV5AndV73) {
                   "not a readable MATLAB .mat file");
 }
 
-// A level-5 file whose only variable declares a 100000 x 100000 double matrix but holds one
-// value: refused from its header, before libmatio would allocate 80 GB for it.
+// --- hand-built level-5 files: what libmatio would not write ------------------------------
+
+// A level-5 file assembled word by word (little-endian), for damage libmatio never writes.
+struct Level5Bytes {
+  std::string bytes;
+  Level5Bytes() {
+    bytes = "MATLAB 5.0 MAT-file, hand-built by finch's tests";
+    bytes.resize(116, ' ');                 // descriptive text
+    bytes += std::string(8, '\0');          // subsystem data offset
+    bytes += std::string("\x00\x01IM", 4);  // version 0x0100, little-endian
+  }
+  Level5Bytes& u32(uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (8 * i)) & 0xFF);
+    return *this;
+  }
+  Level5Bytes& raw(const std::string& b) {
+    bytes += b;
+    return *this;
+  }
+  // The opening of a miMATRIX body: array flags (class), 2-D dimensions, a small-element name.
+  Level5Bytes& matrix_head(uint32_t cls, uint32_t rows, uint32_t cols, char name) {
+    u32(6).u32(8).u32(cls).u32(0);                                         // array flags
+    u32(5).u32(8).u32(rows).u32(cols);                                     // dimensions
+    u32((1u << 16) | 1).raw(std::string(1, name) + std::string(3, '\0'));  // name
+    return *this;
+  }
+  fs::path write(const fs::path& file) const {
+    write_text(file, bytes);
+    return file;
+  }
+};
+
+// A variable that declares a 100000 x 100000 double matrix but holds one value: refused from
+// its headers when the file opens, before libmatio would allocate 80 GB for it.
 TEST(MatFile, RefusesAVariableLargerThanTheFileCanHold) {
   finch::test::TempDir dir("finch-mat-hostile");
-  std::string bytes = "MATLAB 5.0 MAT-file, hostile";
-  bytes.resize(116, ' ');                 // descriptive text
-  bytes += std::string(8, '\0');          // subsystem data offset
-  bytes += std::string("\x00\x01IM", 4);  // version 0x0100, little-endian
-  const auto u32 = [&](uint32_t v) {
-    for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (8 * i)) & 0xFF);
-  };
-  u32(14), u32(56);                                         // miMATRIX, 56 bytes
-  u32(6), u32(8), u32(6), u32(0);                           // array flags: mxDOUBLE_CLASS
-  u32(5), u32(8), u32(100000), u32(100000);                 // dimensions
-  u32((1u << 16) | 1), bytes += std::string("x\0\0\0", 4);  // name "x" (small element)
-  u32(9), u32(8), bytes += std::string(8, '\0');            // one double
-  finch::test::write_text(dir.path() / "hostile.mat", bytes);
-  const finch::io::MatFile file(dir.path() / "hostile.mat");
-  EXPECT_EQ(file.variable_names(), std::vector<std::string>{"x"});
-  const std::string error = finch::test::error_of([&] { file.read("x"); });
-  EXPECT_CONTAINS(error, "variable 'x' declares 80000000000 bytes of data in a file of 192 bytes");
+  Level5Bytes mat;
+  mat.u32(14).u32(56).matrix_head(6, 100000, 100000, 'x').u32(9).u32(8).raw(std::string(8, '\0'));
+  const fs::path file = mat.write(dir.path() / "hostile.mat");
+  const std::string error = error_of([&] { finch::io::MatFile{file}; });
+  EXPECT_CONTAINS(error, file.string() + ": variable 'x', byte 176");
+  EXPECT_CONTAINS(error, "10000000000 elements declared but the data holds 8 bytes");
 }
 
 // A 1 x 8 char variable whose UTF-16 data element holds one character (cars_fuzz): text()
-// read 16 bytes from matio's 2-byte buffer; now the damage is named.
+// read 16 bytes from matio's 2-byte buffer; now the damage is named when the file opens.
 TEST(MatFile, RefusesAStringShorterThanItsDimensions) {
   finch::test::TempDir dir("finch-mat-short");
-  std::string bytes = "MATLAB 5.0 MAT-file, damaged";
-  bytes.resize(116, ' ');
-  bytes += std::string(8, '\0');
-  bytes += std::string("\x00\x01IM", 4);
-  const auto u32 = [&](uint32_t v) {
-    for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (8 * i)) & 0xFF);
+  Level5Bytes mat;
+  mat.u32(14).u32(48).matrix_head(4, 1, 8, 's').u32((2u << 16) | 17).raw(std::string("A\0\0\0", 4));
+  const fs::path file = mat.write(dir.path() / "short.mat");
+  EXPECT_CONTAINS(error_of([&] { finch::io::MatFile{file}; }),
+                  "variable 's', byte 176: 8 elements declared but the data holds 2 bytes");
+}
+
+std::string deflate(const std::string& bytes) {
+  uLongf size = compressBound(bytes.size());
+  std::string out(size, '\0');
+  EXPECT_EQ(compress(reinterpret_cast<Bytef*>(out.data()), &size,
+                     reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()),
+            Z_OK);
+  out.resize(size);
+  return out;
+}
+
+// Every size libmatio would allocate from (found by cars_fuzz, flowers102_fuzz and dogs_fuzz:
+// Mat_GetDir asking for 1.4-1.8 GB while listing a 2 KB file's variables) is checked against
+// the bytes that hold it before libmatio opens the file; each damage gets a message naming
+// the file, the variable and the byte.
+TEST(MatFile, RefusesDamagedStructureBeforeLibmatioAllocates) {
+  finch::test::TempDir dir("finch-mat-damaged");
+  struct Case {
+    const char* name;
+    Level5Bytes mat;
+    const char* expected;
   };
-  u32(14), u32(48);                                          // miMATRIX, 48 bytes
-  u32(6), u32(8), u32(4), u32(0);                            // array flags: mxCHAR_CLASS
-  u32(5), u32(8), u32(1), u32(8);                            // dimensions 1 x 8
-  u32((1u << 16) | 1), bytes += std::string("s\0\0\0", 4);   // name "s"
-  u32((2u << 16) | 17), bytes += std::string("A\0\0\0", 4);  // miUTF16, 2 bytes
-  finch::test::write_text(dir.path() / "short.mat", bytes);
-  const finch::io::MatFile file(dir.path() / "short.mat");
-  EXPECT_CONTAINS(finch::test::error_of([&] { file.read("s").text(); }),
-                  "variable 's': the file declares 8 elements but holds 2 bytes of data");
+  std::vector<Case> cases;
+  {
+    Level5Bytes m;
+    m.u32(14).u32(0x7FFFFFF0).matrix_head(6, 1, 1, 'a');
+    cases.push_back(
+        {"element", m, "byte 128: a data element declares 2147483632 bytes where 40 remain"});
+  }
+  {
+    Level5Bytes m;  // a compressed variable whose matrix claims 4 GB inflated
+    std::string inner;
+    for (uint32_t v : {14u, 0xF0000000u})
+      for (int i = 0; i < 4; ++i) inner += static_cast<char>((v >> (8 * i)) & 0xFF);
+    const std::string z = deflate(inner + std::string(64, '\0'));
+    m.u32(15).u32(static_cast<uint32_t>(z.size())).raw(z);
+    cases.push_back({"bomb", m, "declares 4026531840 bytes inflated"});
+  }
+  {
+    Level5Bytes m;  // 10^8 cells, none present
+    m.u32(14).u32(40).matrix_head(1, 1, 100000000, 'c');
+    cases.push_back(
+        {"cells", m, "variable 'c', byte 176: 100000000 cells declared where 0 bytes remain"});
+  }
+  {
+    Level5Bytes m;  // a struct whose field names come in slots of 0 bytes
+    m.u32(14)
+        .u32(64)
+        .matrix_head(2, 1, 1, 's')
+        .u32((4u << 16) | 5)
+        .u32(0)
+        .u32(1)
+        .u32(8)
+        .raw(std::string("fname\0\0\0", 8));
+    cases.push_back({"fields", m, "variable 's', byte 184: 8 bytes of field names in slots of 0"});
+  }
+  {
+    Level5Bytes m;  // 40 cells, each the only element of the one before
+    const int depth = 40;
+    std::vector<uint32_t> sizes(depth + 1, 0);
+    for (int d = depth - 1; d >= 0; --d) sizes[d] = 40 + 8 + sizes[d + 1];
+    for (int d = 0; d < depth; ++d) m.u32(14).u32(sizes[d]).matrix_head(1, 1, 1, 'n');
+    m.u32(14).u32(0);
+    cases.push_back({"nested", m, "cells or structs nested more than 32 deep"});
+  }
+  {
+    Level5Bytes m;  // a sparse matrix: no dataset has one
+    m.u32(14).u32(40).matrix_head(5, 1, 1, 'p');
+    cases.push_back({"sparse", m, "variable 'p', byte 136: array class 5"});
+  }
+  {
+    Level5Bytes m;  // a tag cut off at the end of the file
+    m.u32(14).u32(44).matrix_head(6, 1, 1, 'd').u32(9);
+    cases.push_back({"cut", m, "byte 176: a data element's tag is cut off (4 bytes left)"});
+  }
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const fs::path file = c.mat.write(dir.path() / (std::string(c.name) + ".mat"));
+    const std::string error = error_of([&] { finch::io::MatFile{file}; });
+    EXPECT_CONTAINS(error, file.string() + ": ");
+    EXPECT_CONTAINS(error, c.expected);
+    EXPECT_CONTAINS(error, "a damaged .mat file");
+  }
+  // Level 4, a big-endian marker with the wrong version, and a v7.3 header without HDF5.
+  Level5Bytes v4;
+  v4.bytes.replace(124, 4, std::string("\x00\x00\x00\x00", 4));
+  EXPECT_CONTAINS(error_of([&] { finch::io::MatFile{v4.write(dir.path() / "v4.mat")}; }),
+                  "not a readable MATLAB .mat file");
+  Level5Bytes v73;
+  v73.bytes.replace(124, 2, std::string("\x00\x02", 2));
+  EXPECT_CONTAINS(error_of([&] { finch::io::MatFile{v73.write(dir.path() / "v73.mat")}; }),
+                  "a MATLAB v7.3 header without the HDF5 file after it");
 }
 
 TEST(CarsFormat, DevkitLayout) {
