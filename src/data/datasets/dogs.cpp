@@ -36,6 +36,8 @@ struct DogsList {
   std::vector<int64_t> labels;  // 1-based, as stored
 };
 
+constexpr double kMaxLabel = 100000;
+
 DogsList read_list(const fs::path& file) {
   require_file(file, kFormat);
   io::MatFile mat(file);
@@ -45,9 +47,11 @@ DogsList read_list(const fs::path& file) {
   list.annotations = mat.read("annotation_list").strings();
   const io::MatVar labels = mat.read("labels");
   for (double v : labels.numbers()) {
-    if (v != std::floor(v) || v < 1)
+    // Stanford Dogs has 120 breeds; the bound keeps damaged values (1e72, found by dogs_fuzz)
+    // from overflowing the conversion below.
+    if (v != std::floor(v) || v < 1 || v > kMaxLabel)
       throw Error(labels.context() + ": label " + number_text(v) +
-                  " is not a 1-based class number");
+                  " is not a 1-based class number (1.." + number_text(kMaxLabel) + ")");
     list.labels.push_back(static_cast<int64_t>(v));
   }
   if (list.files.size() != list.labels.size() || list.files.size() != list.annotations.size())

@@ -536,6 +536,10 @@ TEST(DogsFormat, BadInputIsPrecise) {
   // Label 0 is not 1-based.
   write_dog_list(root / "test_list.mat", {std::string(kSpaniel) + "/n02085782_7.jpg"}, {0});
   EXPECT_CONTAINS(error_of([&] { open_dataset("dogs", root, "train"); }), "label 0");
+  // A label far beyond any class count (dogs_fuzz: 1.77e72 overflowed the conversion).
+  write_dog_list(root / "test_list.mat", {std::string(kSpaniel) + "/n02085782_7.jpg"}, {1.77e72});
+  EXPECT_CONTAINS(error_of([&] { open_dataset("dogs", root, "train"); }),
+                  "label 1.77e+72 is not a 1-based class number (1..100000)");
   // One label for two breed folders.
   write_dog_list(root / "test_list.mat", {std::string(kSpaniel) + "/n02085782_7.jpg"}, {1});
   EXPECT_CONTAINS(error_of([&] { open_dataset("dogs", root, "train"); }), "two breed folders");
