@@ -17,6 +17,12 @@ namespace finch::fuzz {
 
 namespace fs = std::filesystem;
 
+/// The dataset format fuzz_replay is running (it links dataset_fuzz.cpp once for all formats).
+inline std::string& replay_format() {
+  static std::string format;
+  return format;
+}
+
 /// Separates the files of one input; also in every dictionary so mutations can add files.
 inline constexpr std::string_view kFileSeparator = "\n--finch-fuzz-file--\n";
 

@@ -271,6 +271,52 @@ def gguf_seeds():
     return {"v3": header + data}
 
 
+def http_seeds():
+    """One client connection each (first byte: 0 = open server, 1 = the one with a token)."""
+    import base64
+    import gzip
+    png = image_seeds()["rgb.png"]
+    jpg = image_seeds()["rgb.jpg"]
+
+    def request(method, path, headers=(), body=b""):
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+        for h in headers:
+            head += h.encode() + b"\r\n"
+        if body or method == "POST":
+            head += f"Content-Length: {len(body)}\r\n".encode()
+        return head + b"\r\n" + body
+
+    boundary = "finchboundary"
+    multipart = b""
+    for i, data in enumerate([png, jpg]):
+        multipart += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file{i}\"; "
+                      f"filename=\"img{i}.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
+        multipart += data + b"\r\n"
+    multipart += f"--{boundary}--\r\n".encode()
+    b64 = base64.b64encode(png).decode()
+    chunked = b"".join(f"{len(part):x}\r\n".encode() + part + b"\r\n"
+                       for part in [png[:20], png[20:]]) + b"0\r\n\r\n"
+    return {
+        "health": b"\0" + request("GET", "/healthz") + request("GET", "/metrics")
+        + request("GET", "/v1/openapi.json"),
+        "raw_png": b"\0" + request("POST", "/v1/predict?topk=3", ["Content-Type: image/png"], png),
+        "multipart": b"\0" + request("POST", "/v1/embed", [
+            f"Content-Type: multipart/form-data; boundary={boundary}"], multipart),
+        "json_one": b"\0" + request("POST", "/v1/explain", ["Content-Type: application/json"],
+                                    ('{"image": "%s"}' % b64).encode()),
+        "json_list": b"\0" + request("POST", "/v1/search?k=2", ["Content-Type: application/json"],
+                                     ('{"images": ["%s", "%s"]}' % (b64, "data:image/png;base64," + b64)).encode()),
+        "chunked": b"\0" + request("POST", "/v1/predict", [
+            "Content-Type: image/png", "Transfer-Encoding: chunked"], b"")[:-len("Content-Length: 0\r\n\r\n")]
+        + b"\r\n" + chunked,
+        "gzip_body": b"\0" + request("POST", "/v1/predict", [
+            "Content-Type: image/png", "Content-Encoding: gzip"], gzip.compress(png, mtime=0)),
+        "token": b"\1" + request("POST", "/v1/predict", [
+            "Authorization: Bearer fuzz-token", "Content-Type: image/png"], png)
+        + request("GET", "/healthz") + request("GET", "/v1/predict", ["Authorization: Bearer wrong"]),
+    }
+
+
 def main(out_root):
     corpora = {"safetensors_fuzz": safetensors_seeds(), "config_fuzz": config_seeds(),
                "idx_fuzz": idx_seeds(), "image_fuzz": image_seeds(),
@@ -279,7 +325,7 @@ def main(out_root):
                "cub_fuzz": {"cub": cub_seed()}, "nabirds_fuzz": {"nabirds": cub_seed(True)},
                "aircraft_fuzz": {"aircraft": aircraft_seed()}, "inat_fuzz": {"inat": inat_seed()},
                "csv_fuzz": {"csv": csv_seed()}, "tfjs_fuzz": tfjs_seeds(),
-               "gguf_fuzz": gguf_seeds()}
+               "gguf_fuzz": gguf_seeds(), "http_fuzz": http_seeds()}
     corpora.update(mat_seeds())
     for target, seeds in corpora.items():
         folder = os.path.join(out_root, target)

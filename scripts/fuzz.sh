@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 BUILD=${FINCH_FUZZ_BUILD:-build-fuzz}
-ALL_TARGETS=(safetensors_fuzz gguf_fuzz tfjs_fuzz idx_fuzz image_fuzz config_fuzz base64_fuzz cub_fuzz nabirds_fuzz
-             aircraft_fuzz inat_fuzz csv_fuzz cars_fuzz flowers102_fuzz dogs_fuzz)
+ALL_TARGETS=(safetensors_fuzz gguf_fuzz tfjs_fuzz idx_fuzz image_fuzz config_fuzz base64_fuzz http_fuzz cub_fuzz
+             nabirds_fuzz aircraft_fuzz inat_fuzz csv_fuzz cars_fuzz flowers102_fuzz dogs_fuzz)
 TARGETS=("$@")
 if [ $# -eq 0 ]; then TARGETS=("${ALL_TARGETS[@]}"); fi
 
@@ -30,6 +30,7 @@ dictionary() {
     safetensors_fuzz) echo fuzz/safetensors.dict ;;
     tfjs_fuzz) echo fuzz/tfjs.dict ;;
     config_fuzz) echo fuzz/config.dict ;;
+    http_fuzz) echo fuzz/http.dict ;;
     idx_fuzz | image_fuzz | base64_fuzz) ;;
     *) echo fuzz/dataset.dict ;;
   esac

@@ -19,16 +19,11 @@
 #include "finch/serve/http_util.h"
 #include "finch/serve/metrics.h"
 #include "finch/serve/page.h"
+#include "http_layer.h"
 
 namespace finch::serve {
 
 namespace {
-
-// A client's mistake: answered with `status` and {"error": message}, never a 500.
-struct ClientError : Error {
-  ClientError(int status_code, const std::string& message) : Error(message), status(status_code) {}
-  int status;
-};
 
 // Everything one loaded model file serves with; replaced whole on reload.
 struct ModelState {
@@ -41,11 +36,6 @@ struct ModelState {
 
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1";
-}
-
-void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
 }
 
 }  // namespace
@@ -87,48 +77,6 @@ struct Server::Impl {
 
   // --- request parsing ----------------------------------------------------------------
 
-  // The images of a request, as (name, encoded bytes): a raw image/* body, multipart files,
-  // or JSON {"image": BASE64} / {"images": [BASE64, ...]}.
-  std::vector<std::pair<std::string, std::string>> request_images(const httplib::Request& req,
-                                                                  bool& single) {
-    std::vector<std::pair<std::string, std::string>> out;
-    const std::string type = req.get_header_value("Content-Type");
-    single = false;
-    if (req.is_multipart_form_data()) {
-      for (const auto& [field, file] : req.files)
-        out.emplace_back(file.filename.empty() ? field : file.filename, file.content);
-      if (out.empty()) throw ClientError(422, "the multipart body holds no file");
-    } else if (type.rfind("image/", 0) == 0 || type == "application/octet-stream") {
-      single = true;
-      out.emplace_back("upload", req.body);
-    } else if (type.rfind("application/json", 0) == 0) {
-      const auto j = nlohmann::json::parse(req.body, nullptr, false);
-      if (j.is_discarded() || !j.is_object())
-        throw ClientError(400, "the body is not a JSON object");
-      auto decode = [](const nlohmann::json& v, const std::string& name) {
-        if (!v.is_string()) throw ClientError(400, name + " must be a base64 string");
-        auto bytes = base64_decode(v.get<std::string>());
-        if (!bytes) throw ClientError(400, name + " is not valid base64");
-        return *bytes;
-      };
-      if (j.contains("image")) {
-        single = true;
-        out.emplace_back("image", decode(j["image"], "image"));
-      } else if (j.contains("images") && j["images"].is_array()) {
-        for (size_t i = 0; i < j["images"].size(); ++i)
-          out.emplace_back(fmt::format("images[{}]", i),
-                           decode(j["images"][i], fmt::format("images[{}]", i)));
-        if (out.empty()) throw ClientError(422, "\"images\" is empty");
-      } else {
-        throw ClientError(400, "a JSON body needs \"image\" (base64) or \"images\" (a list)");
-      }
-    } else {
-      throw ClientError(415, "unsupported Content-Type '" + type +
-                                 "': send image/*, multipart/form-data or application/json");
-    }
-    return out;
-  }
-
   // Decoded and preprocessed on this HTTP thread; a bad image is an error record.
   struct Prepared {
     std::vector<std::string> names;
@@ -137,8 +85,7 @@ struct Server::Impl {
     std::vector<std::string> errors;  // per name: "" or why it failed
     std::vector<cv::Mat> decoded;     // kept for explain
   };
-  Prepared prepare(const eval::InferenceSession& session,
-                   const std::vector<std::pair<std::string, std::string>>& images,
+  Prepared prepare(const eval::InferenceSession& session, const std::vector<Upload>& images,
                    bool keep_decoded = false) {
     Prepared p;
     for (const auto& [name, bytes] : images) {
@@ -198,23 +145,6 @@ struct Server::Impl {
       records.push_back(std::move(record));
     }
     send_json(res, 200, single ? records.front() : nlohmann::json{{"results", records}});
-  }
-
-  int64_t int_param(const httplib::Request& req, const std::string& name, int64_t fallback,
-                    int64_t min, int64_t max) {
-    if (!req.has_param(name)) return fallback;
-    const std::string text = req.get_param_value(name);
-    size_t used = 0;
-    int64_t value = 0;
-    try {
-      value = std::stoll(text, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != text.size() || value < min || value > max)
-      throw ClientError(400, fmt::format("query parameter {}={} must be an integer in [{}, {}]",
-                                         name, text, min, max));
-    return value;
   }
 
   // --- endpoints ------------------------------------------------------------------------
@@ -351,22 +281,15 @@ struct Server::Impl {
 
   // --- wiring -----------------------------------------------------------------------------
 
-  void route(const std::string& method, const std::string& path,
-             std::function<void(const httplib::Request&, httplib::Response&)> handler) {
-    auto wrapped = [this, handler](const httplib::Request& req, httplib::Response& res) {
+  // c10::Error's what() carries a C++ backtrace: clients get the message only.
+  void route(const std::string& method, const std::string& path, HttpHandler handler) {
+    auto wrapped = guarded([handler](const httplib::Request& req, httplib::Response& res) {
       try {
         handler(req, res);
-      } catch (const ClientError& e) {
-        if (e.status == 503) res.set_header("Retry-After", "1");
-        send_json(res, e.status, {{"error", e.what()}});
-      } catch (const Error& e) {
-        send_json(res, 422, {{"error", e.what()}});
       } catch (const c10::Error& e) {
-        send_json(res, 500, {{"error", e.what_without_backtrace()}});
-      } catch (const std::exception& e) {
-        send_json(res, 500, {{"error", e.what()}});
+        throw std::runtime_error(e.what_without_backtrace());
       }
-    };
+    });
     if (method == "GET")
       http.Get(path, wrapped);
     else
@@ -374,40 +297,13 @@ struct Server::Impl {
   }
 
   void wire() {
-    http.set_payload_max_length(static_cast<size_t>(options.max_body_bytes));
-    const time_t seconds = options.timeout_ms / 1000;
-    const time_t micros = (options.timeout_ms % 1000) * 1000;
-    http.set_read_timeout(seconds, micros);
-    http.set_write_timeout(seconds, micros);
-    http.set_keep_alive_timeout(5);
-    const int threads = std::max(1, options.http_threads);
-    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      Metrics::start_request();
-      if (options.token.empty() || req.path == "/healthz" || req.path == "/readyz")
-        return httplib::Server::HandlerResponse::Unhandled;
-      if (req.get_header_value("Authorization") != "Bearer " + options.token) {
-        res.set_header("WWW-Authenticate", "Bearer");
-        send_json(res, 401, {{"error", "missing or wrong bearer token"}});
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
-    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      metrics.finish_request(req.path, res.status);
-    });
-    // httplib's own answers (413 for a body above the limit, 404, 400) get a JSON body.
-    http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      if (res.body.empty())
-        send_json(res, res.status,
-                  {{"error", res.status == 413   ? "the request body is larger than --max-body-mb"
-                             : res.status == 404 ? "no such endpoint (see /v1/openapi.json)"
-                                                 : "the request could not be read"}});
-    });
-    http.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-          send_json(res, 500, {{"error", "internal error"}});
-        });
+    HttpPolicy policy;
+    policy.max_body_bytes = static_cast<size_t>(options.max_body_bytes);
+    policy.timeout_ms = options.timeout_ms;
+    policy.http_threads = options.http_threads;
+    policy.token = options.token;
+    policy.metrics = &metrics;
+    apply_policy(http, policy);
 
     route("GET", "/", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(kIndexHtml, "text/html; charset=utf-8");

@@ -260,6 +260,13 @@ TEST_F(ServeTest, ClientMistakesGetTheir4xxAndTheServerKeepsServing) {
   EXPECT_EQ(status(client.Post("/v1/explain?class=nosuch", png, "image/png")), 400);
   EXPECT_EQ(status(client.Get("/v1/nothing")), 404);
   EXPECT_EQ(status(client.Post("/v1/admin/reload", "", "text/plain")), 403);  // no token
+  // Bytes that are not UTF-8 in a file name or a Content-Type are quoted back replaced (the
+  // JSON writer threw on them, a 500).
+  r = client.Post("/v1/predict",
+                  httplib::MultipartFormDataItems{{"f", png, "\xff\xfe.png", "image/png"}});
+  EXPECT_EQ(status(r), 200);
+  EXPECT_EQ(body_json(r)["results"][0].value("path", ""), "\xef\xbf\xbd\xef\xbf\xbd.png");
+  EXPECT_EQ(status(client.Post("/v1/predict", png, "text/\xff")), 415);
   // Still serving, and no 5xx was counted.
   EXPECT_EQ(status(client.Post("/v1/predict", png, "image/png")), 200);
   EXPECT_EQ(client.Get("/metrics")->body.find("code=\"5"), std::string::npos);
