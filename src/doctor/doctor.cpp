@@ -16,6 +16,7 @@
 
 #include "doctor_internal.h"
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/data/formats.h"
 #include "finch/data/from_config.h"
 
@@ -25,10 +26,7 @@ namespace fs = std::filesystem;
 
 namespace detail {
 
-int thread_count(int threads) {
-  return threads > 0 ? threads
-                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-}
+int thread_count(int threads) { return choose_threads(threads); }
 
 void parallel_for(size_t n, int threads, const std::string& label, ProgressStyle style,
                   const std::function<void(size_t)>& body) {

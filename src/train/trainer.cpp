@@ -181,6 +181,8 @@ struct Trainer::Impl {
   std::shared_ptr<ProcessGroup> group;
   bool writer = true;
   int threads = 1;
+  // `threads: 0` (auto) on CPU: follows the CPU time other processes leave (core/threads.h).
+  std::unique_ptr<ThreadGovernor> governor;
   ProgressStyle progress_style = ProgressStyle::kNone;
   data::TrainValData data;
   std::unique_ptr<data::Loader> train_loader, val_loader;
@@ -422,6 +424,8 @@ Trainer::Trainer(const Config& config, const fs::path& run_dir, bool resume, Tra
   t.writer = t.dist.rank == 0;
   t.threads = choose_threads(config.get<int>("threads"), t.dist.local_world_size);
   torch::set_num_threads(t.threads);
+  if (config.get<int>("threads") == 0 && t.device.is_cpu() && t.threads > 1)
+    t.governor = std::make_unique<ThreadGovernor>(t.threads);
   t.progress_style = t.writer ? parse_progress_style(config.get<std::string>("train.progress"))
                               : ProgressStyle::kNone;
   if (!resume && t.dist.restart_count > 0 && fs::exists(run_dir / "checkpoint" / "state.json")) {
@@ -503,6 +507,10 @@ TrainSummary Trainer::run() {
 bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
   Impl& t = *impl_;
   TrainState& state = t.state;
+  if (t.governor && t.governor->update() != t.threads) {
+    t.threads = t.governor->threads();
+    torch::set_num_threads(t.threads);
+  }
   inputs = inputs.to(t.device);
   if (t.channels_last && inputs.dim() == 4)
     inputs = inputs.contiguous(torch::MemoryFormat::ChannelsLast);
@@ -673,7 +681,9 @@ bool Trainer::train_epoch() {
       {"val_acc", nullptr},
       {"lr", current_lr(t.optim)},
       {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
+      {"threads", t.threads},
       {"skipped", skipped.size()}};
+  if (t.governor) record["thread_changes"] = t.governor->changes();
   if (t.reducer && state.global_step > first_step) {
     // What data parallelism costs: rank 0's time in the gradient all-reduce per step.
     const double steps = static_cast<double>(state.global_step - first_step);
