@@ -9,7 +9,9 @@
 # exported by torch.onnx.export, graph optimisations on, 2 intra-op threads; fp32 only)
 # prints every run with the 1-minute load average, then medians and ratios against PyTorch
 # as shipped (best of NCHW and channels_last), against the allocator-tuned run and against
-# ONNX Runtime, with the CPU model and its ISA flags.
+# ONNX Runtime, with the CPU model and its ISA flags. The roofline columns divide each side's
+# GFLOP/s (finch's count of multiply-adds per image x 2 x img/s) by the machine's peak from
+# `finch bench peak` (a multiply-add loop in fp32, or AVX512_BF16 dot products for bf16).
 #
 # usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32]
 set -euo pipefail
@@ -25,6 +27,8 @@ ORT_MODEL=${ORT_MODEL:-/tmp/finch-bench-resnet50.onnx}
 [[ -f $ORT_MODEL ]] || /usr/bin/python3 bench/peer/export_resnet50_onnx.py "$ORT_MODEL"
 bash scripts/install-npm.sh build/npm >/dev/null
 peer_dtype=""; [[ $DTYPE == bf16 ]] && peer_dtype="--bf16"
+PEAK=$("$FINCH" bench peak --threads 2 --json)
+echo "peak: $PEAK"
 
 for c in $CASES; do
   size=${c%x*}; batch=${c#*x}
@@ -51,16 +55,19 @@ rs=[json.loads(l) for l in open(sys.argv[1])][-5:]
 print(' '.join(f\"{x['side']} {x['r']['img_per_s']:.2f} img/s (p50 {x['r']['latency_ms']['p50']:.0f} ms, load {x['r']['load_avg_1min']:.2f})\" for x in rs), '[$c round $r]')" "$OUT"
   done
 done
-/usr/bin/python3 - "$OUT" <<'PY'
+/usr/bin/python3 - "$OUT" "$PEAK" "$DTYPE" <<'PY'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
+peak = json.loads(sys.argv[2])
+peak_gflops = peak["fma_gflops_bf16" if sys.argv[3] == "bf16" else "fma_gflops_fp32"] or float("nan")
+gemm_gflops = peak["gemm_gflops_bf16" if sys.argv[3] == "bf16" else "gemm_gflops_fp32"]
 cases = list(dict.fromkeys(r["case"] for r in runs))
 cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
 flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
 isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-print(f"CPU: {cpu}; ISA: {' '.join(isa)}")
-print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | ONNX Runtime img/s | ratio vs ONNX Runtime | load (1 min, median) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print(f"CPU: {cpu}; ISA: {' '.join(isa)}; {sys.argv[3]} peak {peak_gflops:.0f} GFLOP/s (multiply-add loop, 2 threads), LibTorch GEMM {gemm_gflops:.0f} GFLOP/s")
+print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | ONNX Runtime img/s | ratio vs ONNX Runtime | finch / ONNX Runtime % of peak | load (1 min, median) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for c in cases:
     def med(side, key=lambda r: r["img_per_s"]):
         return statistics.median(key(x["r"]) for x in runs if x["case"] == c and x["side"] == side)
@@ -69,5 +76,7 @@ for c in cases:
     gf = med("finch", lambda r: r["gflop_per_s"])
     rss = med("finch", lambda r: r["peak_rss_mib"])
     load = statistics.median(x["r"]["load_avg_1min"] for x in runs if x["case"] == c)
-    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {t:.2f} | **{f / t:.2f}x** | {o:.2f} | **{f / o:.2f}x** | {load:.2f} |")
+    gflop_per_image = gf / f
+    roof = f"{100 * gf / peak_gflops:.0f}% / {100 * o * gflop_per_image / peak_gflops:.0f}%"
+    print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {t:.2f} | **{f / t:.2f}x** | {o:.2f} | **{f / o:.2f}x** | {roof} | {load:.2f} |")
 PY

@@ -72,6 +72,28 @@ void add_bench_command(CLI::App& app) {
   add_output(
       cmd, [infer] { return bench::bench_infer(*infer); }, infer_text);
 
+  auto peak = std::make_shared<bench::PeakBenchOptions>();
+  auto* pcmd = bench->add_subcommand(
+      "peak",
+      "The CPU's peak GFLOP/s (multiply-add loop, fp32 and bf16) and LibTorch's GEMM, "
+      "for a roofline");
+  add_count_option(*pcmd, "--threads", peak->threads, "Threads (0: the CPUs available)", 0, 1024);
+  add_count_option(*pcmd, "--gemm-size", peak->gemm_size, "n of the n x n x n GEMM", 64, 16384);
+  add_output(
+      pcmd, [peak] { return bench::bench_peak(*peak); },
+      [](const nlohmann::json& r) {
+        auto g = [&](const char* key) {
+          return r[key].is_null() ? std::string("-") : fmt::format("{:.1f}", r[key].get<double>());
+        };
+        return fmt::format(
+            "{}, {} threads, {}{}: multiply-add loop fp32 {} GFLOP/s, bf16 {} GFLOP/s; GEMM "
+            "{}^3 fp32 {} GFLOP/s, bf16 {} GFLOP/s; load {:.2f}\n",
+            r["cpu"].get<std::string>(), r["threads"].get<int>(), r["isa"].get<std::string>(),
+            r["bf16_isa"].get<std::string>().empty() ? "" : ", " + r["bf16_isa"].get<std::string>(),
+            g("fma_gflops_fp32"), g("fma_gflops_bf16"), r["gemm_size"].get<int64_t>(),
+            g("gemm_gflops_fp32"), g("gemm_gflops_bf16"), r["load_avg_1min"].get<double>());
+      });
+
   auto data = std::make_shared<bench::DataBenchOptions>();
   auto* dcmd = bench->add_subcommand(
       "data", "Loader img/s: decode + random_resized_crop + hflip + normalize + batch");

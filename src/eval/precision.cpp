@@ -31,6 +31,8 @@ std::pair<std::string, std::string> cpu_flags_and_model() {
 
 }  // namespace
 
+std::string cpu_model_name() { return cpu_flags_and_model().second; }
+
 std::string cpu_bf16_isa() {
   const std::string flags = cpu_flags_and_model().first;
   if (flags.find(" amx_bf16 ") != std::string::npos) return "AMX-BF16";

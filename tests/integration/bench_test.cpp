@@ -46,6 +46,21 @@ TEST(BenchCli, DataJson) {
   EXPECT_GT(j["peak_rss_mib"].get<double>(), 0);
 }
 
+// The roofline's denominator: every ISA the CPU reports gets its figure, and one the CPU
+// lacks is null rather than a made-up number.
+TEST(BenchCli, PeakJson) {
+  auto r =
+      ft::run_command(ft::cli_path().string() + " bench peak --threads 1 --gemm-size 64 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = last_json_line(r.output);
+  EXPECT_EQ(j["threads"].get<int>(), 1);
+  EXPECT_GT(j["gemm_gflops_fp32"].get<double>(), 0);
+  EXPECT_GT(j["gemm_gflops_bf16"].get<double>(), 0);
+  if (j["isa"] != "none (no AVX2)") EXPECT_GT(j["fma_gflops_fp32"].get<double>(), 0);
+  EXPECT_EQ(j["fma_gflops_bf16"].is_null(), j["bf16_isa"].get<std::string>().empty());
+  EXPECT_NE(ft::run_command(ft::cli_path().string() + " bench peak --gemm-size 8").exit_code, 0);
+}
+
 TEST(BenchCli, BadModelNameFails) {
   auto r = ft::run_command(ft::cli_path().string() + " bench infer --model no_such_net --iters 1");
   EXPECT_NE(r.exit_code, 0);

@@ -47,6 +47,18 @@ struct InferBenchOptions {
 /// per multiply-add), and the settings.
 nlohmann::json bench_infer(const InferBenchOptions& options);
 
+struct PeakBenchOptions {
+  int64_t threads = 0;  // 0: the CPUs this process may use
+  int64_t gemm_size = 2048;
+};
+
+/// The machine's arithmetic peak, for a roofline: a register-blocked multiply-add loop
+/// (12 independent accumulators per thread; AVX-512F, else AVX2 + FMA) in fp32, and
+/// AVX512_BF16 dot products (vdpbf16ps) where the CPU has them; and what LibTorch's own GEMM
+/// (n x n x n torch::mm, fp32 and bf16) reaches. JSON: cpu, isa, threads, fma_gflops_fp32,
+/// fma_gflops_bf16 (null without native bf16), gemm_gflops_fp32, gemm_gflops_bf16.
+nlohmann::json bench_peak(const PeakBenchOptions& options);
+
 struct DataBenchOptions {
   std::string dataset = "imagefolder";  // a registered format (--dataset)
   std::string root;

@@ -22,6 +22,8 @@ constexpr double kBf16MinAgreement = 0.995;
 /// The CPU's native bf16 instruction set ("AMX-BF16", "AVX512_BF16"), or "" when it has none
 /// (bf16 then runs emulated, slower than fp32). From /proc/cpuinfo's flags.
 std::string cpu_bf16_isa();
+/// The CPU's model name from /proc/cpuinfo ("" when unknown), for benchmark records.
+std::string cpu_model_name();
 
 /// One batch of preprocessed images with their labels (-1: unknown); nullopt at the end.
 using BatchSource = std::function<std::optional<std::pair<torch::Tensor, torch::Tensor>>()>;
