@@ -13,9 +13,11 @@ namespace finch::eval {
 
 InferenceSession::InferenceSession(const std::filesystem::path& model_file, SessionOptions options)
     : options_(options) {
-  // The file's identity is hashed on another thread while the model is read and built (hashing
-  // a ResNet-50 file took a seventh of `finch predict`'s start-up); content_hash() waits for it.
-  hash_ = std::async(std::launch::async, [model_file] { return sha256_file(model_file); }).share();
+  // The file's identity is hashed when first asked for (embeddings files, galleries, serve):
+  // `finch predict` never needs it, and hashing a ResNet-50 file took a fifth of its CPU time
+  // at start-up (and an async future's destructor would wait for it at exit).
+  hash_ =
+      std::async(std::launch::deferred, [model_file] { return sha256_file(model_file); }).share();
   build(models::load_model_file(model_file), /*owned=*/true);
 }
 
