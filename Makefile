@@ -31,7 +31,7 @@ test-asan: deps
 	  cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFINCH_BUILD_TESTS=ON \
 	    -DFINCH_SANITIZE=ON -DFINCH_BUILD_PYTHON=OFF; \
 	fi
-	cmake --build $(ASAN_DIR) -j $(JOBS) --target finch_cli test_core test_io test_data test_integration
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target finch_cli test_core test_io test_data test_integration fuzz_replay
 	cd $(ASAN_DIR) && \
 	  ASAN_OPTIONS=detect_container_overflow=0:abort_on_error=0:detect_leaks=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/asan.supp:print_suppressions=0 \
