@@ -8,10 +8,12 @@
 #             folder of JPEGs (bench/configs/resnet50_224_train.yaml vs
 #             bench/peer/imagefolder_train.py: NCHW, channels_last, and channels_last with
 #             finch's glibc allocator settings as env vars)
+#   resnet50_bf16  the same in bf16 mixed precision: finch train.precision: bf16-mixed vs
+#             PyTorch under torch.autocast("cpu", torch.bfloat16), NCHW and channels_last
 # Both with 2 compute threads and 2 loader workers. Prints each run, then medians and ratios
 # against the faster peer.
 #
-# usage: bench/train_vs_peer.sh [ROUNDS=3] [CASES="fmnist resnet50"] [JPEGS=/tmp/finch-bench-jpegs]
+# usage: bench/train_vs_peer.sh [ROUNDS=3] [CASES="fmnist resnet50"; also resnet50_bf16] [JPEGS=/tmp/finch-bench-jpegs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -43,7 +45,13 @@ for c in $CASES; do
       peers=("$PY bench/peer/imagefolder_train.py $JPEGS --steps 8 --warmup 2"
              "$PY bench/peer/imagefolder_train.py $JPEGS --steps 8 --warmup 2 --channels-last"
              "env $TUNED $PY bench/peer/imagefolder_train.py $JPEGS --steps 8 --warmup 2 --channels-last") ;;
-    *) echo "unknown case $c (fmnist | resnet50)" >&2; exit 2 ;;
+    resnet50_bf16)
+      [[ -d $JPEGS/train ]] || $PY bench/make_jpegs.py "$JPEGS" --classes 4 --per-class 100
+      finch_cmd=("$FINCH" bench train --config bench/configs/resnet50_224_train.yaml
+                 --set "data.root=$JPEGS" --set train.precision=bf16-mixed --steps 8 --warmup 2 --json)
+      peers=("$PY bench/peer/imagefolder_train.py $JPEGS --steps 8 --warmup 2 --bf16-autocast"
+             "$PY bench/peer/imagefolder_train.py $JPEGS --steps 8 --warmup 2 --channels-last --bf16-autocast") ;;
+    *) echo "unknown case $c (fmnist | resnet50 | resnet50_bf16)" >&2; exit 2 ;;
   esac
   for r in $(seq 1 "$ROUNDS"); do
     record finch "$c" "$("${finch_cmd[@]}" 2>/dev/null)"

@@ -5,12 +5,14 @@ weight decay 1e-4 on weights only (finch's default: no decay on norm weights and
 constant lr 0.01, cross-entropy; torchvision ImageFolder (PIL), RandomResizedCrop(224) +
 RandomHorizontalFlip + ToTensor + Normalize through a DataLoader with `workers` processes
 (persistent). Its best settings: `--channels-last` converts the model and every batch.
+`--bf16-autocast` runs the forward pass under torch.autocast("cpu", torch.bfloat16) (PyTorch's
+CPU mixed precision; the loss on fp32 logits), as finch's train.precision: bf16-mixed.
 Warm-up steps are excluded; each step is timed from the end of the previous one, as finch
 does. Prints one JSON object.
 
 usage: /usr/bin/python3 imagefolder_train.py ROOT [--size 224] [--batch 16] [--steps 10]
                                              [--warmup 3] [--threads 2] [--workers 2]
-                                             [--channels-last]
+                                             [--channels-last] [--bf16-autocast]
 """
 import argparse
 import json
@@ -36,6 +38,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--bf16-autocast", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -63,7 +66,9 @@ def main():
     for _ in range(a.warmup + a.steps):
         x, y = next(it)
         x = x.contiguous(memory_format=fmt)
-        loss = criterion(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16_autocast):
+            logits = model(x)
+        loss = criterion(logits.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -74,7 +79,7 @@ def main():
     with open("/proc/loadavg") as f:
         load = float(f.read().split()[0])
     print(json.dumps({"bench": "train", "arch": a.arch, "batch": a.batch, "steps": a.steps,
-                      "channels_last": a.channels_last,
+                      "channels_last": a.channels_last, "bf16_autocast": a.bf16_autocast,
                       "img_per_s": a.batch * a.steps / seconds,
                       "step_ms": {"p50": statistics.median(step_ms)},
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

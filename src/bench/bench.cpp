@@ -340,6 +340,7 @@ nlohmann::json bench_train(Config config, const TrainBenchOptions& options) {
       {"bench", "train"},
       {"backbone", config.get<std::string>("model.backbone")},
       {"head", config.get<std::string>("model.head")},
+      {"precision", config.get<std::string>("train.precision")},
       {"batch", config.get<int64_t>("train.batch_size")},
       {"threads", torch::get_num_threads()},
       {"workers", config.get<int>("data.workers")},

@@ -33,6 +33,7 @@
 #include "finch/train/freeze.h"
 #include "finch/train/health.h"
 #include "finch/train/losses.h"
+#include "finch/train/mixed_precision.h"
 #include "finch/train/optim.h"
 
 namespace finch::train {
@@ -191,6 +192,7 @@ struct Trainer::Impl {
   models::Classifier model{nullptr};
   FreezePlan freeze;
   bool channels_last = false;
+  Precision precision = Precision::kFp32;  // train.precision
   OptimizerBundle optim;
   double clip_grad_norm = 0;   // optim.clip_grad_norm; 0 = off
   double fixed_lr_factor = 0;  // > 0: set_fixed_lr's factor replaces the schedule's
@@ -393,11 +395,11 @@ void Trainer::Impl::print_summary_line() const {
   fmt::print(
       stderr,
       "finch {}: {} train / {} val ({}) images, {} classes; model {} + {} ({:.2f} M "
-      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}{}\n",
+      "parameters, frozen: {}); {} compute threads, {} loader workers, device {}, {}{}\n",
       kVersion, data.train->size(), data.val ? data.val->size() : 0, data.val_source,
       data.train->class_names().size(), spec["backbone"].get<std::string>(),
       spec["head"].get<std::string>(), parameters / 1e6, freeze.description, threads,
-      config.get<int>("data.workers"), device.str(),
+      config.get<int>("data.workers"), device.str(), precision_name(precision),
       group ? fmt::format("; data parallel over {} ranks: global batch {} ({} x {}), {} gradient "
                           "bucket(s) of {:.1f} MB per step",
                           dist.world_size, global_batch, dist.world_size, batch_size,
@@ -414,6 +416,7 @@ Trainer::Trainer(const Config& config, const fs::path& run_dir, bool resume, Tra
   t.device = parse_device(config.get<std::string>("device"));
   t.epochs = config.get<int64_t>("train.epochs");
   if (t.epochs < 1) throw Error("train.epochs must be >= 1");
+  t.precision = parse_precision(config.get<std::string>("train.precision"));
 
   t.dist = DistEnv::from_environment();
   if (t.dist.distributed()) {
@@ -447,6 +450,10 @@ Trainer::Trainer(const Config& config, const fs::path& run_dir, bool resume, Tra
   if (t.writer) {
     t.print_summary_line();
     warn_if_short_of_space(run_dir, *t.model);
+    if (t.precision == Precision::kBf16Mixed && t.device.is_cpu() && eval::cpu_bf16_isa().empty())
+      fmt::print(stderr,
+                 "note: this CPU has no native bf16 (AMX-BF16 or AVX512_BF16); "
+                 "train.precision: bf16-mixed will likely be slower than fp32 here\n");
   }
   t.summary.best_val_acc = t.state.best_val_acc;
   t.summary.best_epoch = t.state.best_epoch;
@@ -518,15 +525,20 @@ bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
   torch::manual_seed(derive_seed(t.seed, kStepStream, state.global_step));  // dropout etc.
   set_lr_factor(t.optim,
                 t.fixed_lr_factor > 0 ? t.fixed_lr_factor : t.schedule->factor(state.global_step));
-  auto output =
-      t.cached_batches ? t.model->head()->forward_embedding(inputs) : t.model->forward(inputs);
+  models::ModelOutput output;
   // Extra views the head asks for (WS-DAN's attention crops and drops).
   std::vector<torch::Tensor> view_logits;
-  if (!t.cached_batches) {
-    Rng view_rng(derive_seed(t.seed, kViewStream, state.global_step));
-    for (const auto& view : t.model->head()->training_views(inputs, output, view_rng))
-      view_logits.push_back(t.model->forward(view).logits);
+  {
+    AutocastScope autocast(t.precision == Precision::kBf16Mixed, t.device);
+    output =
+        t.cached_batches ? t.model->head()->forward_embedding(inputs) : t.model->forward(inputs);
+    if (!t.cached_batches) {
+      Rng view_rng(derive_seed(t.seed, kViewStream, state.global_step));
+      for (const auto& view : t.model->head()->training_views(inputs, output, view_rng))
+        view_logits.push_back(t.model->forward(view).logits.to(torch::kFloat));
+    }
   }
+  output = outputs_to_fp32(std::move(output));
   torch::Tensor loss = t.objective->forward(output, labels, view_logits);
   const double loss_value = loss.item<double>();
   const auto non_finite_loss = [&](const std::string& where) {
@@ -682,6 +694,7 @@ bool Trainer::train_epoch() {
       {"lr", current_lr(t.optim)},
       {"img_per_s", state.seen / std::max(1e-9, train_seconds)},
       {"threads", t.threads},
+      {"precision", precision_name(t.precision)},
       {"skipped", skipped.size()}};
   if (t.governor) record["thread_changes"] = t.governor->changes();
   if (t.reducer && state.global_step > first_step) {

@@ -8,6 +8,7 @@
 #include "finch/io/safetensors.h"
 #include "finch/models/model.h"
 #include "finch/models/pretrained.h"
+#include "finch/train/mixed_precision.h"
 #include "finch/train/optim.h"
 #include "parity_helpers.h"
 #include "test_support.h"
@@ -104,4 +105,49 @@ TEST(TorchvisionParity, Resnet18SgdStep) {
   EXPECT_LT(relative_diff(buffers["backbone.layer4.1.bn2.running_var"],
                           ref.find("after.layer4.1.bn2.running_var")),
             kTolerance);
+}
+
+// train.precision: bf16-mixed against torch.autocast("cpu", torch.bfloat16): the same loss and
+// gradients within bf16's rounding (8 significant bits, so 2% of the gradient scale), while
+// the fp32 computation is measurably further from the reference (the check can fail).
+TEST(TorchvisionParity, Resnet18Bf16AutocastStep) {
+  finch::test::TempDir dir;
+  const auto file = dir / "step.safetensors";
+  finch::test::run_python_reference("train_step_reference.py", file.string() + " bf16-autocast");
+  auto ref = finch::io::read_safetensors(file);
+  auto model =
+      fm::build_classifier({{"backbone", "resnet18"}, {"head", "linear"}, {"num_classes", 10}});
+  fm::load_pretrained(model, weights_of(ref, "model."), file.string(), true);
+  model->train();
+  const auto gradients = [&](bool autocast) {
+    fm::ModelOutput output;
+    {
+      finch::train::AutocastScope scope(autocast, torch::kCPU);
+      output = model->forward(ref.find("input"));
+      EXPECT_EQ(output.logits.scalar_type(), autocast ? torch::kBFloat16 : torch::kFloat);
+    }
+    output = finch::train::outputs_to_fp32(std::move(output));
+    torch::Tensor loss = torch::nn::functional::cross_entropy(output.logits, ref.find("labels"));
+    model->zero_grad();
+    loss.backward();
+    auto params = model->named_parameters();
+    return std::make_tuple(loss.item<double>(), params["backbone.conv1.weight"].grad().clone(),
+                           params["head.fc.weight"].grad().clone());
+  };
+  const auto [loss, conv1, fc] = gradients(true);
+  // Weights and gradients stay fp32 (the master copy); only the arithmetic is bf16.
+  EXPECT_EQ(conv1.scalar_type(), torch::kFloat);
+  EXPECT_EQ(model->named_parameters()["backbone.conv1.weight"].scalar_type(), torch::kFloat);
+  EXPECT_NEAR(loss, ref.find("loss").item<double>(), 1e-2);
+  constexpr double kBf16Tolerance = 2e-2;
+  const double conv1_diff = scaled_diff(conv1, ref.find("grad.conv1.weight"));
+  EXPECT_LT(conv1_diff, kBf16Tolerance);
+  EXPECT_LT(scaled_diff(fc, ref.find("grad.fc.weight")), kBf16Tolerance);
+  // Outside the scope nothing is cast any more.
+  const auto [loss32, conv1_32, fc32] = gradients(false);
+  const double fp32_diff = scaled_diff(conv1_32, ref.find("grad.conv1.weight"));
+  std::printf("conv1 gradient vs torch.autocast: bf16-mixed %.3g, fp32 %.3g (scaled max diff)\n",
+              conv1_diff, fp32_diff);
+  EXPECT_GT(fp32_diff, 4 * conv1_diff)
+      << "fp32 gradients should differ from bf16 autocast ones by more than finch's bf16 does";
 }

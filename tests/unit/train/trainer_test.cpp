@@ -104,6 +104,43 @@ TEST_F(TrainerTest, WritesArtifactsAndLearns) {
   EXPECT_EQ(Config::load(dir_ / "run" / "config.yaml", {}).get<int>("train.epochs"), 6);
 }
 
+// train.precision: bf16-mixed learns as fp32 does, while what is stored stays fp32 (the
+// master weights); an unknown precision is refused before any work. Autocast's arithmetic
+// itself is checked against torch.autocast in TorchvisionParity.Resnet18Bf16AutocastStep.
+TEST_F(TrainerTest, Bf16MixedLearnsAndKeepsFp32Weights) {
+  Config config = tiny_config(dir_ / "data", 6);
+  for (const char* o : {"optim.name=adam", "optim.lr=0.003", "optim.weight_decay=0",
+                        "model.width=16", "train.precision=bf16-mixed"}) {
+    config.apply_override(o);
+  }
+  auto summary = finch::train::run_training(config, dir_ / "run", false);
+  EXPECT_GT(summary.best_val_acc, 0.5);  // chance is 0.25
+  std::ifstream metrics(dir_ / "run" / "metrics.jsonl");
+  std::string line;
+  int records = 0;
+  while (std::getline(metrics, line)) {
+    EXPECT_EQ(nlohmann::json::parse(line)["precision"], "bf16-mixed");
+    ++records;
+  }
+  EXPECT_EQ(records, 6);
+  for (const auto& [name, tensor] : weights(dir_ / "run" / "best.safetensors"))
+    if (tensor.is_floating_point()) EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << name;
+
+  config.apply_override("train.precision=fp16");
+  EXPECT_THROW(
+      {
+        try {
+          finch::train::run_training(config, dir_ / "run2", false);
+        } catch (const finch::Error& e) {
+          EXPECT_NE(std::string(e.what()).find("fp32 or bf16-mixed"), std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      finch::Error);
+  EXPECT_FALSE(fs::exists(dir_ / "run2" / "config.yaml"));
+}
+
 TEST_F(TrainerTest, ResumeAfterInterruptGivesTheSameWeights) {
   Config config = tiny_config(dir_ / "data", 2);
   finch::train::run_training(config, dir_ / "straight", false);
