@@ -741,8 +741,8 @@ OnnxExport export_onnx(const models::LoadedModel& loaded, const std::filesystem:
   if (head_name == "bilinear" &&
       spec.value("bilinear", nlohmann::json::object()).value("type", "full") != "full")
     throw Error(
-        "ONNX export covers full bilinear pooling; compact bilinear (Tensor Sketch) needs FFTs "
-        "ONNX Runtime's CPU opset does not give here");
+        "ONNX export covers full bilinear pooling; compact bilinear (Tensor Sketch) needs a "
+        "scatter-add, which the opset finch writes (11) does not have");
   const int64_t size = loaded.info.preprocess.input_size;
   torch::NoGradGuard no_grad;
 

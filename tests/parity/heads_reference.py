@@ -69,7 +69,7 @@ def bilinear_full(case="full"):
 
 def bilinear_compact(case="compact"):
     """Tensor Sketch by its definition: count sketches as dense matrices, circular convolution
-    as an explicit sum of rolls (finch uses index_add and FFTs)."""
+    as an explicit sum of rolls, per position (finch sketches the averaged outer product)."""
     d = w(case, "fc.weight").shape[1]
     sketches = []
     for i in range(2):
