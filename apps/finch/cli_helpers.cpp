@@ -83,16 +83,18 @@ void add_threads_option(CLI::App& cmd, int& threads) {
 
 void add_dtype_option(CLI::App& cmd, std::string& dtype) {
   cmd.add_option("--dtype", dtype,
-                 "Inference precision: fp32 | bf16 | auto (bf16 weights and activations are fast "
-                 "on CPUs with AMX / AVX512_BF16; auto uses them there when the model file "
-                 "records a bf16 check with >= 99.5% top-1 agreement with fp32, made by "
-                 "`finch train` or `finch bench agree --record`; else fp32)")
-      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+                 "Inference precision: fp32 | bf16 | int8 | auto (bf16 weights and activations "
+                 "are fast on CPUs with AMX / AVX512_BF16; auto uses them there when the model "
+                 "file records a bf16 check with >= 99.5% top-1 agreement with fp32, made by "
+                 "`finch train` or `finch bench agree --record`; else fp32. int8: ResNets whose "
+                 "file records a calibration, made by `finch bench agree --dtype int8 --record`)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}))
       ->capture_default_str();
 }
 
 void report_dtype(const eval::InferenceSession& session) {
-  if (session.options().auto_dtype && session.options().dtype == torch::kBFloat16)
+  if ((session.options().auto_dtype && session.options().dtype == torch::kBFloat16) ||
+      session.options().dtype == torch::kQUInt8)
     fmt::print(stderr, "running in {} (--dtype fp32 for exact fp32)\n", session.dtype_decision());
 }
 

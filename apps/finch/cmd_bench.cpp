@@ -59,8 +59,9 @@ void add_bench_command(CLI::App& app) {
   add_count_option(*cmd, "--size", infer->size, "Input side in pixels", 8, 8192);
   add_count_option(*cmd, "--threads", infer->threads, "Intra-op threads (0: LibTorch's default)", 0,
                    1024);
-  cmd->add_option("--dtype", infer->dtype, "fp32 or bf16")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+  cmd->add_option("--dtype", infer->dtype,
+                  "fp32, bf16 or int8 (int8: ResNets, scales calibrated on the timed batch)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
       ->capture_default_str();
   add_count_option(*cmd, "--iters", infer->iters, "Timed forwards", 1, 1000000);
   add_count_option(*cmd, "--warmup", infer->warmup, "Untimed forwards first", 0, 1000000);
@@ -117,15 +118,22 @@ void add_bench_command(CLI::App& app) {
 
   auto agree = std::make_shared<bench::AgreementOptions>();
   auto* acmd = bench->add_subcommand(
-      "agree", "Top-1 agreement of a bf16 inference copy with fp32 on a real eval set");
+      "agree",
+      "Top-1 agreement of a bf16 or int8 inference copy with fp32 on a real eval set (int8: "
+      "calibrated first on shuffled images of --calibration-split)");
   acmd->add_option("--model", agree->model, "finch model file (or a backbone name: random weights)")
       ->required();
   acmd->add_option("--dataset", agree->dataset, "Dataset format")->capture_default_str();
   acmd->add_option("--root", agree->root, "Dataset root")->required();
   acmd->add_option("--split", agree->split, "Split")->capture_default_str();
-  acmd->add_option("--dtype", agree->dtype, "Compared with fp32")
-      ->check(CLI::IsMember({"bf16"}))
+  acmd->add_option("--dtype", agree->dtype, "Compared with fp32: bf16 or int8")
+      ->check(CLI::IsMember({"bf16", "int8"}))
       ->capture_default_str();
+  acmd->add_option("--calibration-split", agree->calibration_split,
+                   "int8: split whose images set the activation ranges (never the test split)")
+      ->capture_default_str();
+  add_count_option(*acmd, "--calibration-images", agree->calibration_images,
+                   "int8: calibration images", 1, int64_t{1} << 30);
   add_count_option(*acmd, "--batch", agree->batch, "Images per forward", 1, 65536);
   add_count_option(*acmd, "--limit", agree->limit, "First N images only (0: all)", 0,
                    int64_t{1} << 40);
@@ -145,9 +153,11 @@ void add_bench_command(CLI::App& app) {
                    r["top1_fp32"].get<double>(), d, r["top1_" + d].get<double>(),
                    r["max_abs_prob_diff"].get<double>(), r["img_per_s_fp32"].get<double>(), d,
                    r["img_per_s_" + d].get<double>(),
-                   r["agreement"].get<double>() >= eval::kBf16MinAgreement
+                   r["agreement"].get<double>() >=
+                           (d == "int8" ? eval::kInt8MinAgreement : eval::kBf16MinAgreement)
                        ? ""
-                       : " (below the 99.5% needed to use it)") +
+                       : (d == "int8" ? " (below the 99% needed to record it)"
+                                      : " (below the 99.5% needed to use it)")) +
                (r["recorded"].get<bool>() ? "recorded in " + agree->model + "\n" : "");
       });
 

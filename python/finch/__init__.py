@@ -122,7 +122,9 @@ class Model:
 
 def load_model(path, dtype="fp32"):
     """Loads a finch model file (`finch train` writes them; `finch import` converts
-    torchvision weights). dtype: "fp32" or "bf16" (fast on CPUs with AVX512_BF16 / AMX)."""
+    torchvision weights). dtype: "fp32", "bf16" (fast on CPUs with AVX512_BF16 / AMX), "auto"
+    (as the CLI), or "int8" (ResNets whose file records a calibration: `finch bench agree
+    --dtype int8 --record`)."""
     return Model(path, dtype)
 
 

@@ -67,8 +67,8 @@ class Model {
  public:
   Model(const std::filesystem::path& file, const std::string& dtype) {
     const std::string name = dtype == "bfloat16" ? "bf16" : dtype == "float32" ? "fp32" : dtype;
-    if (name != "fp32" && name != "bf16" && name != "auto")
-      throw finch::Error("dtype must be 'fp32', 'bf16' or 'auto', got '" + dtype + "'");
+    if (name != "fp32" && name != "bf16" && name != "int8" && name != "auto")
+      throw finch::Error("dtype must be 'fp32', 'bf16', 'int8' or 'auto', got '" + dtype + "'");
     py::gil_scoped_release unlocked;
     session_ = std::make_unique<finch::eval::InferenceSession>(
         file, finch::eval::session_options_for_dtype(name));
@@ -99,9 +99,7 @@ class Model {
 
   const std::vector<std::string>& classes() const { return session_->classes(); }
   std::string content_hash() const { return session_->content_hash(); }
-  std::string dtype() const {
-    return session_->options().dtype == torch::kBFloat16 ? "bf16" : "fp32";
-  }
+  std::string dtype() const { return session_->dtype_name(); }
 
   // The model file's metadata as JSON text (json.loads on the Python side).
   std::string info_json() const {

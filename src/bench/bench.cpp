@@ -11,6 +11,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "finch/core/error.h"
 #include "finch/data/formats.h"
@@ -135,12 +136,24 @@ nlohmann::json bench_infer(const InferBenchOptions& options) {
   inference.channels_last = options.channels_last;
   inference.fold_batchnorm = options.optimize;
   inference.onednn_layout = options.onednn_layout;
+  const torch::Tensor images = torch::randn({options.batch, 3, options.size, options.size});
+  if (inference.dtype == torch::kQUInt8) {
+    // Speed only: scales from the timed batch itself (`bench agree` measures accuracy).
+    models::LoadedModel source{model, {}};
+    source.info.arch = spec;
+    bool once = true;
+    const eval::BatchSource the_batch =
+        [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+      if (!std::exchange(once, false)) return std::nullopt;
+      return std::make_pair(images, torch::Tensor());
+    };
+    inference.int8_ranges = eval::calibrate_int8(source, the_batch, 0)["ranges"];
+  }
   models::Classifier runner =
       options.optimize || inference.dtype != torch::kFloat || options.channels_last
           ? models::optimize_for_inference(spec, model, inference)
           : model;
   if (runner.ptr() != model.ptr()) model = nullptr;  // peak RSS: only the copy stays
-  const torch::Tensor images = torch::randn({options.batch, 3, options.size, options.size});
   const torch::Tensor input = models::prepare_inference_input(images, inference);
   const double macs = count_macs_per_image(runner, input);
 
@@ -247,30 +260,54 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
         {{{"type", "resize"}, {"size", 256}}, {{"type", "center_crop"}, {"size", 224}}});
   }
   loaded.model->eval();
-  data::DatasetPtr dataset = data::open_dataset(options.dataset, options.root, options.split);
-  data::LoaderOptions loader_options;
-  loader_options.batch_size = options.batch;
-  loader_options.workers = 1;
-  data::Loader loader(dataset, models::eval_pipeline(loaded.info.preprocess), loader_options);
+  const auto batches_of = [&](data::Loader& loader) {
+    loader.start_epoch(0);
+    return [&loader]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+      auto batch = loader.next();
+      if (!batch) return std::nullopt;
+      return std::make_pair(batch->images, batch->labels);
+    };
+  };
+  const auto loader_for = [&](const std::string& split, bool shuffle) {
+    data::LoaderOptions loader_options;
+    loader_options.batch_size = options.batch;
+    loader_options.workers = 1;
+    loader_options.shuffle = shuffle;  // calibration: every class, not the first folder's
+    return std::make_unique<data::Loader>(data::open_dataset(options.dataset, options.root, split),
+                                          models::eval_pipeline(loaded.info.preprocess),
+                                          loader_options);
+  };
 
-  const torch::Dtype dtype = models::parse_inference_dtype(options.dtype);
-  loader.start_epoch(0);
-  const eval::DtypeComparison c = eval::compare_dtypes(
-      loaded, dtype,
-      [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
-        auto batch = loader.next();
-        if (!batch) return std::nullopt;
-        return std::make_pair(batch->images, batch->labels);
-      },
-      options.limit);
+  models::InferenceOptions candidate;
+  candidate.dtype = models::parse_inference_dtype(options.dtype);
+  nlohmann::json calibration;
+  if (candidate.dtype == torch::kQUInt8) {
+    if (options.calibration_images < 1) throw Error("bench agree: need --calibration-images >= 1");
+    auto calibration_loader = loader_for(options.calibration_split, true);
+    calibration =
+        eval::calibrate_int8(loaded, batches_of(*calibration_loader), options.calibration_images);
+    calibration["split"] = options.calibration_split;
+    candidate.int8_ranges = calibration["ranges"];
+  }
+  auto loader = loader_for(options.split, false);
+  const eval::DtypeComparison c =
+      eval::compare_dtypes(loaded, candidate, batches_of(*loader), options.limit);
   const int64_t images = c.images;
   const auto share = [images](int64_t n) { return static_cast<double>(n) / images; };
   if (options.record) {
     if (!std::filesystem::is_regular_file(options.model))
       throw Error("bench agree --record needs a model file, not a backbone name");
-    if (dtype != torch::kBFloat16) throw Error("bench agree --record records bf16 checks");
-    if (loaded.info.dtype_checks.is_null()) loaded.info.dtype_checks = nlohmann::json::object();
-    loaded.info.dtype_checks["bf16"] = eval::bf16_check_record(c, options.split);
+    if (candidate.dtype == torch::kFloat) throw Error("bench agree --record records bf16 or int8");
+    if (candidate.dtype == torch::kQUInt8 && c.agreement() < eval::kInt8MinAgreement) {
+      throw Error(fmt::format(
+          "int8 agreed with fp32 on only {:.2f}% of {} {} images (needs {:.0f}%): not recorded. "
+          "Try more --calibration-images, or keep fp32 / bf16 for this model",
+          100 * c.agreement(), c.images, options.split, 100 * eval::kInt8MinAgreement));
+    }
+    if (!loaded.info.dtype_checks.is_object()) loaded.info.dtype_checks = nlohmann::json::object();
+    nlohmann::json record = eval::dtype_check_record(c, options.split);
+    if (!calibration.is_null()) record["calibration"] = calibration;
+    loaded.info.dtype_checks[options.dtype] = record;
     models::save_model_file(options.model, loaded.model, loaded.info);
   }
   return {
@@ -287,6 +324,7 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
       {"img_per_s_fp32", images / c.seconds_fp32},
       {"img_per_s_" + options.dtype, images / c.seconds_other},
       {"recorded", options.record},
+      {"calibration_images", calibration.is_null() ? nlohmann::json() : calibration["images"]},
       {"threads", torch::get_num_threads()},
       {"load_avg_1min", load_average_1min()},
   };

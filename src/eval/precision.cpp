@@ -9,6 +9,7 @@
 
 #include "finch/core/error.h"
 #include "finch/models/inference.h"
+#include "finch/models/int8.h"
 
 namespace finch::eval {
 
@@ -42,8 +43,15 @@ std::string cpu_bf16_isa() {
 
 DtypeComparison compare_dtypes(const models::LoadedModel& loaded, torch::Dtype dtype,
                                const BatchSource& next, int64_t limit) {
-  models::InferenceOptions fp32, other;
+  models::InferenceOptions other;
   other.dtype = dtype;
+  return compare_dtypes(loaded, other, next, limit);
+}
+
+DtypeComparison compare_dtypes(const models::LoadedModel& loaded,
+                               const models::InferenceOptions& other_options,
+                               const BatchSource& next, int64_t limit) {
+  models::InferenceOptions fp32, other = other_options;
   models::Classifier model = loaded.model;  // a handle: channels_last_is_safe() takes it mutable
   if (!models::channels_last_is_safe(*model)) fp32.channels_last = other.channels_last = false;
   models::Classifier reference =
@@ -82,7 +90,48 @@ DtypeComparison compare_dtypes(const models::LoadedModel& loaded, torch::Dtype d
   return out;
 }
 
-nlohmann::json bf16_check_record(const DtypeComparison& comparison, const std::string& split) {
+nlohmann::json calibrate_int8(const models::LoadedModel& loaded, const BatchSource& next,
+                              int64_t limit) {
+  models::InferenceOptions plain;  // folded fp32 in NCHW: the tensors the int8 path replaces
+  plain.channels_last = false;
+  plain.onednn_layout = false;
+  models::Classifier folded = models::optimize_for_inference(loaded.info.arch, loaded.model, plain);
+  models::int8::Calibration calibration;
+  int64_t images = 0;
+  c10::InferenceMode guard;
+  while (limit == 0 || images < limit) {
+    auto batch = next();
+    if (!batch) break;
+    torch::Tensor x = batch->first;
+    if (limit > 0 && images + x.size(0) > limit) x = x.slice(0, 0, limit - images);
+    if (x.size(0) == 0) break;
+    calibration.rewind();
+    if (!folded->backbone()->observe_int8(x.to(torch::kFloat), calibration)) {
+      throw Error(
+          "int8 inference supports the ResNet family (BatchNorm folded, no inserted "
+          "attention blocks); backbone '" +
+          loaded.info.arch.value("backbone", std::string("?")) + "' has no int8 path");
+    }
+    images += x.size(0);
+  }
+  if (images == 0) throw Error("int8 calibration: no readable images");
+  return {{"images", images}, {"ranges", calibration.to_json()}};
+}
+
+nlohmann::json recorded_int8_ranges(const models::ModelInfo& info) {
+  const nlohmann::json& checks = info.dtype_checks;
+  if (checks.is_object() && checks.contains("int8") && checks["int8"].is_object() &&
+      checks["int8"].contains("calibration") && checks["int8"]["calibration"].is_object() &&
+      checks["int8"]["calibration"].contains("ranges")) {
+    return checks["int8"]["calibration"]["ranges"];
+  }
+  throw Error(
+      "--dtype int8: the model file has no int8 calibration. Record one (activation ranges on "
+      "training images, agreement with fp32 on a validation split) with `finch bench agree "
+      "--model MODEL --dataset FORMAT --root ROOT --split val --dtype int8 --record`");
+}
+
+nlohmann::json dtype_check_record(const DtypeComparison& comparison, const std::string& split) {
   const auto [flags, model] = cpu_flags_and_model();
   return {
       {"agreement", comparison.agreement()},

@@ -49,6 +49,15 @@ void InferenceSession::build(models::LoadedModel loaded, bool owned) {
     const DtypeDecision decision = decide_inference_dtype(info_);
     options_.dtype = decision.dtype;
     dtype_decision_ = decision.summary();
+  } else if (options_.dtype == torch::kQUInt8) {
+    inference_.int8_ranges = recorded_int8_ranges(info_);  // throws with how to record them
+    const nlohmann::json& check = info_.dtype_checks["int8"];
+    dtype_decision_ = fmt::format(
+        "int8 (asked for; calibrated on {} {} images, top-1 agreement with fp32 {:.2f}% on {} {} "
+        "images)",
+        check["calibration"].value("images", int64_t{0}),
+        check["calibration"].value("split", std::string("?")), 100 * check.value("agreement", 0.0),
+        check.value("images", int64_t{0}), check.value("split", std::string("?")));
   } else {
     dtype_decision_ = options_.dtype == torch::kBFloat16 ? "bf16 (asked for)" : "fp32";
   }

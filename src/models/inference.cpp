@@ -3,13 +3,15 @@
 #include <torch/torch.h>
 
 #include "finch/core/error.h"
+#include "finch/models/int8.h"
 
 namespace finch::models {
 
 torch::Dtype parse_inference_dtype(const std::string& name) {
   if (name == "fp32" || name == "float32") return torch::kFloat;
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  throw Error("unknown dtype '" + name + "' (expected fp32 or bf16)");
+  if (name == "int8") return torch::kQUInt8;
+  throw Error("unknown dtype '" + name + "' (expected fp32, bf16 or int8)");
 }
 
 torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
@@ -57,6 +59,15 @@ Classifier optimize_in_place(Classifier copy, const InferenceOptions& options) {
   for (auto& parameter : copy->parameters()) parameter.set_requires_grad(false);
   if (options.fold_batchnorm) copy->backbone()->fold_batchnorm();
   torch::NoGradGuard no_grad;
+  if (options.dtype == torch::kQUInt8) {
+    int8::Calibration calibration = int8::Calibration::from_json(options.int8_ranges);
+    if (!options.fold_batchnorm || !copy->backbone()->quantize_int8(calibration)) {
+      throw Error(
+          "int8 inference supports the ResNet family (BatchNorm folded, no inserted "
+          "attention blocks); use --dtype fp32 or bf16 for this model");
+    }
+    return copy;  // quantized kernels choose their own layout; the head stays fp32
+  }
   if (options.dtype != torch::kFloat) copy->to(options.dtype);
   if (options.onednn_layout && options.fold_batchnorm && options.dtype == torch::kFloat &&
       copy->backbone()->use_onednn_layout()) {
@@ -90,7 +101,10 @@ void convert_to_channels_last(torch::nn::Module& module) {
 
 torch::Tensor prepare_inference_input(const torch::Tensor& images,
                                       const InferenceOptions& options) {
-  torch::Tensor x = images.to(options.dtype);
+  // int8 models quantize their input themselves, with the calibrated scale.
+  torch::Tensor x =
+      options.dtype == torch::kQUInt8 ? images.to(torch::kFloat) : images.to(options.dtype);
+  if (options.dtype == torch::kQUInt8) return x;
   if (options.channels_last && x.dim() == 4) {
     x = x.contiguous(torch::MemoryFormat::ChannelsLast);
   }

@@ -499,7 +499,7 @@ TrainSummary Trainer::run() {
     return t.summary;
   }
   if (!best.info.dtype_checks.is_object()) best.info.dtype_checks = nlohmann::json::object();
-  best.info.dtype_checks["bf16"] = eval::bf16_check_record(c, "validation");
+  best.info.dtype_checks["bf16"] = eval::dtype_check_record(c, "validation");
   models::save_model_file(t.summary.best_model, best.model, best.info);
   fmt::print(stderr,
              "bf16 check on {} validation images: top-1 agreement with fp32 {:.2f}%, max |prob "

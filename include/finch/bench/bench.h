@@ -80,7 +80,10 @@ struct AgreementOptions {
   std::string dataset = "idx";
   std::string root;
   std::string split = "test";
-  std::string dtype = "bf16";  // the dtype compared with fp32
+  std::string dtype = "bf16";  // the dtype compared with fp32: bf16 | int8
+  /// int8: activation ranges come from this many shuffled images of calibration_split.
+  std::string calibration_split = "train";
+  int64_t calibration_images = 512;
   int64_t batch = 64;
   int64_t limit = 0;  // first N images only (0: all)
   int64_t threads = 2;
@@ -90,9 +93,10 @@ struct AgreementOptions {
 /// Runs the same model as an fp32 and as a `dtype` inference copy over a real eval set (the
 /// model file's eval transforms) and compares them. JSON: images, agreement (share of
 /// images with the same top-1 class), top1 of each dtype against the labels, max_abs_prob_diff
-/// (softmax), img_per_s of each. Only an agreement >= 99.5% justifies offering the dtype
-/// (eval::kBf16MinAgreement); with `record`, the result goes into the model file's
-/// dtype_checks.
+/// (softmax), img_per_s of each. Only an agreement >= 99.5% justifies offering bf16
+/// (eval::kBf16MinAgreement); int8 is first calibrated on `calibration_images` shuffled images
+/// of `calibration_split` and is recorded only at >= 99% (eval::kInt8MinAgreement). With
+/// `record`, the result (int8: with its calibration) goes into the model file's dtype_checks.
 nlohmann::json bench_agreement(const AgreementOptions& options);
 
 struct TrainBenchOptions {

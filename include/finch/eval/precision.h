@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "finch/models/inference.h"
 #include "finch/models/model_file.h"
 
 namespace finch::eval {
@@ -39,9 +40,28 @@ struct DtypeComparison {
 /// arrives.
 DtypeComparison compare_dtypes(const models::LoadedModel& loaded, torch::Dtype dtype,
                                const BatchSource& next, int64_t limit = 0);
+/// The same against an inference copy made with `other` (int8: its calibration ranges).
+DtypeComparison compare_dtypes(const models::LoadedModel& loaded,
+                               const models::InferenceOptions& other, const BatchSource& next,
+                               int64_t limit = 0);
 
-/// The record stored in ModelInfo::dtype_checks["bf16"].
-nlohmann::json bf16_check_record(const DtypeComparison& comparison, const std::string& split);
+/// INT8 calibration (models/int8.h): `loaded`'s folded fp32 copy runs over the batches of
+/// `next` (at most `limit` images) and records the range of every activation the int8 path
+/// quantizes. Returns {"images": N, "ranges": [[min, max], ...]} (the ranges are
+/// InferenceOptions::int8_ranges). Throws finch::Error when the
+/// backbone has no int8 path or no image arrives.
+nlohmann::json calibrate_int8(const models::LoadedModel& loaded, const BatchSource& next,
+                              int64_t limit);
+
+/// Top-1 agreement an int8 copy needs with fp32 before it is recorded as usable.
+constexpr double kInt8MinAgreement = 0.99;
+
+/// The record stored in ModelInfo::dtype_checks["bf16"] / ["int8"] (int8 adds its calibration).
+nlohmann::json dtype_check_record(const DtypeComparison& comparison, const std::string& split);
+
+/// The int8 calibration ranges recorded in `info` (dtype_checks["int8"]["calibration"]); throws
+/// finch::Error saying how to record them when there are none.
+nlohmann::json recorded_int8_ranges(const models::ModelInfo& info);
 
 struct DtypeDecision {
   torch::Dtype dtype = torch::kFloat;

@@ -19,7 +19,8 @@
 namespace finch::eval {
 
 struct SessionOptions {
-  torch::Dtype dtype = torch::kFloat;  // kBFloat16: bf16 weights and activations (AVX512_BF16)
+  torch::Dtype dtype = torch::kFloat;  // kBFloat16: bf16 weights and activations (AVX512_BF16);
+                                       // kQUInt8: int8 with the file's recorded calibration
   /// `--dtype auto`: `dtype` is decided from the loaded model's recorded bf16 check and this
   /// CPU (eval/precision.h); dtype_decision() says what was chosen and why.
   bool auto_dtype = false;
@@ -29,7 +30,7 @@ struct SessionOptions {
   bool keep_source_model = false;
 };
 
-/// Session options for a `--dtype` value: "fp32", "bf16", or "auto" (auto_dtype). Throws
+/// Session options for a `--dtype` value: "fp32", "bf16", "int8", or "auto" (auto_dtype). Throws
 /// finch::Error for anything else.
 SessionOptions session_options_for_dtype(const std::string& dtype);
 
@@ -78,7 +79,10 @@ class InferenceSession {
   /// validation images, AVX512_BF16"), for logs and JSON.
   const std::string& dtype_decision() const { return dtype_decision_; }
   /// "fp32" or "bf16": what forward() runs in.
-  std::string dtype_name() const { return options_.dtype == torch::kBFloat16 ? "bf16" : "fp32"; }
+  std::string dtype_name() const {
+    if (options_.dtype == torch::kQUInt8) return "int8";
+    return options_.dtype == torch::kBFloat16 ? "bf16" : "fp32";
+  }
   /// The autograd-capable model; throws finch::Error unless keep_source_model was set.
   models::LoadedModel& source_model();
 

@@ -15,11 +15,14 @@ namespace finch::models {
 struct InferenceOptions {
   bool fold_batchnorm = true;          // y = conv(x) * s + t folded into the conv's weight and bias
   bool channels_last = true;           // NHWC activations: oneDNN's native layout, no reorders
-  torch::Dtype dtype = torch::kFloat;  // kFloat or kBFloat16 (AVX512_BF16 CPUs)
+  torch::Dtype dtype = torch::kFloat;  // kFloat, kBFloat16 (AVX512_BF16 CPUs) or kQUInt8 (int8)
   bool onednn_layout = true;           // fp32, BN folded: weights prepacked for oneDNN (ResNets)
+  /// kQUInt8: the activation ranges recorded by eval::calibrate_int8 (models/int8.h).
+  nlohmann::json int8_ranges;
 };
 
-/// "fp32" | "bf16" -> dtype; throws finch::Error otherwise.
+/// "fp32" | "bf16" | "int8" -> dtype (int8: kQUInt8, the activations' type); throws
+/// finch::Error otherwise.
 torch::Dtype parse_inference_dtype(const std::string& name);
 
 /// A new conv computing bn(conv(x)) with eval-mode `bn` (running statistics): weight *

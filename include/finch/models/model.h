@@ -15,6 +15,10 @@
 
 namespace finch::models {
 
+namespace int8 {
+class Calibration;
+}
+
 /// What a backbone computes for a batch.
 struct Features {
   std::vector<torch::Tensor> stages;  // feature map of every stage, shallow to deep [B, C, H, W]
@@ -75,6 +79,16 @@ class BackboneImpl : public torch::nn::Module {
   /// reorders weights again; the stage maps come back as ordinary tensors. Returns false
   /// when the backbone has no such path (then nothing changes).
   virtual bool use_onednn_layout() { return false; }
+  /// INT8 inference (models/int8.h), after fold_batchnorm in an fp32 copy: runs `images` and
+  /// records the range of every activation the int8 path quantizes. Returns false when the
+  /// backbone has no int8 path.
+  virtual bool observe_int8(const torch::Tensor& images, int8::Calibration& calibration) {
+    return false;
+  }
+  /// Prepacks int8 weights and takes activation scales from `calibration` (rewound, in the
+  /// order observe_int8 recorded them); forward_features then runs in int8 and returns
+  /// dequantized stage maps. Returns false when the backbone has no int8 path.
+  virtual bool quantize_int8(int8::Calibration& calibration) { return false; }
 
   /// Inserts `block` after stage `stage` (1-based); its output feeds the next stage. Its
   /// parameters are named backbone.attention.<stage>.*.

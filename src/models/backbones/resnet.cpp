@@ -44,6 +44,11 @@ void fold_downsample(nn::Module& parent, nn::Sequential& downsample) {
 
 }  // namespace
 
+nn::Conv2d ResidualBlockImpl::downsample_conv() const {
+  if (!downsample || downsample->size() != 1) throw Error("int8: fold the BatchNorms first");
+  return nn::Conv2d(std::dynamic_pointer_cast<nn::Conv2dImpl>(downsample->ptr(0)));
+}
+
 BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
                                int64_t width_per_group) {
   if (groups != 1 || width_per_group != 64) {
@@ -68,6 +73,26 @@ void BasicBlockImpl::fold_batchnorm() {
   fold_conv_bn(*this, "conv1", conv1, "bn1", bn1);
   fold_conv_bn(*this, "conv2", conv2, "bn2", bn2);
   fold_downsample(*this, downsample);
+}
+
+// The int8 forms visit the same points in the same order: shortcut, each conv, the sum.
+torch::Tensor BasicBlockImpl::observe_int8(torch::Tensor x, int8::Calibration& calibration) {
+  torch::Tensor identity = downsample ? calibration.observe(downsample->forward(x)) : x;
+  torch::Tensor out = calibration.observe(conv1(x).relu_());
+  out = calibration.observe(conv2(out));
+  return calibration.observe(out.add_(identity).relu_());
+}
+
+void BasicBlockImpl::quantize_int8(int8::Calibration& calibration) {
+  if (downsample) q_downsample_ = int8::Conv(downsample_conv(), calibration.next(), false);
+  q_conv1_ = int8::Conv(conv1, calibration.next(), /*relu=*/true);
+  q_conv2_ = int8::Conv(conv2, calibration.next(), false);
+  q_add_ = calibration.next();
+}
+
+torch::Tensor BasicBlockImpl::forward_int8(const torch::Tensor& qx) const {
+  const torch::Tensor identity = q_downsample_.defined() ? q_downsample_(qx) : qx;
+  return int8::add_relu(q_conv2_(q_conv1_(qx)), identity, q_add_);
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
@@ -96,6 +121,27 @@ void BottleneckImpl::fold_batchnorm() {
   fold_conv_bn(*this, "conv2", conv2, "bn2", bn2);
   fold_conv_bn(*this, "conv3", conv3, "bn3", bn3);
   fold_downsample(*this, downsample);
+}
+
+torch::Tensor BottleneckImpl::observe_int8(torch::Tensor x, int8::Calibration& calibration) {
+  torch::Tensor identity = downsample ? calibration.observe(downsample->forward(x)) : x;
+  torch::Tensor out = calibration.observe(conv1(x).relu_());
+  out = calibration.observe(conv2(out).relu_());
+  out = calibration.observe(conv3(out));
+  return calibration.observe(out.add_(identity).relu_());
+}
+
+void BottleneckImpl::quantize_int8(int8::Calibration& calibration) {
+  if (downsample) q_downsample_ = int8::Conv(downsample_conv(), calibration.next(), false);
+  q_conv1_ = int8::Conv(conv1, calibration.next(), /*relu=*/true);
+  q_conv2_ = int8::Conv(conv2, calibration.next(), /*relu=*/true);
+  q_conv3_ = int8::Conv(conv3, calibration.next(), false);
+  q_add_ = calibration.next();
+}
+
+torch::Tensor BottleneckImpl::forward_int8(const torch::Tensor& qx) const {
+  const torch::Tensor identity = q_downsample_.defined() ? q_downsample_(qx) : qx;
+  return int8::add_relu(q_conv3_(q_conv2_(q_conv1_(qx))), identity, q_add_);
 }
 
 ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
@@ -145,6 +191,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
 }
 
 Features ResNetImpl::forward_features(const torch::Tensor& images) {
+  if (int8_) return forward_int8(images);
   torch::Tensor x = onednn_ ? images.contiguous().to_mkldnn() : images;
   x = bn_or_identity(bn1, conv1(x)).relu_();
   if (maxpool) x = maxpool(x);
@@ -157,16 +204,58 @@ Features ResNetImpl::forward_features(const torch::Tensor& images) {
   return out;
 }
 
+std::vector<ResidualBlockImpl*> ResNetImpl::blocks(size_t stage) const {
+  std::vector<ResidualBlockImpl*> out;
+  for (size_t i = 0; i < stages_[stage]->size(); ++i)
+    out.push_back(stages_[stage]->ptr(i)->as<ResidualBlockImpl>());
+  return out;
+}
+
 bool ResNetImpl::fold_batchnorm() {
   fold_conv_bn(*this, "conv1", conv1, "bn1", bn1);
-  for (auto& stage : stages_) {
-    for (size_t i = 0; i < stage->size(); ++i) {
-      if (auto* basic = stage->ptr(i)->as<BasicBlockImpl>()) basic->fold_batchnorm();
-      if (auto* bottleneck = stage->ptr(i)->as<BottleneckImpl>()) bottleneck->fold_batchnorm();
-    }
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    for (ResidualBlockImpl* block : blocks(s)) block->fold_batchnorm();
   }
   folded_ = true;
   return true;
+}
+
+bool ResNetImpl::observe_int8(const torch::Tensor& images, int8::Calibration& calibration) {
+  // Inserted attention blocks have no int8 form; oneDNN-layout weights are not plain tensors.
+  if (!folded_ || has_stage_blocks() || onednn_ || int8_) return false;
+  torch::NoGradGuard no_grad;
+  torch::Tensor x = calibration.observe(images);
+  x = calibration.observe(conv1(x).relu_());
+  if (maxpool) x = maxpool(x);  // max-pooling keeps the quantization of its input
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    for (ResidualBlockImpl* block : blocks(s)) x = block->observe_int8(x, calibration);
+  }
+  return true;
+}
+
+bool ResNetImpl::quantize_int8(int8::Calibration& calibration) {
+  if (!folded_ || has_stage_blocks() || onednn_ || int8_) return false;
+  int8::select_engine();
+  torch::NoGradGuard no_grad;
+  q_input_ = calibration.next();
+  q_stem_ = int8::Conv(conv1, calibration.next(), /*relu=*/true);
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    for (ResidualBlockImpl* block : blocks(s)) block->quantize_int8(calibration);
+  }
+  calibration.expect_consumed();
+  int8_ = true;
+  return true;
+}
+
+Features ResNetImpl::forward_int8(const torch::Tensor& images) {
+  torch::Tensor x = q_stem_(int8::quantize(images, q_input_));
+  if (maxpool) x = maxpool(x);
+  Features out;
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    for (ResidualBlockImpl* block : blocks(s)) x = block->forward_int8(x);
+    out.stages.push_back(x.dequantize());  // heads run in fp32
+  }
+  return out;
 }
 
 bool ResNetImpl::use_onednn_layout() {

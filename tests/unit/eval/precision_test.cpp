@@ -88,7 +88,7 @@ TEST(Precision, ComparisonCountsAgreementAndTheRecordSurvivesTheModelFile) {
   EXPECT_CONTAINS(finch::test::error_of([&] { fe::compare_dtypes(loaded, torch::kFloat, source); }),
                   "no readable images");
 
-  loaded.info.dtype_checks = {{"bf16", fe::bf16_check_record(bf16, "val")}};
+  loaded.info.dtype_checks = {{"bf16", fe::dtype_check_record(bf16, "val")}};
   finch::test::TempDir dir;
   fm::save_model_file(dir / "m.safetensors", loaded.model, loaded.info);
   const fm::LoadedModel back = fm::load_model_file(dir / "m.safetensors");
@@ -104,4 +104,55 @@ TEST(Precision, ComparisonCountsAgreementAndTheRecordSurvivesTheModelFile) {
   fe::InferenceSession forced(dir / "m.safetensors", fe::session_options_for_dtype("fp32"));
   EXPECT_EQ(forced.dtype_name(), "fp32");
   EXPECT_CONTAINS(finch::test::error_of([] { fe::session_options_for_dtype("fp16"); }), "fp16");
+}
+
+// `--dtype int8` runs only with a calibration recorded in the model file (activation ranges
+// from calibration images, agreement measured on others), and says how to record one.
+TEST(Precision, Int8SessionsNeedARecordedCalibration) {
+  fm::LoadedModel loaded = small_model();
+  finch::test::TempDir dir;
+  fm::save_model_file(dir / "m.safetensors", loaded.model, loaded.info);
+  EXPECT_CONTAINS(finch::test::error_of([&] {
+                    fe::InferenceSession(dir / "m.safetensors",
+                                         fe::session_options_for_dtype("int8"));
+                  }),
+                  "finch bench agree --model MODEL --dataset FORMAT --root ROOT --split val "
+                  "--dtype int8 --record");
+
+  torch::manual_seed(7);
+  const torch::Tensor calibration_images = torch::randn({16, 3, 16, 16});
+  const torch::Tensor eval_images = torch::randn({32, 3, 16, 16});
+  auto once = [](torch::Tensor x) {
+    return [x, done = false]() mutable -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+      if (std::exchange(done, true)) return std::nullopt;
+      return std::make_pair(x, torch::full({x.size(0)}, -1, torch::kLong));
+    };
+  };
+  nlohmann::json calibration = fe::calibrate_int8(loaded, once(calibration_images), 12);
+  EXPECT_EQ(calibration["images"], 12);  // the limit cuts the batch
+  fm::InferenceOptions int8;
+  int8.dtype = torch::kQUInt8;
+  int8.int8_ranges = calibration["ranges"];
+  const fe::DtypeComparison c = fe::compare_dtypes(loaded, int8, once(eval_images));
+  EXPECT_EQ(c.images, 32);
+  EXPECT_GT(c.max_abs_prob_diff, 0.0);
+  EXPECT_LT(c.max_abs_prob_diff, 0.2);
+  EXPECT_GE(c.agreement(), 0.8);
+
+  nlohmann::json record = fe::dtype_check_record(c, "val");
+  calibration["split"] = "train";
+  record["calibration"] = calibration;
+  loaded.info.dtype_checks = {{"int8", record}};
+  fm::save_model_file(dir / "m.safetensors", loaded.model, loaded.info);
+  fe::InferenceSession session(dir / "m.safetensors", fe::session_options_for_dtype("int8"));
+  EXPECT_EQ(session.dtype_name(), "int8");
+  EXPECT_CONTAINS(session.dtype_decision(), "calibrated on 12 train images");
+  const fe::InferenceOutput out = session.forward(eval_images);
+  fe::InferenceSession fp32(dir / "m.safetensors", fe::session_options_for_dtype("fp32"));
+  const fe::InferenceOutput reference = fp32.forward(eval_images);
+  EXPECT_EQ(out.probabilities.sizes(), reference.probabilities.sizes());
+  EXPECT_LT((out.probabilities - reference.probabilities).abs().max().item<double>(), 0.2);
+  // `--dtype auto` never picks int8: it is asked for.
+  fe::InferenceSession automatic(dir / "m.safetensors", fe::session_options_for_dtype("auto"));
+  EXPECT_NE(automatic.dtype_name(), "int8");
 }

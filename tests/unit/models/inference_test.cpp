@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 
 #include "finch/bench/bench.h"
+#include "finch/models/int8.h"
 #include "finch/models/model.h"
+#include "test_support.h"
 
 namespace fm = finch::models;
 
@@ -101,9 +103,94 @@ TEST(Inference, Bf16CopyIsCloseToFp32) {
   EXPECT_LT(max_relative_difference(got, expected), 0.1);  // bf16 has 8 mantissa bits
 }
 
+namespace {
+
+// The activation ranges of `spec`'s folded fp32 copy of `model` on `images` (what
+// eval::calibrate_int8 records from a loader).
+nlohmann::json int8_ranges(const fm::ModelSpec& spec, fm::Classifier& model,
+                           const torch::Tensor& images) {
+  fm::InferenceOptions plain;
+  plain.channels_last = false;
+  plain.onednn_layout = false;
+  auto folded = fm::optimize_for_inference(spec, model, plain);
+  fm::int8::Calibration calibration;
+  c10::InferenceMode guard;
+  finch::test::require(folded->backbone()->observe_int8(images, calibration), "observe_int8");
+  return calibration.to_json();
+}
+
+}  // namespace
+
+// Post-training int8 of both residual block kinds: close to fp32 (one quantum of 8 bits per
+// layer adds up to a few percent of the logit scale), the same top-1 on most images, and the
+// input stays a float tensor (the model quantizes it with its calibrated scale).
+TEST(Inference, Int8CopyIsCloseToFp32) {
+  for (const std::string arch : {"resnet18", "resnet50"}) {
+    torch::manual_seed(3);
+    const auto spec = spec_of(arch, 10);
+    auto model = fm::build_classifier(spec);
+    randomise_batchnorms(model);
+    model->eval();
+    const auto calibration_images = torch::randn({8, 3, 64, 64});
+    fm::InferenceOptions options;
+    options.dtype = torch::kQUInt8;
+    options.int8_ranges = int8_ranges(spec, model, calibration_images);
+    EXPECT_EQ(options.int8_ranges.size(), arch == "resnet18" ? 2u + 3 * 8 + 3 : 2u + 4 * 16 + 4);
+    auto int8 = fm::optimize_for_inference(spec, model, options);
+    const auto images = torch::randn({16, 3, 64, 64});
+    const torch::Tensor input = fm::prepare_inference_input(images, options);
+    EXPECT_EQ(input.scalar_type(), torch::kFloat);
+    c10::InferenceMode guard;
+    const auto expected = model->forward(images);
+    const auto got = int8->forward(input);
+    EXPECT_EQ(got.logits.scalar_type(), torch::kFloat);
+    EXPECT_FALSE(got.logits.is_quantized());
+    const double diff = max_relative_difference(got.logits, expected.logits);
+    EXPECT_LT(diff, 0.15) << arch;
+    EXPECT_GT(diff, 1e-4) << arch << ": no quantization happened";
+    EXPECT_GE(got.logits.argmax(1).eq(expected.logits.argmax(1)).sum().item<int64_t>(), 13) << arch;
+  }
+}
+
+TEST(Inference, Int8RefusesWhatItCannotRun) {
+  torch::manual_seed(4);
+  const auto spec18 = spec_of("resnet18", 10);
+  auto resnet18 = fm::build_classifier(spec18);
+  resnet18->eval();
+  const auto images = torch::randn({2, 3, 64, 64});
+  fm::InferenceOptions options;
+  options.dtype = torch::kQUInt8;
+  options.int8_ranges = int8_ranges(spec18, resnet18, images);
+
+  // Ranges recorded for another architecture: too few or too many points.
+  const auto spec34 = spec_of("resnet34", 10);
+  auto resnet34 = fm::build_classifier(spec34);
+  EXPECT_CONTAINS(
+      finch::test::error_of([&] { fm::optimize_for_inference(spec34, resnet34, options); }),
+      "recorded for another architecture");
+  fm::InferenceOptions extra = options;
+  extra.int8_ranges.push_back({0.0, 1.0});
+  EXPECT_CONTAINS(
+      finch::test::error_of([&] { fm::optimize_for_inference(spec18, resnet18, extra); }),
+      "recorded for another architecture");
+  fm::InferenceOptions broken = options;
+  broken.int8_ranges[3] = {2.0, 1.0};
+  EXPECT_CONTAINS(
+      finch::test::error_of([&] { fm::optimize_for_inference(spec18, resnet18, broken); }),
+      "min <= max");
+  // Architectures without an int8 path say so instead of running something else.
+  const auto vgg = spec_of("vgg11", 10);
+  auto vgg11 = fm::build_classifier(vgg);
+  EXPECT_CONTAINS(finch::test::error_of([&] { fm::optimize_for_inference(vgg, vgg11, options); }),
+                  "int8 inference supports the ResNet family");
+  fm::int8::Calibration unused;
+  EXPECT_FALSE(vgg11->backbone()->observe_int8(images, unused));
+}
+
 TEST(Inference, ParseDtype) {
   EXPECT_EQ(fm::parse_inference_dtype("fp32"), torch::kFloat);
   EXPECT_EQ(fm::parse_inference_dtype("bf16"), torch::kBFloat16);
+  EXPECT_EQ(fm::parse_inference_dtype("int8"), torch::kQUInt8);
   EXPECT_THROW(fm::parse_inference_dtype("fp16"), std::exception);
 }
 

@@ -4,9 +4,15 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <iostream>
+#include <utility>
+
 #include "finch/core/config.h"
+#include "finch/eval/precision.h"
 #include "finch/io/safetensors.h"
+#include "finch/models/inference.h"
 #include "finch/models/model.h"
+#include "finch/models/model_file.h"
 #include "finch/models/pretrained.h"
 #include "finch/train/mixed_precision.h"
 #include "finch/train/optim.h"
@@ -150,4 +156,55 @@ TEST(TorchvisionParity, Resnet18Bf16AutocastStep) {
               conv1_diff, fp32_diff);
   EXPECT_GT(fp32_diff, 4 * conv1_diff)
       << "fp32 gradients should differ from bf16 autocast ones by more than finch's bf16 does";
+}
+
+// finch's int8 ResNet against PyTorch's own post-training static quantization (FX
+// prepare/convert on the oneDNN engine, with the observers finch implements): the same
+// calibration images must give the same quantized backbone, stage by stage. FX folds the
+// BatchNorms in float32 and finch in float64; one weight rounded differently is enough for
+// the integers to drift apart layer after layer, so the reference folds as finch does first.
+TEST(TorchvisionParity, ResNet18Int8MatchesPyTorchFxQuantization) {
+  finch::test::TempDir dir;
+  const auto file = dir / "int8.safetensors";
+  std::cout << finch::test::run_python_reference("int8_reference.py",
+                                                 "resnet18 64 " + file.string());
+  auto ref = finch::io::read_safetensors(file);
+  fm::LoadedModel loaded;
+  loaded.info.arch = {{"backbone", "resnet18"}, {"head", "linear"}, {"num_classes", 1000}};
+  loaded.model = fm::build_classifier(loaded.info.arch);
+  fm::load_pretrained(loaded.model, weights_of(ref, "model."), file.string(), true);
+  loaded.model->eval();
+  bool given = false;
+  const nlohmann::json calibration = finch::eval::calibrate_int8(
+      loaded,
+      [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+        if (std::exchange(given, true)) return std::nullopt;
+        return std::make_pair(ref.find("calibration"), torch::Tensor());
+      },
+      0);
+  EXPECT_EQ(calibration["images"], 4);
+  fm::InferenceOptions options;
+  options.dtype = torch::kQUInt8;
+  options.int8_ranges = calibration["ranges"];
+  auto int8 = fm::optimize_for_inference(loaded.info.arch, loaded.model, options);
+  c10::InferenceMode guard;
+  const auto stages = int8->backbone()->forward_features(ref.find("input")).stages;
+  ASSERT_EQ(stages.size(), 4u);
+  for (int k = 1; k <= 4; ++k) {
+    const torch::Tensor& got = stages[k - 1];
+    const torch::Tensor expected = ref.find(fmt::format("int8.stage{}", k));
+    const double quantum = ref.find(fmt::format("int8.scale{}", k)).item<double>();
+    ASSERT_EQ(got.sizes(), expected.sizes());
+    const torch::Tensor quanta = (got - expected).abs() / quantum;
+    const double identical = quanta.lt(0.5).to(torch::kFloat).mean().item<double>();
+    std::cout << "stage " << k << ": int8 vs FX max " << quanta.max().item<double>() << " quanta, "
+              << 100 * identical << "% identical\n";
+    // The reference starts from the same folded float32 weights, so the integers agree:
+    // at most one quantum apart (a rounding tie), and almost all identical.
+    EXPECT_LE(quanta.max().item<double>(), 1.01) << "stage " << k;
+    EXPECT_GT(identical, 0.999) << "stage " << k;
+    // And far from the float backbone (it really is quantized).
+    const torch::Tensor fp32 = ref.find(fmt::format("fp32.stage{}", k));
+    EXPECT_GT((got - fp32).abs().max().item<double>(), quantum) << "stage " << k;
+  }
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "finch/models/batchnorm.h"
+#include "finch/models/int8.h"
 #include "finch/models/model.h"
 
 namespace finch::models {
@@ -24,35 +25,59 @@ struct ResNetOptions {
   int64_t width_per_group = 64;  // ResNeXt / Wide-ResNet base width
 };
 
-class BasicBlockImpl : public torch::nn::Module {
+/// What both residual blocks offer the network that stacks them.
+class ResidualBlockImpl : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(torch::Tensor x) = 0;
+  /// Folds every BN (and the shortcut's) into the conv before it; inference copies only.
+  virtual void fold_batchnorm() = 0;
+  /// After folding: forward in fp32, recording each quantized activation (int8.h).
+  virtual torch::Tensor observe_int8(torch::Tensor x, int8::Calibration& calibration) = 0;
+  /// Prepacks int8 convs with the ranges observe_int8 recorded (same order).
+  virtual void quantize_int8(int8::Calibration& calibration) = 0;
+  /// quint8 in, quint8 out.
+  virtual torch::Tensor forward_int8(const torch::Tensor& qx) const = 0;
+
+ protected:
+  torch::nn::Conv2d downsample_conv() const;  // the folded shortcut conv, or empty
+  torch::nn::Sequential downsample{nullptr};
+  int8::Conv q_downsample_;
+  int8::QParams q_add_;
+};
+
+class BasicBlockImpl : public ResidualBlockImpl {
  public:
   static constexpr int64_t kExpansion = 1;
   BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
                  int64_t width_per_group);
-  torch::Tensor forward(torch::Tensor x);
-  /// Folds bn* (and the shortcut's BN) into the convs and drops them; inference copies only.
-  void fold_batchnorm();
+  torch::Tensor forward(torch::Tensor x) override;
+  void fold_batchnorm() override;
+  torch::Tensor observe_int8(torch::Tensor x, int8::Calibration& calibration) override;
+  void quantize_int8(int8::Calibration& calibration) override;
+  torch::Tensor forward_int8(const torch::Tensor& qx) const override;
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   BatchNorm2d bn1{nullptr}, bn2{nullptr};
-  torch::nn::Sequential downsample{nullptr};
+  int8::Conv q_conv1_, q_conv2_;
 };
 TORCH_MODULE(BasicBlock);
 
-class BottleneckImpl : public torch::nn::Module {
+class BottleneckImpl : public ResidualBlockImpl {
  public:
   static constexpr int64_t kExpansion = 4;
   BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride, int64_t groups,
                  int64_t width_per_group);
-  torch::Tensor forward(torch::Tensor x);
-  /// Folds bn* (and the shortcut's BN) into the convs and drops them; inference copies only.
-  void fold_batchnorm();
+  torch::Tensor forward(torch::Tensor x) override;
+  void fold_batchnorm() override;
+  torch::Tensor observe_int8(torch::Tensor x, int8::Calibration& calibration) override;
+  void quantize_int8(int8::Calibration& calibration) override;
+  torch::Tensor forward_int8(const torch::Tensor& qx) const override;
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
   BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
-  torch::nn::Sequential downsample{nullptr};
+  int8::Conv q_conv1_, q_conv2_, q_conv3_;
 };
 TORCH_MODULE(Bottleneck);
 
@@ -66,11 +91,19 @@ class ResNetImpl : public BackboneImpl {
   std::vector<int64_t> stage_channels() const override;
   bool fold_batchnorm() override;
   bool use_onednn_layout() override;
+  bool observe_int8(const torch::Tensor& images, int8::Calibration& calibration) override;
+  bool quantize_int8(int8::Calibration& calibration) override;
 
  private:
+  std::vector<ResidualBlockImpl*> blocks(size_t stage) const;
+  Features forward_int8(const torch::Tensor& images);
+
   ResNetOptions options_;
   bool folded_ = false;
   bool onednn_ = false;  // weights prepacked; forward_features runs on oneDNN tensors
+  bool int8_ = false;    // quantize_int8 ran: forward_features runs the int8 path
+  int8::QParams q_input_;
+  int8::Conv q_stem_;
   int64_t num_features_ = 0;
   torch::nn::Conv2d conv1{nullptr};
   BatchNorm2d bn1{nullptr};
