@@ -11,9 +11,10 @@
 # as shipped (best of NCHW and channels_last), against the allocator-tuned run and against
 # ONNX Runtime, with the CPU model and its ISA flags. The roofline columns divide each side's
 # GFLOP/s (finch's count of multiply-adds per image x 2 x img/s) by the machine's peak from
-# `finch bench peak` (a multiply-add loop in fp32, or AVX512_BF16 dot products for bf16).
+# `finch bench peak` (a multiply-add loop in fp32, or AVX512_BF16 dot products for bf16; none
+# for int8, where finch runs its calibrated int8 copy against the fp32 peers).
 #
-# usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32]
+# usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32|bf16|int8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -56,16 +57,21 @@ print(' '.join(f\"{x['side']} {x['r']['img_per_s']:.2f} img/s (p50 {x['r']['late
   done
 done
 /usr/bin/python3 - "$OUT" "$PEAK" "$DTYPE" <<'PY'
-import json, statistics, sys
+import json, math, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 peak = json.loads(sys.argv[2])
-peak_gflops = peak["fma_gflops_bf16" if sys.argv[3] == "bf16" else "fma_gflops_fp32"] or float("nan")
+# int8 has no peak of its own here (the loop measures fp32 / bf16 multiply-adds): no roofline.
+peak_gflops = float("nan") if sys.argv[3] == "int8" else (
+    peak["fma_gflops_bf16" if sys.argv[3] == "bf16" else "fma_gflops_fp32"] or float("nan"))
 gemm_gflops = peak["gemm_gflops_bf16" if sys.argv[3] == "bf16" else "gemm_gflops_fp32"]
 cases = list(dict.fromkeys(r["case"] for r in runs))
 cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
 flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
 isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-print(f"CPU: {cpu}; ISA: {' '.join(isa)}; {sys.argv[3]} peak {peak_gflops:.0f} GFLOP/s (multiply-add loop, 2 threads), LibTorch GEMM {gemm_gflops:.0f} GFLOP/s")
+if sys.argv[3] == "int8":
+    print(f"CPU: {cpu}; ISA: {' '.join(isa)}; finch in int8, ONNX Runtime and PyTorch in fp32; no int8 peak measured (GFLOP/s counts the fp32 model's multiply-adds)")
+else:
+    print(f"CPU: {cpu}; ISA: {' '.join(isa)}; {sys.argv[3]} peak {peak_gflops:.0f} GFLOP/s (multiply-add loop, 2 threads), LibTorch GEMM {gemm_gflops:.0f} GFLOP/s")
 print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | ONNX Runtime img/s | ratio vs ONNX Runtime | finch / ONNX Runtime % of peak | load (1 min, median) |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for c in cases:
@@ -77,6 +83,7 @@ for c in cases:
     rss = med("finch", lambda r: r["peak_rss_mib"])
     load = statistics.median(x["r"]["load_avg_1min"] for x in runs if x["case"] == c)
     gflop_per_image = gf / f
-    roof = f"{100 * gf / peak_gflops:.0f}% / {100 * o * gflop_per_image / peak_gflops:.0f}%"
+    roof = "-" if math.isnan(peak_gflops) else \
+        f"{100 * gf / peak_gflops:.0f}% / {100 * o * gflop_per_image / peak_gflops:.0f}%"
     print(f"| {c} | {f:.2f} | {lat[0]:.0f} / {lat[1]:.0f} / {lat[2]:.0f} | {gf:.0f} | {rss:.0f} | {p:.2f} | {q:.2f} | **{f / max(p, q):.2f}x** | {t:.2f} | **{f / t:.2f}x** | {o:.2f} | **{f / o:.2f}x** | {roof} | {load:.2f} |")
 PY

@@ -149,13 +149,17 @@ nlohmann::json bench_infer(const InferBenchOptions& options) {
     };
     inference.int8_ranges = eval::calibrate_int8(source, the_batch, 0)["ranges"];
   }
+  // The int8 copy has no float convolutions for the counter to see: count the fp32 model.
+  const double int8_macs =
+      inference.dtype == torch::kQUInt8 ? count_macs_per_image(model, images) : 0.0;
   models::Classifier runner =
       options.optimize || inference.dtype != torch::kFloat || options.channels_last
           ? models::optimize_for_inference(spec, model, inference)
           : model;
   if (runner.ptr() != model.ptr()) model = nullptr;  // peak RSS: only the copy stays
   const torch::Tensor input = models::prepare_inference_input(images, inference);
-  const double macs = count_macs_per_image(runner, input);
+  const double macs =
+      inference.dtype == torch::kQUInt8 ? int8_macs : count_macs_per_image(runner, input);
 
   std::vector<double> latencies_ms;
   {
@@ -283,6 +287,10 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
   nlohmann::json calibration;
   if (candidate.dtype == torch::kQUInt8) {
     if (options.calibration_images < 1) throw Error("bench agree: need --calibration-images >= 1");
+    if (options.calibration_split == "test") {
+      throw Error("bench agree: --calibration-split test would tune the model on its test images; "
+                  "calibrate on train (the default) or a validation split");
+    }
     auto calibration_loader = loader_for(options.calibration_split, true);
     calibration =
         eval::calibrate_int8(loaded, batches_of(*calibration_loader), options.calibration_images);
