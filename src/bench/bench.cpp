@@ -157,6 +157,7 @@ nlohmann::json bench_infer(const InferBenchOptions& options) {
           ? models::optimize_for_inference(spec, model, inference)
           : model;
   if (runner.ptr() != model.ptr()) model = nullptr;  // peak RSS: only the copy stays
+  models::set_blas_threads_for(runner);
   const torch::Tensor input = models::prepare_inference_input(images, inference);
   const double macs =
       inference.dtype == torch::kQUInt8 ? int8_macs : count_macs_per_image(runner, input);
@@ -264,6 +265,7 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
         {{{"type", "resize"}, {"size", 256}}, {{"type", "center_crop"}, {"size", 224}}});
   }
   loaded.model->eval();
+  models::set_blas_threads_for(loaded.model);
   const auto batches_of = [&](data::Loader& loader) {
     loader.start_epoch(0);
     return [&loader]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
@@ -288,8 +290,9 @@ nlohmann::json bench_agreement(const AgreementOptions& options) {
   if (candidate.dtype == torch::kQUInt8) {
     if (options.calibration_images < 1) throw Error("bench agree: need --calibration-images >= 1");
     if (options.calibration_split == "test") {
-      throw Error("bench agree: --calibration-split test would tune the model on its test images; "
-                  "calibrate on train (the default) or a validation split");
+      throw Error(
+          "bench agree: --calibration-split test would tune the model on its test images; "
+          "calibrate on train (the default) or a validation split");
     }
     auto calibration_loader = loader_for(options.calibration_split, true);
     calibration =

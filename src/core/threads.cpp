@@ -1,5 +1,6 @@
 #include "finch/core/threads.h"
 
+#include <dlfcn.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -27,6 +28,18 @@ int cgroup_cpu_limit() {
 }
 
 }  // namespace
+
+bool set_blas_threads(int threads) {
+  // Looked up at run time: LibTorch may be linked against another BLAS, and only an already
+  // loaded OpenBLAS matters (RTLD_NOLOAD), found also when finch itself was dlopen'ed (Python).
+  void* openblas = dlopen("libopenblas.so.0", RTLD_LAZY | RTLD_NOLOAD);
+  if (openblas == nullptr) return false;
+  using SetThreads = void (*)(int);
+  auto set = reinterpret_cast<SetThreads>(dlsym(openblas, "openblas_set_num_threads"));
+  if (set != nullptr) set(std::max(1, threads));
+  dlclose(openblas);  // drops only the reference NOLOAD took
+  return set != nullptr;
+}
 
 int available_cpus() {
   int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -76,6 +76,7 @@ void InferenceSession::build(models::LoadedModel loaded, bool owned) {
     model_ = models::optimize_for_inference(info_.arch, loaded.model, inference_);
     if (options_.keep_source_model) source_ = std::move(loaded);
   }
+  models::set_blas_threads_for(model_);
 }
 
 torch::Tensor InferenceSession::preprocess(const cv::Mat& rgb) const {

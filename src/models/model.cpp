@@ -6,6 +6,7 @@
 #include <set>
 
 #include "finch/core/error.h"
+#include "finch/core/threads.h"
 #include "finch/models/blocks.h"
 #include "finch/models/registry.h"
 
@@ -57,6 +58,10 @@ ModelOutput ClassifierImpl::forward(const torch::Tensor& images) {
     }
   }
   return output;
+}
+
+void set_blas_threads_for(const Classifier& model) {
+  set_blas_threads(model->backbone()->matmul_bound() ? torch::get_num_threads() : 1);
 }
 
 Classifier build_classifier(const ModelSpec& spec) {

@@ -443,6 +443,7 @@ Trainer::Trainer(const Config& config, const fs::path& run_dir, bool resume, Tra
 
   t.open_data();
   t.build_model(resume);
+  models::set_blas_threads_for(t.model);
   t.restore_or_start(resume);
   t.join_ranks();
   t.cache_features();
@@ -517,6 +518,7 @@ bool Trainer::train_step(torch::Tensor inputs, torch::Tensor labels) {
   if (t.governor && t.governor->update() != t.threads) {
     t.threads = t.governor->threads();
     torch::set_num_threads(t.threads);
+    models::set_blas_threads_for(t.model);
   }
   inputs = inputs.to(t.device);
   if (t.channels_last && inputs.dim() == 4)

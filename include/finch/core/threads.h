@@ -14,6 +14,13 @@ int available_cpus();
 /// ranks running on it (decoding small images is cheap); otherwise `threads`.
 int choose_threads(int threads, int ranks_on_this_machine = 1);
 
+/// Threads of OpenBLAS's own pthread pool, where LibTorch sends fp32 matrix products
+/// (convolutions go to oneDNN on the OpenMP threads). After every call its threads spin for
+/// ~0.1 s before they sleep, taking a core from the OpenMP threads of the next convolution:
+/// ResNet-50 at batch 1 ran 22 instead of 34 img/s, with every forward after the classifier's
+/// matrix product slowed 3x. Returns false (and changes nothing) without OpenBLAS.
+bool set_blas_threads(int threads);
+
 /// Cumulative CPU time in clock ticks: the whole machine's (every CPU in /proc/stat: busy,
 /// including stolen time, and total) and this process's (all its threads).
 struct CpuTimes {

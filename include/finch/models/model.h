@@ -79,6 +79,9 @@ class BackboneImpl : public torch::nn::Module {
   /// reorders weights again; the stage maps come back as ordinary tensors. Returns false
   /// when the backbone has no such path (then nothing changes).
   virtual bool use_onednn_layout() { return false; }
+  /// Whether most of the arithmetic is matrix products (LibTorch's BLAS) rather than
+  /// convolutions (oneDNN): decides how many threads BLAS gets (set_blas_threads_for).
+  virtual bool matmul_bound() const { return false; }
   /// INT8 inference (models/int8.h), after fold_batchnorm in an fp32 copy: runs `images` and
   /// records the range of every activation the int8 path quantizes. Returns false when the
   /// backbone has no int8 path.
@@ -152,6 +155,11 @@ using ModelSpec = nlohmann::json;
 
 /// Builds an untrained classifier from a spec; throws finch::Error for unknown names.
 Classifier build_classifier(const ModelSpec& spec);
+
+/// Gives BLAS as many threads as the intra-op pool (torch::get_num_threads()) when the
+/// model's backbone is matmul-bound (ViT, Swin), else one (core/threads.h says why). Call
+/// it after setting the intra-op threads, before running the model.
+void set_blas_threads_for(const Classifier& model);
 
 /// Parameters and buffers by name, in registration order (torchvision's names).
 std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::Module& module);

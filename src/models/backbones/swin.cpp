@@ -282,6 +282,7 @@ class SwinTransformerImpl : public BackboneImpl {
   }
 
   int64_t num_features() const override { return stage_channels_.back(); }
+  bool matmul_bound() const override { return true; }
   std::vector<std::vector<std::string>> stage_prefixes() const override {
     std::vector<std::vector<std::string>> prefixes;
     for (size_t s = 0; s < stages_.size(); ++s) {

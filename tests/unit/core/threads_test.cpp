@@ -2,6 +2,7 @@
 // CPU-time samples (no timing: samples are built by hand, as /proc would report them).
 #include "finch/core/threads.h"
 
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 
@@ -73,4 +74,26 @@ TEST(Threads, GovernorStaysWithinItsRange) {
     EXPECT_GE(n, 1);
     EXPECT_LE(n, 2);
   }
+}
+
+// OpenBLAS's pool is set through the library itself (LibTorch loads it; finch does not link
+// it), and read back the same way; without OpenBLAS nothing is changed and false comes back.
+TEST(Threads, BlasThreadsAreSetInTheLoadedOpenBlas) {
+  void* openblas = dlopen("libopenblas.so.0", RTLD_LAZY | RTLD_NOLOAD);
+  if (openblas == nullptr) {
+    EXPECT_FALSE(finch::set_blas_threads(1));
+    return;
+  }
+  using GetThreads = int (*)();
+  auto get = reinterpret_cast<GetThreads>(dlsym(openblas, "openblas_get_num_threads"));
+  ASSERT_NE(get, nullptr);
+  const int before = get();
+  ASSERT_TRUE(finch::set_blas_threads(1));
+  EXPECT_EQ(get(), 1);
+  ASSERT_TRUE(finch::set_blas_threads(2));
+  EXPECT_EQ(get(), 2);
+  ASSERT_TRUE(finch::set_blas_threads(0));  // at least one
+  EXPECT_EQ(get(), 1);
+  finch::set_blas_threads(before);
+  dlclose(openblas);
 }

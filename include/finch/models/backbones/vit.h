@@ -82,6 +82,7 @@ class VisionTransformerImpl : public BackboneImpl {
   /// The class token after encoder.ln of the forward_features call that made `features`.
   torch::Tensor embed(const Features& features) override;
   int64_t num_features() const override { return options_.hidden_dim; }
+  bool matmul_bound() const override { return true; }
   std::vector<std::vector<std::string>> stage_prefixes() const override;
   std::string torchvision_classifier() const override { return "heads.head"; }
   int64_t output_stride() const override { return patch_stride(); }
