@@ -125,7 +125,8 @@ nlohmann::json int8_ranges(const fm::ModelSpec& spec, fm::Classifier& model,
 // layer adds up to a few percent of the logit scale), the same top-1 on most images, and the
 // input stays a float tensor (the model quantizes it with its calibrated scale).
 TEST(Inference, Int8CopyIsCloseToFp32) {
-  for (const std::string arch : {"resnet18", "resnet50"}) {
+  // Basic blocks, bottlenecks, and grouped 3x3 convolutions (ResNeXt).
+  for (const std::string arch : {"resnet18", "resnet50", "resnext50_32x4d"}) {
     torch::manual_seed(3);
     const auto spec = spec_of(arch, 10);
     auto model = fm::build_classifier(spec);
