@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -30,6 +31,9 @@ int cgroup_cpu_limit() {
 }  // namespace
 
 bool set_blas_threads(int threads) {
+  // An explicit OPENBLAS_NUM_THREADS is the user's choice (OpenBLAS read it at load time).
+  const char* chosen = std::getenv("OPENBLAS_NUM_THREADS");
+  if (chosen != nullptr && *chosen != '\0') return false;
   // Looked up at run time: LibTorch may be linked against another BLAS, and only an already
   // loaded OpenBLAS matters (RTLD_NOLOAD), found also when finch itself was dlopen'ed (Python).
   void* openblas = dlopen("libopenblas.so.0", RTLD_LAZY | RTLD_NOLOAD);

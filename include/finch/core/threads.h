@@ -18,7 +18,8 @@ int choose_threads(int threads, int ranks_on_this_machine = 1);
 /// (convolutions go to oneDNN on the OpenMP threads). After every call its threads spin for
 /// ~0.1 s before they sleep, taking a core from the OpenMP threads of the next convolution:
 /// ResNet-50 at batch 1 ran 22 instead of 34 img/s, with every forward after the classifier's
-/// matrix product slowed 3x. Returns false (and changes nothing) without OpenBLAS.
+/// matrix product slowed 3x. Returns false (and changes nothing) without OpenBLAS, or when
+/// the environment sets OPENBLAS_NUM_THREADS (the user's choice stands).
 bool set_blas_threads(int threads);
 
 /// Cumulative CPU time in clock ticks: the whole machine's (every CPU in /proc/stat: busy,

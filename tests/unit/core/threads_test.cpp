@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 namespace {
@@ -77,7 +79,8 @@ TEST(Threads, GovernorStaysWithinItsRange) {
 }
 
 // OpenBLAS's pool is set through the library itself (LibTorch loads it; finch does not link
-// it), and read back the same way; without OpenBLAS nothing is changed and false comes back.
+// it), and read back the same way; without OpenBLAS, or with OPENBLAS_NUM_THREADS set by the
+// user, nothing is changed and false comes back.
 TEST(Threads, BlasThreadsAreSetInTheLoadedOpenBlas) {
   void* openblas = dlopen("libopenblas.so.0", RTLD_LAZY | RTLD_NOLOAD);
   if (openblas == nullptr) {
@@ -87,7 +90,13 @@ TEST(Threads, BlasThreadsAreSetInTheLoadedOpenBlas) {
   using GetThreads = int (*)();
   auto get = reinterpret_cast<GetThreads>(dlsym(openblas, "openblas_get_num_threads"));
   ASSERT_NE(get, nullptr);
+  const std::string user_choice =
+      std::getenv("OPENBLAS_NUM_THREADS") ? std::getenv("OPENBLAS_NUM_THREADS") : "";
+  ::setenv("OPENBLAS_NUM_THREADS", "3", 1);
   const int before = get();
+  EXPECT_FALSE(finch::set_blas_threads(before == 1 ? 2 : 1)) << "the variable must win";
+  EXPECT_EQ(get(), before);
+  ::unsetenv("OPENBLAS_NUM_THREADS");
   ASSERT_TRUE(finch::set_blas_threads(1));
   EXPECT_EQ(get(), 1);
   ASSERT_TRUE(finch::set_blas_threads(2));
@@ -95,5 +104,6 @@ TEST(Threads, BlasThreadsAreSetInTheLoadedOpenBlas) {
   ASSERT_TRUE(finch::set_blas_threads(0));  // at least one
   EXPECT_EQ(get(), 1);
   finch::set_blas_threads(before);
+  if (!user_choice.empty()) ::setenv("OPENBLAS_NUM_THREADS", user_choice.c_str(), 1);
   dlclose(openblas);
 }
