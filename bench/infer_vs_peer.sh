@@ -12,7 +12,7 @@
 # ONNX Runtime, with the CPU model and its ISA flags. The roofline columns divide each side's
 # GFLOP/s (finch's count of multiply-adds per image x 2 x img/s) by the machine's peak from
 # `finch bench peak` (a multiply-add loop in fp32, or AVX512_BF16 dot products for bf16; none
-# for int8, where finch runs its calibrated int8 copy against the fp32 peers).
+# for int8, where finch and PyTorch run calibrated int8 copies and ONNX Runtime fp32).
 #
 # usage: bench/infer_vs_peer.sh [ROUNDS=3] [ITERS=10] [CASES="224x1 224x8 448x1 448x8"] [DTYPE=fp32|bf16|int8]
 set -euo pipefail
@@ -27,7 +27,7 @@ trap 'rm -f "$OUT"' EXIT
 ORT_MODEL=${ORT_MODEL:-/tmp/finch-bench-resnet50.onnx}
 [[ -f $ORT_MODEL ]] || /usr/bin/python3 bench/peer/export_resnet50_onnx.py "$ORT_MODEL"
 bash scripts/install-npm.sh build/npm >/dev/null
-peer_dtype=""; [[ $DTYPE == bf16 ]] && peer_dtype="--bf16"
+peer_dtype=""; [[ $DTYPE == bf16 ]] && peer_dtype="--bf16"; [[ $DTYPE == int8 ]] && peer_dtype="--int8"
 PEAK=$("$FINCH" bench peak --threads 2 --json)
 echo "peak: $PEAK"
 
@@ -69,7 +69,7 @@ cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.starts
 flags = next(l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags"))
 isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
 if sys.argv[3] == "int8":
-    print(f"CPU: {cpu}; ISA: {' '.join(isa)}; finch in int8, ONNX Runtime and PyTorch in fp32; no int8 peak measured (GFLOP/s counts the fp32 model's multiply-adds)")
+    print(f"CPU: {cpu}; ISA: {' '.join(isa)}; finch and PyTorch (FX, oneDNN) in int8, ONNX Runtime in fp32; no int8 peak measured (GFLOP/s counts the fp32 model's multiply-adds)")
 else:
     print(f"CPU: {cpu}; ISA: {' '.join(isa)}; {sys.argv[3]} peak {peak_gflops:.0f} GFLOP/s (multiply-add loop, 2 threads), LibTorch GEMM {gemm_gflops:.0f} GFLOP/s")
 print("| size x batch | finch img/s | p50 / p90 / p99 ms | GFLOP/s | peak RSS MiB | PyTorch NCHW img/s | PyTorch channels_last img/s | ratio vs PyTorch as shipped | PyTorch channels_last + finch's malloc settings img/s | ratio vs that | ONNX Runtime img/s | ratio vs ONNX Runtime | finch / ONNX Runtime % of peak | load (1 min, median) |")
