@@ -61,7 +61,8 @@ Classifier optimize_in_place(Classifier copy, const InferenceOptions& options) {
   torch::NoGradGuard no_grad;
   if (options.dtype == torch::kQUInt8) {
     int8::Calibration calibration = int8::Calibration::from_json(options.int8_ranges);
-    if (!options.fold_batchnorm || !copy->backbone()->quantize_int8(calibration)) {
+    if (!options.fold_batchnorm ||
+        !copy->backbone()->quantize_int8(calibration, copy->head()->uses_earlier_stages())) {
       throw Error(
           "int8 inference supports the ResNet family (BatchNorm folded, no inserted "
           "attention blocks); use --dtype fp32 or bf16 for this model");

@@ -90,8 +90,10 @@ class BackboneImpl : public torch::nn::Module {
   }
   /// Prepacks int8 weights and takes activation scales from `calibration` (rewound, in the
   /// order observe_int8 recorded them); forward_features then runs in int8 and returns
-  /// dequantized stage maps. Returns false when the backbone has no int8 path.
-  virtual bool quantize_int8(int8::Calibration& calibration) { return false; }
+  /// dequantized stage maps: every stage's with `every_stage`, else only the last one (the
+  /// others undefined; a dequantized copy of each costs ResNet-50 15% at batch 8). Returns
+  /// false when the backbone has no int8 path.
+  virtual bool quantize_int8(int8::Calibration& calibration, bool every_stage) { return false; }
 
   /// Inserts `block` after stage `stage` (1-based); its output feeds the next stage. Its
   /// parameters are named backbone.attention.<stage>.*.
@@ -120,6 +122,8 @@ class HeadImpl : public torch::nn::Module {
   /// True when the head only needs backbone.embed(): its input can then be cached
   /// (`train.cache_features`) and forward_embedding() used instead.
   virtual bool uses_embedding_only() const { return false; }
+  /// True when forward_head reads stages before the last one (multi-scale heads).
+  virtual bool uses_earlier_stages() const { return false; }
   /// Logits from a precomputed embedding; only for heads with uses_embedding_only().
   virtual ModelOutput forward_embedding(const torch::Tensor& embedding);
   /// Extra training views of a batch (WS-DAN: attention-guided crops and drops), made from this

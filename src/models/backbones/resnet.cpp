@@ -233,7 +233,7 @@ bool ResNetImpl::observe_int8(const torch::Tensor& images, int8::Calibration& ca
   return true;
 }
 
-bool ResNetImpl::quantize_int8(int8::Calibration& calibration) {
+bool ResNetImpl::quantize_int8(int8::Calibration& calibration, bool every_stage) {
   if (!folded_ || has_stage_blocks() || onednn_ || int8_) return false;
   int8::select_engine();
   torch::NoGradGuard no_grad;
@@ -243,6 +243,7 @@ bool ResNetImpl::quantize_int8(int8::Calibration& calibration) {
     for (ResidualBlockImpl* block : blocks(s)) block->quantize_int8(calibration);
   }
   calibration.expect_consumed();
+  int8_every_stage_ = every_stage;
   int8_ = true;
   return true;
 }
@@ -253,7 +254,8 @@ Features ResNetImpl::forward_int8(const torch::Tensor& images) {
   Features out;
   for (size_t s = 0; s < stages_.size(); ++s) {
     for (ResidualBlockImpl* block : blocks(s)) x = block->forward_int8(x);
-    out.stages.push_back(x.dequantize());  // heads run in fp32
+    const bool wanted = int8_every_stage_ || s + 1 == stages_.size();
+    out.stages.push_back(wanted ? x.dequantize() : torch::Tensor());  // heads run in fp32
   }
   return out;
 }

@@ -116,6 +116,7 @@ class PimHeadImpl : public HeadImpl {
   }
 
   int64_t embedding_dim() const override { return dim_; }
+  bool uses_earlier_stages() const override { return true; }
   double default_clip_grad_norm() const override { return 1.0; }
 
  private:

@@ -153,6 +153,33 @@ TEST(Inference, Int8CopyIsCloseToFp32) {
   }
 }
 
+// A linear head reads the last stage only, so the int8 copy dequantizes nothing else; a
+// multi-scale head (pim) gets every stage, and still classifies close to fp32.
+TEST(Inference, Int8DequantizesTheStagesTheHeadReads) {
+  for (const std::string head : {"linear", "pim"}) {
+    torch::manual_seed(5);
+    auto spec = spec_of("resnet18", 10);
+    spec["head"] = head;
+    auto model = fm::build_classifier(spec);
+    randomise_batchnorms(model);
+    model->eval();
+    const auto images = torch::randn({8, 3, 64, 64});
+    fm::InferenceOptions options;
+    options.dtype = torch::kQUInt8;
+    options.int8_ranges = int8_ranges(spec, model, images);
+    auto int8 = fm::optimize_for_inference(spec, model, options);
+    c10::InferenceMode guard;
+    const auto stages = int8->backbone()->forward_features(images).stages;
+    ASSERT_EQ(stages.size(), 4u);
+    for (size_t s = 0; s + 1 < stages.size(); ++s)
+      EXPECT_EQ(stages[s].defined(), head == "pim") << head << " stage " << s + 1;
+    EXPECT_TRUE(stages.back().defined());
+    const auto expected = model->forward(images).logits;
+    const auto got = int8->forward(images).logits;
+    EXPECT_LT(max_relative_difference(got, expected), 0.15) << head;
+  }
+}
+
 TEST(Inference, Int8RefusesWhatItCannotRun) {
   torch::manual_seed(4);
   const auto spec18 = spec_of("resnet18", 10);

@@ -11,6 +11,7 @@
 #include "finch/eval/precision.h"
 #include "finch/io/safetensors.h"
 #include "finch/models/inference.h"
+#include "finch/models/int8.h"
 #include "finch/models/model.h"
 #include "finch/models/model_file.h"
 #include "finch/models/pretrained.h"
@@ -183,10 +184,14 @@ TEST(TorchvisionParity, ResNet18Int8MatchesPyTorchFxQuantization) {
       },
       0);
   EXPECT_EQ(calibration["images"], 4);
-  fm::InferenceOptions options;
-  options.dtype = torch::kQUInt8;
-  options.int8_ranges = calibration["ranges"];
-  auto int8 = fm::optimize_for_inference(loaded.info.arch, loaded.model, options);
+  // The backbone quantized as optimize_for_inference does, but asked for every stage map (a
+  // linear head would get the last one only).
+  fm::InferenceOptions folded_fp32;
+  folded_fp32.channels_last = false;
+  folded_fp32.onednn_layout = false;
+  auto int8 = fm::optimize_for_inference(loaded.info.arch, loaded.model, folded_fp32);
+  auto ranges = fm::int8::Calibration::from_json(calibration["ranges"]);
+  ASSERT_TRUE(int8->backbone()->quantize_int8(ranges, /*every_stage=*/true));
   c10::InferenceMode guard;
   const auto stages = int8->backbone()->forward_features(ref.find("input")).stages;
   ASSERT_EQ(stages.size(), 4u);

@@ -92,7 +92,7 @@ class ResNetImpl : public BackboneImpl {
   bool fold_batchnorm() override;
   bool use_onednn_layout() override;
   bool observe_int8(const torch::Tensor& images, int8::Calibration& calibration) override;
-  bool quantize_int8(int8::Calibration& calibration) override;
+  bool quantize_int8(int8::Calibration& calibration, bool every_stage) override;
 
  private:
   std::vector<ResidualBlockImpl*> blocks(size_t stage) const;
@@ -100,8 +100,9 @@ class ResNetImpl : public BackboneImpl {
 
   ResNetOptions options_;
   bool folded_ = false;
-  bool onednn_ = false;  // weights prepacked; forward_features runs on oneDNN tensors
-  bool int8_ = false;    // quantize_int8 ran: forward_features runs the int8 path
+  bool onednn_ = false;           // weights prepacked; forward_features runs on oneDNN tensors
+  bool int8_ = false;             // quantize_int8 ran: forward_features runs the int8 path
+  bool int8_every_stage_ = true;  // dequantize every stage map, not only the last
   int8::QParams q_input_;
   int8::Conv q_stem_;
   int64_t num_features_ = 0;
