@@ -119,6 +119,25 @@ nlohmann::json int8_ranges(const fm::ModelSpec& spec, fm::Classifier& model,
   return calibration.to_json();
 }
 
+// A model with random BatchNorm statistics, in eval mode, and its int8 copy calibrated on
+// `calibration`, with the ranges recorded.
+struct Int8Pair {
+  fm::Classifier fp32{nullptr};
+  fm::Classifier int8{nullptr};
+  nlohmann::json ranges;
+};
+Int8Pair int8_pair(const fm::ModelSpec& spec, const torch::Tensor& calibration) {
+  Int8Pair pair;
+  pair.fp32 = fm::build_classifier(spec);
+  randomise_batchnorms(pair.fp32);
+  pair.fp32->eval();
+  fm::InferenceOptions options;
+  options.dtype = torch::kQUInt8;
+  options.int8_ranges = pair.ranges = int8_ranges(spec, pair.fp32, calibration);
+  pair.int8 = fm::optimize_for_inference(spec, pair.fp32, options);
+  return pair;
+}
+
 }  // namespace
 
 // Post-training int8 of both residual block kinds: close to fp32 (one quantum of 8 bits per
@@ -128,17 +147,11 @@ TEST(Inference, Int8CopyIsCloseToFp32) {
   // Basic blocks, bottlenecks, and grouped 3x3 convolutions (ResNeXt).
   for (const std::string arch : {"resnet18", "resnet50", "resnext50_32x4d"}) {
     torch::manual_seed(3);
-    const auto spec = spec_of(arch, 10);
-    auto model = fm::build_classifier(spec);
-    randomise_batchnorms(model);
-    model->eval();
-    const auto calibration_images = torch::randn({8, 3, 64, 64});
+    auto [model, int8, ranges] = int8_pair(spec_of(arch, 10), torch::randn({8, 3, 64, 64}));
+    EXPECT_EQ(ranges.size(), arch == "resnet18" ? 2u + 3 * 8 + 3 : 2u + 4 * 16 + 4);
+    const auto images = torch::randn({16, 3, 64, 64});
     fm::InferenceOptions options;
     options.dtype = torch::kQUInt8;
-    options.int8_ranges = int8_ranges(spec, model, calibration_images);
-    EXPECT_EQ(options.int8_ranges.size(), arch == "resnet18" ? 2u + 3 * 8 + 3 : 2u + 4 * 16 + 4);
-    auto int8 = fm::optimize_for_inference(spec, model, options);
-    const auto images = torch::randn({16, 3, 64, 64});
     const torch::Tensor input = fm::prepare_inference_input(images, options);
     EXPECT_EQ(input.scalar_type(), torch::kFloat);
     c10::InferenceMode guard;
@@ -160,14 +173,8 @@ TEST(Inference, Int8DequantizesTheStagesTheHeadReads) {
     torch::manual_seed(5);
     auto spec = spec_of("resnet18", 10);
     spec["head"] = head;
-    auto model = fm::build_classifier(spec);
-    randomise_batchnorms(model);
-    model->eval();
     const auto images = torch::randn({8, 3, 64, 64});
-    fm::InferenceOptions options;
-    options.dtype = torch::kQUInt8;
-    options.int8_ranges = int8_ranges(spec, model, images);
-    auto int8 = fm::optimize_for_inference(spec, model, options);
+    auto [model, int8, ranges] = int8_pair(spec, images);
     c10::InferenceMode guard;
     const auto stages = int8->backbone()->forward_features(images).stages;
     ASSERT_EQ(stages.size(), 4u);
