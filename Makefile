@@ -21,8 +21,9 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# Tests run JOBS at a time: each one picks its own ports and folders, and none times anything.
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j 1
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 # AddressSanitizer + UBSan build in its own folder; any report fails the test that caused it.
 test-asan: deps

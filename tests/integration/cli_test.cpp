@@ -8,19 +8,18 @@
 #include "tiny_run.h"
 
 namespace fs = std::filesystem;
+using finch::test::cli;
 using finch::test::run_command;
 
 namespace {
 
-std::string cli() { return finch::test::cli_path().string(); }
-
-const std::string kRecipe = finch::test::tiny_recipe("epochs: 5, batch_size: 8, progress: lines",
+const std::string kCliRecipe = finch::test::tiny_recipe("epochs: 5, batch_size: 8, progress: lines",
                                                      "", "schedule: {name: cosine}\n");
 
 class CliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    run_ = new finch::test::TrainedRun("finch-cli", kRecipe, 3, 20, 10);
+    run_ = new finch::test::TrainedRun("finch-cli", kCliRecipe, 3, 20, 10);
   }
   static void TearDownTestSuite() { delete run_; }
   static fs::path path(const std::string& name) { return run_->path(name); }
@@ -113,7 +112,7 @@ TEST(Cli, HelpVersionAndErrors) {
 TEST(CliInterrupt, SigintCheckpointsAndResumeFinishes) {
   finch::test::TempDir dir("finch-sigint");
   finch::test::make_pattern_imagefolder(dir / "data", 3, 30, 16, 4);
-  finch::test::write_text(dir / "recipe.yaml", kRecipe);
+  finch::test::write_text(dir / "recipe.yaml", kCliRecipe);
   const std::string common = " --set data.root=" + (dir / "data").string();
   // SIGINT once the first epoch is on disk (metrics.jsonl has a line), not after a fixed
   // time: the run is then mid-way through epoch 2 of 400 however fast the machine is.

@@ -13,11 +13,10 @@
 #include "tiny_run.h"
 
 namespace fs = std::filesystem;
+using finch::test::cli;
 using finch::test::run_command;
 
 namespace {
-
-std::string cli() { return finch::test::cli_path().string(); }
 
 std::vector<nlohmann::json> metrics_of(const fs::path& run) {
   std::ifstream in(run / "metrics.jsonl");

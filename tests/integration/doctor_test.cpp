@@ -12,11 +12,10 @@
 
 namespace fs = std::filesystem;
 using finch::test::json_lines;
+using finch::test::cli;
 using finch::test::run_command;
 
 namespace {
-
-std::string cli() { return finch::test::cli_path().string(); }
 
 // Every file under `root` with its size and content hash: the dataset folder's fingerprint.
 std::map<std::string, std::string> listing(const fs::path& root) {

@@ -11,13 +11,13 @@
 #include "tiny_run.h"
 
 namespace fs = std::filesystem;
+using finch::test::cli;
+using finch::test::json_lines;
 using finch::test::run_command;
 
 namespace {
 
-std::string cli() { return finch::test::cli_path().string(); }
-
-const char* kRecipe = R"(seed: 1
+const char* kExplainRecipe = R"(seed: 1
 threads: 1
 data:
   format: imagefolder
@@ -36,7 +36,7 @@ schedule: {name: cosine}
 class ExplainReportTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    run_ = new finch::test::TrainedRun("finch-explain", kRecipe, 3, 16, 6);
+    run_ = new finch::test::TrainedRun("finch-explain", kExplainRecipe, 3, 16, 6);
   }
   static void TearDownTestSuite() { delete run_; }
   static fs::path path(const std::string& name) { return run_->path(name); }
@@ -45,15 +45,6 @@ class ExplainReportTest : public ::testing::Test {
 };
 
 finch::test::TrainedRun* ExplainReportTest::run_ = nullptr;
-
-std::vector<nlohmann::json> json_lines(const std::string& text) {
-  std::istringstream lines(text);
-  std::string line;
-  std::vector<nlohmann::json> out;
-  while (std::getline(lines, line))
-    if (!line.empty() && line[0] == '{') out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 }  // namespace
 

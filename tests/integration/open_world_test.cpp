@@ -12,13 +12,12 @@
 #include "tiny_run.h"
 
 namespace fs = std::filesystem;
+using finch::test::cli;
 using finch::test::run_command;
 
 namespace {
 
-std::string cli() { return finch::test::cli_path().string(); }
-
-const std::string kRecipe =
+const std::string kOpenWorldRecipe =
     finch::test::tiny_recipe("epochs: 4, batch_size: 8, progress: none", "  class_range: [0, 4]\n",
                              "schedule: {name: cosine}\n");
 
@@ -27,7 +26,7 @@ using finch::test::json_lines;
 class OpenWorldTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    run_ = new finch::test::TrainedRun("finch-open-world", kRecipe, 6, 16, 10);
+    run_ = new finch::test::TrainedRun("finch-open-world", kOpenWorldRecipe, 6, 16, 10);
   }
   static void TearDownTestSuite() { delete run_; }
   static fs::path path(const std::string& name) { return run_->path(name); }

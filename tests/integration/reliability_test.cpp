@@ -10,11 +10,10 @@
 #include "tiny_run.h"
 
 namespace fs = std::filesystem;
+using finch::test::cli;
 using finch::test::run_command;
 
 namespace {
-
-std::string cli() { return finch::test::cli_path().string(); }
 
 // Runs `script` with bash as root of a new user + mount namespace (works unprivileged where
 // user namespaces are enabled, and as root).
@@ -36,14 +35,14 @@ bool can_mount_tmpfs() {
   GTEST_SKIP() << "this machine does not allow `unshare --user --mount` + tmpfs mounts; the " \
                   "full-disk and read-only checks cannot run here"
 
-const std::string kRecipe = finch::test::tiny_recipe("epochs: 1, batch_size: 8, progress: none");
+const std::string kReliabilityRecipe = finch::test::tiny_recipe("epochs: 1, batch_size: 8, progress: none");
 
 class FullDisk : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new finch::test::TempDir("finch-full-disk");
     finch::test::make_pattern_imagefolder(dir_->path() / "data" / "train", 3, 12, 16, 1);
-    finch::test::write_text(dir_->path() / "recipe.yaml", kRecipe);
+    finch::test::write_text(dir_->path() / "recipe.yaml", kReliabilityRecipe);
     auto trained = run_command(
         cli() + " train --config " + (dir_->path() / "recipe.yaml").string() + " --out " +
         (dir_->path() / "run").string() + " --set data.root=" + (dir_->path() / "data").string());
@@ -133,7 +132,7 @@ TEST(RunFolder, ReadOnlyOrMissingFailsBeforeAnyWork) {
   REQUIRE_MOUNTS();
   finch::test::TempDir dir("finch-readonly");
   finch::test::make_pattern_imagefolder(dir / "data", 3, 8, 16, 1);
-  finch::test::write_text(dir / "recipe.yaml", kRecipe);
+  finch::test::write_text(dir / "recipe.yaml", kReliabilityRecipe);
   const std::string common = " --set data.root=" + (dir / "data").string();
   ASSERT_EQ(run_command(cli() + " train --config " + (dir / "recipe.yaml").string() + " --out " +
                         (dir / "run").string() + common)

@@ -17,11 +17,10 @@
 #include "tiny_run.h"
 
 namespace fs = std::filesystem;
+using finch::test::cli;
 using finch::test::run_command;
 
 namespace {
-
-std::string cli() { return finch::test::cli_path().string(); }
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -88,7 +87,7 @@ class ServerProcess {
   std::string log_;
 };
 
-const std::string kRecipe = finch::test::tiny_recipe("epochs: 3, batch_size: 8, progress: none");
+const std::string kServeRecipe = finch::test::tiny_recipe("epochs: 3, batch_size: 8, progress: none");
 
 class ServeTest : public ::testing::Test {
  protected:
@@ -96,7 +95,7 @@ class ServeTest : public ::testing::Test {
     dir_ = new finch::test::TempDir("finch-serve");
     finch::test::make_pattern_imagefolder(path("data") / "train", 3, 12, 16, 1);
     finch::test::make_pattern_imagefolder(path("data") / "test", 3, 4, 16, 2);
-    finch::test::write_text(path("recipe.yaml"), kRecipe);
+    finch::test::write_text(path("recipe.yaml"), kServeRecipe);
     auto r = run_command(cli() + " train --config " + path("recipe.yaml").string() + " --out " +
                          path("run").string() + " --set data.root=" + path("data").string());
     ok_ = r.exit_code == 0;

@@ -33,6 +33,8 @@ std::string run_python_reference(const std::string& script, const std::string& a
 
 /// Path of the built `finch` executable.
 std::filesystem::path cli_path();
+/// cli_path() as a string, to start command lines with.
+inline std::string cli() { return cli_path().string(); }
 
 /// Path of the source tree.
 std::filesystem::path source_dir();

@@ -25,7 +25,7 @@ namespace {
 using finch::test::relative_diff;
 using finch::test::weights_of;
 
-constexpr double kTolerance = 1e-4;
+using finch::test::kTolerance;
 
 fm::ModelSpec spec_of(const std::string& arch) {
   return {{"backbone", arch}, {"head", "linear"}, {"num_classes", 1000}};

@@ -20,6 +20,10 @@ inline models::StateDict weights_of(const io::TensorFile& file, const std::strin
   return out;
 }
 
+/// Relative tolerance of the parity tests: same oneDNN kernels as PyTorch, so differences
+/// come from summation order only.
+inline constexpr double kTolerance = 1e-4;
+
 /// Largest |a - b| relative to max(1, max |b|).
 inline double relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(1.0, b.abs().max().item<double>());

@@ -34,7 +34,7 @@ double scaled_diff(const torch::Tensor& a, const torch::Tensor& b) {
 
 // Same oneDNN kernels as PyTorch: differences come from summation order only, so 1e-4 of
 // the output scale is generous for float32.
-constexpr double kTolerance = 1e-4;
+using finch::test::kTolerance;
 
 void expect_matches_torchvision(const std::string& arch, int size) {
   finch::test::TempDir dir;

@@ -37,11 +37,11 @@ namespace {
 using finch::test::weights_of;
 
 // Same oneDNN kernels as PyTorch: differences come from summation order only.
-constexpr double kTolerance = 1e-4;
+using finch::test::kTolerance;
 
 // Largest |a - b| relative to max(1e-30, max |b|): the reference's scale, whatever it is
 // (the rollout's entries are far below 1), unlike the parity tests' max(1, max |b|).
-double relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
+double scale_relative_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
 }
 
@@ -83,12 +83,12 @@ void expect_matches_reference(int64_t stride, int64_t grid) {
   const torch::Tensor selected = rollout.argmax(2) + 1;
   EXPECT_TRUE(selected.equal(ref.find("selected")))
       << "finch " << selected << "\nreference " << ref.find("selected");
-  const double rollout_diff = relative_diff(rollout, ref.find("rollout"));
+  const double rollout_diff = scale_relative_diff(rollout, ref.find("rollout"));
   EXPECT_LT(rollout_diff, kTolerance);
-  const double embedding_diff = relative_diff(out.embedding, ref.find("embedding"));
+  const double embedding_diff = scale_relative_diff(out.embedding, ref.find("embedding"));
   EXPECT_LT(embedding_diff, kTolerance);
   const torch::Tensor expected = ref.find("logits");
-  const double logits_diff = relative_diff(out.logits, expected);
+  const double logits_diff = scale_relative_diff(out.logits, expected);
   EXPECT_LT(logits_diff, kTolerance);
   EXPECT_TRUE(out.logits.argmax(1).equal(expected.argmax(1)));
 
@@ -98,9 +98,9 @@ void expect_matches_reference(int64_t stride, int64_t grid) {
   plain->eval();
   auto features = plain->backbone()->forward_features(input);
   ASSERT_EQ(features.stages.back().sizes(), (std::vector<int64_t>{2, 768, grid, grid}));
-  const double stage_diff = relative_diff(features.stages.back(), ref.find("stage.3"));
+  const double stage_diff = scale_relative_diff(features.stages.back(), ref.find("stage.3"));
   EXPECT_LT(stage_diff, kTolerance);
-  const double vit_diff = relative_diff(plain->forward(input).logits, ref.find("vit_logits"));
+  const double vit_diff = scale_relative_diff(plain->forward(input).logits, ref.find("vit_logits"));
   EXPECT_LT(vit_diff, kTolerance);
   std::printf(
       "stride %lld: rollout %.2e, embedding %.2e, logits %.2e; plain ViT: last stage %.2e, "
@@ -259,7 +259,7 @@ TEST(TransFG, InferenceCopyMatches) {
   c10::InferenceMode guard;
   const auto expected = model->forward(images);
   const auto got = fast->forward(fm::prepare_inference_input(images, options));
-  EXPECT_LT(relative_diff(got.logits, expected.logits), kTolerance);
+  EXPECT_LT(scale_relative_diff(got.logits, expected.logits), kTolerance);
   EXPECT_TRUE(got.attention.flatten(2).argmax(2).equal(expected.attention.flatten(2).argmax(2)));
 }
 

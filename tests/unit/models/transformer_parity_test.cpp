@@ -30,7 +30,7 @@ using finch::test::relative_diff;
 using finch::test::weights_of;
 
 // Same oneDNN kernels as PyTorch: differences come from summation order only.
-constexpr double kTolerance = 1e-4;
+using finch::test::kTolerance;
 constexpr double kAttentionTolerance = 1e-5;  // absolute, on probabilities
 
 fm::Classifier make(const fm::ModelSpec& extra, int64_t classes = 5) {
