@@ -27,7 +27,7 @@ using cub_style::for_each_line;
 using cub_style::Line;
 using cub_style::require_file;
 
-const char* const kFormat = "aircraft";
+const char* const kAircraftFormat = "aircraft";
 constexpr int kBannerRows = 20;
 const std::vector<std::string> kSplits = {"train", "val", "trainval", "test"};
 
@@ -136,7 +136,7 @@ DatasetPtr open_aircraft(const fs::path& given_root, const std::string& split,
   const fs::path labels_file = root / ("images_" + options.level + "_" + split + ".txt");
   const fs::path classes_file = root / options.classes_file;
   const fs::path boxes_file = root / "images_box.txt";
-  for (const auto& f : {ids_file, labels_file, classes_file, boxes_file}) require_file(f, kFormat);
+  for (const auto& f : {ids_file, labels_file, classes_file, boxes_file}) require_file(f, kAircraftFormat);
 
   std::vector<std::string> classes;
   std::unordered_map<std::string, int64_t> class_index;

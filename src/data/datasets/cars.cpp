@@ -27,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using cub_style::file_exists;
 
-const char* const kFormat = "cars";
+const char* const kCarsFormat = "cars";
 const char* const kLayouts =
     "expected either the devkit layout (cars_meta.mat, cars_train_annos.mat and "
     "cars_test_annos_withlabels.mat at the root or under devkit/, images in cars_train/ and "
@@ -103,13 +103,13 @@ DatasetPtr open_combined(const fs::path& root, const std::string& split) {
 DatasetPtr open_devkit(const fs::path& root, const std::string& split) {
   const fs::path meta = find_devkit_file(root, "cars_meta.mat");
   if (meta.empty())
-    throw Error(std::string(kFormat) + ": cars_meta.mat not found in " + root.string() + " or " +
+    throw Error(std::string(kCarsFormat) + ": cars_meta.mat not found in " + root.string() + " or " +
                 (root / "devkit").string() + "; " + kLayouts);
   const std::string annos_name =
       split == "train" ? "cars_train_annos.mat" : "cars_test_annos_withlabels.mat";
   const fs::path annos = find_devkit_file(root, annos_name);
   if (annos.empty()) {
-    std::string message = std::string(kFormat) + ": " + annos_name + " not found in " +
+    std::string message = std::string(kCarsFormat) + ": " + annos_name + " not found in " +
                           root.string() + " or " + (root / "devkit").string();
     if (split == "test")
       message +=
@@ -138,7 +138,7 @@ std::vector<std::string> cars_splits(const fs::path& root, const YAML::Node&) {
   if (is_combined(root)) return {"train", "test"};
   if (find_devkit_file(root, "cars_meta.mat").empty() ||
       find_devkit_file(root, "cars_train_annos.mat").empty())
-    throw Error(std::string(kFormat) + ": no Stanford Cars annotations in " + root.string() + "; " +
+    throw Error(std::string(kCarsFormat) + ": no Stanford Cars annotations in " + root.string() + "; " +
                 kLayouts);
   if (find_devkit_file(root, "cars_test_annos_withlabels.mat").empty()) return {"train"};
   return {"train", "test"};
@@ -146,11 +146,11 @@ std::vector<std::string> cars_splits(const fs::path& root, const YAML::Node&) {
 
 DatasetPtr open_cars(const fs::path& root, const std::string& split, const YAML::Node&) {
   if (split != "train" && split != "test")
-    throw Error(std::string(kFormat) + " has no split '" + split + "' (splits: train, test)");
+    throw Error(std::string(kCarsFormat) + " has no split '" + split + "' (splits: train, test)");
   if (is_combined(root)) return open_combined(root, split);
   if (find_devkit_file(root, "cars_meta.mat").empty() &&
       find_devkit_file(root, "cars_train_annos.mat").empty())
-    throw Error(std::string(kFormat) + ": no Stanford Cars annotations in " + root.string() + "; " +
+    throw Error(std::string(kCarsFormat) + ": no Stanford Cars annotations in " + root.string() + "; " +
                 kLayouts);
   return open_devkit(root, split);
 }

@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 using cub_style::file_exists;
 using cub_style::require_file;
 
-const char* const kFormat = "dogs";
+const char* const kDogsFormat = "dogs";
 
 struct DogsList {
   fs::path file;
@@ -39,7 +39,7 @@ struct DogsList {
 constexpr double kMaxLabel = 100000;
 
 DogsList read_list(const fs::path& file) {
-  require_file(file, kFormat);
+  require_file(file, kDogsFormat);
   io::MatFile mat(file);
   DogsList list;
   list.file = file;
@@ -173,14 +173,14 @@ std::vector<std::string> dogs_splits(const fs::path& root, const YAML::Node&) {
   for (const char* s : {"train", "test"})
     if (file_exists(list_file(root, s))) splits.push_back(s);
   if (splits.empty())
-    throw Error(std::string(kFormat) + ": no train_list.mat or test_list.mat in " + root.string() +
+    throw Error(std::string(kDogsFormat) + ": no train_list.mat or test_list.mat in " + root.string() +
                 " (expected the Stanford Dogs folder with Images/ and " + "Annotation/)");
   return splits;
 }
 
 DatasetPtr open_dogs(const fs::path& root, const std::string& split, const YAML::Node&) {
   if (split != "train" && split != "test")
-    throw Error(std::string(kFormat) + " has no split '" + split + "' (splits: train, test)");
+    throw Error(std::string(kDogsFormat) + " has no split '" + split + "' (splits: train, test)");
   DogsList list = read_list(list_file(root, split));
   std::vector<DogsList> all;
   const std::string other = split == "train" ? "test" : "train";

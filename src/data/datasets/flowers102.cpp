@@ -23,7 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using cub_style::require_file;
 
-const char* const kFormat = "flowers102";
+const char* const kFlowersFormat = "flowers102";
 constexpr int kMaxClasses = 102;
 
 // setid.mat variable of each split.
@@ -31,7 +31,7 @@ const char* id_variable(const std::string& split) {
   if (split == "train") return "trnid";
   if (split == "val") return "valid";
   if (split == "test") return "tstid";
-  throw Error(std::string(kFormat) + " has no split '" + split + "' (splits: train, val, test)");
+  throw Error(std::string(kFlowersFormat) + " has no split '" + split + "' (splits: train, val, test)");
 }
 
 std::string image_name(int64_t id) {
@@ -41,15 +41,15 @@ std::string image_name(int64_t id) {
 }
 
 std::vector<std::string> flowers_splits(const fs::path& root, const YAML::Node&) {
-  require_file(root / "setid.mat", kFormat);
+  require_file(root / "setid.mat", kFlowersFormat);
   return {"train", "val", "test"};
 }
 
 DatasetPtr open_flowers(const fs::path& root, const std::string& split, const YAML::Node&) {
   const char* variable = id_variable(split);
   const fs::path labels_file = root / "imagelabels.mat", setid_file = root / "setid.mat";
-  require_file(labels_file, kFormat);
-  require_file(setid_file, kFormat);
+  require_file(labels_file, kFlowersFormat);
+  require_file(setid_file, kFlowersFormat);
 
   const io::MatVar labels_var = io::MatFile(labels_file).read("labels");
   const std::vector<double> labels = labels_var.numbers();

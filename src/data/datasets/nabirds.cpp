@@ -25,7 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace cub_style;
 
-const char* const kFormat = "nabirds";
+const char* const kNabirdsFormat = "nabirds";
 
 // hierarchy.txt: child id -> parent id; both must be classes.txt ids.
 std::map<int64_t, int64_t> read_hierarchy(const fs::path& file,
@@ -47,7 +47,7 @@ std::map<int64_t, int64_t> read_hierarchy(const fs::path& file,
 DatasetPtr open_nabirds(const fs::path& root, const std::string& split, const YAML::Node&) {
   for (const char* name : {"images.txt", "image_class_labels.txt", "train_test_split.txt",
                            "classes.txt", "bounding_boxes.txt", "hierarchy.txt"})
-    require_file(root / name, kFormat);
+    require_file(root / name, kNabirdsFormat);
   ImageList images = read_image_list(root);
   const fs::path classes_file = root / "classes.txt";
   auto names = read_id_names(classes_file);
@@ -73,7 +73,7 @@ DatasetPtr open_nabirds(const fs::path& root, const std::string& split, const YA
   std::vector<std::vector<PartLocation>> parts;
   bool has_parts = read_parts(root, images, part_names, parts);
   std::vector<CubRecord> records;
-  for (size_t pos : split_positions(is_training, split, kFormat)) {
+  for (size_t pos : split_positions(is_training, split, kNabirdsFormat)) {
     CubRecord r;
     r.path = images.paths[pos];
     r.label = index_of.at(class_ids[pos]);

@@ -93,7 +93,7 @@ struct ConvNeXtConfig {
   double params_m;
 };
 
-const std::vector<std::pair<std::string, ConvNeXtConfig>>& variants() {
+const std::vector<std::pair<std::string, ConvNeXtConfig>>& convnext_variants() {
   static const std::vector<std::pair<std::string, ConvNeXtConfig>> v = {
       {"convnext_tiny", {{96, 192, 384, 768}, {3, 3, 9, 3}, 0.1, 28.6}},
       {"convnext_small", {{96, 192, 384, 768}, {3, 3, 27, 3}, 0.4, 50.2}},
@@ -175,7 +175,7 @@ class ConvNeXtImpl : public BackboneImpl {
 };
 
 bool register_convnexts() {
-  for (const auto& [name, config] : variants()) {
+  for (const auto& [name, config] : convnext_variants()) {
     backbones().add(
         {name,
          fmt::format("ConvNeXt-{} (Liu et al. 2022), torchvision's names; {:.1f} M parameters, "

@@ -28,7 +28,7 @@ struct Scaling {
   double params_m;
 };
 
-const std::vector<std::pair<std::string, Scaling>>& variants() {
+const std::vector<std::pair<std::string, Scaling>>& efficientnet_variants() {
   static const std::vector<std::pair<std::string, Scaling>> v = {
       {"efficientnet_b0", {1.0, 1.0, 224, 5.3}},  {"efficientnet_b1", {1.0, 1.1, 240, 7.8}},
       {"efficientnet_b2", {1.1, 1.2, 288, 9.1}},  {"efficientnet_b3", {1.2, 1.4, 300, 12.2}},
@@ -82,7 +82,7 @@ class EfficientNetImpl : public mobile::MobileBackboneImpl {
 };
 
 bool register_efficientnets() {
-  for (const auto& [name, scaling] : variants()) {
+  for (const auto& [name, scaling] : efficientnet_variants()) {
     const bool large = name >= "efficientnet_b5";
     const BnOptions bn = large ? BnOptions{0.001, 0.01} : BnOptions{};
     backbones().add(
