@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -23,7 +24,7 @@ struct TensorFile {
 
 /// Parses safetensors bytes; `source` names the file in error messages.
 /// Throws finch::Error on any malformed input (never crashes, never reads out of bounds).
-TensorFile parse_safetensors(const std::string& bytes, const std::string& source);
+TensorFile parse_safetensors(std::string_view bytes, const std::string& source);
 
 /// Reads and parses a safetensors file.
 TensorFile read_safetensors(const std::filesystem::path& path);
