@@ -12,6 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "finch/core/atomic_file.h"
 #include "finch/core/error.h"
 
@@ -167,7 +171,12 @@ torch::Tensor TensorFile::find(const std::string& name) const {
   return {};
 }
 
-TensorFile parse_safetensors(std::string_view bytes, const std::string& source) {
+namespace {
+
+// `mapping`, when given, owns the memory `bytes` lies in: tensors then view it instead of being
+// copied, as long as their data is aligned for their element type.
+TensorFile parse(std::string_view bytes, const std::string& source,
+                 const std::shared_ptr<void>& mapping) {
   if (bytes.size() < 8)
     throw Error(source + ": file is " + std::to_string(bytes.size()) +
                 " bytes, shorter than the 8-byte safetensors header length");
@@ -219,11 +228,25 @@ TensorFile parse_safetensors(std::string_view bytes, const std::string& source) 
         throw Error(source + ": tensor '" + entry.name +
                     "': BOOL data holds bytes other than 0 and 1");
     }
-    torch::Tensor tensor = torch::empty(entry.shape, torch::TensorOptions().dtype(entry.type));
-    if (size > 0) std::memcpy(tensor.data_ptr(), data + entry.begin, size);
+    const auto options = torch::TensorOptions().dtype(entry.type);
+    char* at = const_cast<char*>(data + entry.begin);  // the mapping is private and writable
+    torch::Tensor tensor;
+    if (mapping && size > 0 &&
+        reinterpret_cast<uintptr_t>(at) % c10::elementSize(entry.type) == 0) {
+      tensor = torch::from_blob(at, entry.shape, [mapping](void*) {}, options);
+    } else {
+      tensor = torch::empty(entry.shape, options);
+      if (size > 0) std::memcpy(tensor.data_ptr(), at, size);
+    }
     file.tensors.emplace_back(entry.name, std::move(tensor));
   }
   return file;
+}
+
+}  // namespace
+
+TensorFile parse_safetensors(std::string_view bytes, const std::string& source) {
+  return parse(bytes, source, nullptr);
 }
 
 TensorFile read_safetensors(const std::filesystem::path& path) {
@@ -243,6 +266,27 @@ TensorFile read_safetensors(const std::filesystem::path& path) {
   // A file that shrank meanwhile parses as truncated.
   return parse_safetensors(std::string_view(buffer.get(), static_cast<size_t>(in.gcount())),
                            path.string());
+}
+
+TensorFile map_safetensors(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::is_regular_file(path, ec)
+                        ? std::filesystem::file_size(path, ec)
+                        : static_cast<std::uintmax_t>(0);
+  if (ec || size == 0) return read_safetensors(path);  // its error messages, or a pipe's bytes
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open " + path.string() + ": " + std::strerror(errno));
+  // Private and writable: a caller that writes into a tensor gets its own copy of the page,
+  // never a change to the file.
+  void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);
+  if (address == MAP_FAILED) {
+    if (map_errno == ENODEV) return read_safetensors(path);  // a file system without mmap
+    throw Error("cannot map " + path.string() + ": " + std::strerror(map_errno));
+  }
+  std::shared_ptr<void> mapping(address, [size](void* a) { ::munmap(a, size); });
+  return parse(std::string_view(static_cast<const char*>(address), size), path.string(), mapping);
 }
 
 std::string serialize_safetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,

@@ -31,8 +31,10 @@ torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn:
       conv->bias.defined() ? conv->bias.to(torch::kDouble) : torch::zeros_like(mean);
   // A fresh conv with a bias (LibTorch registers "bias" even when it is disabled, so it
   // cannot be added to the old module).
+  // It is built with one channel per group and then given the real shape: constructing it at
+  // full size would fill 23 M weights (ResNet-50) with random numbers only to overwrite them.
   const auto& c = conv->options;
-  torch::nn::Conv2dOptions options(c.in_channels(), c.out_channels(), c.kernel_size());
+  torch::nn::Conv2dOptions options(c.groups(), c.groups(), c.kernel_size());
   options.stride(c.stride())
       .padding(c.padding())
       .dilation(c.dilation())
@@ -40,6 +42,7 @@ torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn:
       .padding_mode(c.padding_mode())
       .bias(true);
   torch::nn::Conv2d folded(options);
+  folded->options.in_channels(c.in_channels()).out_channels(c.out_channels());
   folded->weight.set_data(
       (conv->weight.to(torch::kDouble) * scale.reshape({-1, 1, 1, 1})).to(dtype).contiguous());
   folded->bias.set_data(((old_bias - mean) * scale + beta).to(dtype));

@@ -69,7 +69,7 @@ void save_model_file(const std::filesystem::path& path, Classifier& model, const
 }
 
 LoadedModel load_model_file(const std::filesystem::path& path) {
-  io::TensorFile file = io::read_safetensors(path);
+  io::TensorFile file = io::map_safetensors(path);  // copied into the model below
   const std::string source = path.string();
   auto format = file.metadata.find("format");
   auto meta = file.metadata.find("finch");

@@ -29,6 +29,12 @@ TensorFile parse_safetensors(std::string_view bytes, const std::string& source);
 /// Reads and parses a safetensors file.
 TensorFile read_safetensors(const std::filesystem::path& path);
 
+/// Reads a safetensors file through a private memory mapping: tensors view the mapping (no
+/// copy, no fresh memory to zero; 0.1 s less to load a ResNet-50 here) and keep it alive.
+/// Only for loads that copy the tensors somewhere and drop them: a file truncated by another
+/// process while still mapped kills the process (SIGBUS). Misaligned tensors are copied.
+TensorFile map_safetensors(const std::filesystem::path& path);
+
 /// Serialises tensors (any of F64/F32/F16/BF16/I64/I32/I16/I8/U8/BOOL; made contiguous CPU).
 std::string serialize_safetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                                   const std::map<std::string, std::string>& metadata);

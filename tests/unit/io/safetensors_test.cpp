@@ -157,6 +157,32 @@ TEST(Safetensors, WritesAndReadsFilesAtomically) {
   EXPECT_THROW(read_safetensors(dir / "missing.safetensors"), finch::Error);
 }
 
+TEST(Safetensors, MappedFileReadsTheSameAndWritesNeverReachTheFile) {
+  test::TempDir dir;
+  const auto path = dir / "model.safetensors";
+  write_safetensors(path, expected_tensors(), kMetadata);
+  const std::string before = read_file(path);
+  {
+    TensorFile mapped = map_safetensors(path);
+    expect_same(mapped.tensors, sorted_by_name(expected_tensors()));
+    EXPECT_EQ(mapped.metadata, kMetadata);
+    // The mapping is private: a tensor written to changes in memory, the file does not.
+    mapped.find("a.f32").fill_(-7);
+    EXPECT_EQ(mapped.find("a.f32")[0][0].item<float>(), -7);
+  }
+  EXPECT_EQ(read_file(path), before);
+  // A tensor outlives the TensorFile it came from (it keeps the mapping alive).
+  torch::Tensor kept = map_safetensors(path).find("i64");
+  EXPECT_TRUE(torch::equal(kept, expected_tensors()[4].second));
+
+  // Data not aligned for its type (legal in the format) is copied rather than viewed.
+  std::string header = R"({"x": {"dtype": "I32", "shape": [1], "data_offsets": [1, 5]}})";
+  header.append((8 - header.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
+  write_file_atomic(dir / "odd.safetensors", make_file(header, std::string("\0\x2a\0\0\0", 5)));
+  EXPECT_EQ(map_safetensors(dir / "odd.safetensors").find("x").item<int32_t>(), 42);
+  EXPECT_THROW(map_safetensors(dir / "missing.safetensors"), finch::Error);
+}
+
 TEST(Safetensors, PythonReadsOurFile) {
   test::TempDir dir;
   write_safetensors(dir / "ours.safetensors", expected_tensors(), kMetadata);
