@@ -31,8 +31,18 @@
 
 namespace finch::cli {
 
-Config eval_data_config(const EvalArgs& args) {
+Config eval_data_config(const EvalArgs& args, const models::ModelInfo& model) {
   Config config = dataset_config(args.data);
+  const nlohmann::json& training = model.training;
+  const auto user_set = [&](const std::string& key) {
+    return std::any_of(args.data.options.begin(), args.data.options.end(),
+                       [&](const std::string& o) { return o.rfind(key + "=", 0) == 0; });
+  };
+  if (training.contains("seed")) config.set("seed", training.at("seed").dump());
+  if (training.contains("train_split") && !user_set("train_split"))
+    config.set_string("data.train_split", training.at("train_split").get<std::string>());
+  if (training.contains("val_fraction") && !user_set("val_fraction"))
+    config.set("data.val_fraction", training.at("val_fraction").dump());
   if (args.max_pixels > 0) config.set("data.max_pixels", std::to_string(args.max_pixels));
   return config;
 }
@@ -49,7 +59,7 @@ namespace {
 
 // Retrieval and few-shot: the model as an embedding model on classes it may never have seen.
 void run_open_world(const EvalArgs& args, eval::InferenceSession& session) {
-  Config config = eval_data_config(args);
+  Config config = eval_data_config(args, session.info());
   if (!args.class_split.empty()) {
     // Chen et al.'s split over the split's sorted class list.
     const auto all = data::open_split(config, args.data.split)->class_names();
@@ -194,7 +204,7 @@ void run(const EvalArgs& args) {
       args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty();
   options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
   // open_split honours --option crop_to_box=true (and box_margin) like training does.
-  eval::SplitEvaluation result = eval::evaluate_split(session, eval_data_config(args), options);
+  eval::SplitEvaluation result = eval::evaluate_split(session, eval_data_config(args, session.info()), options);
   const eval::Metrics& metrics = result.metrics;
   const eval::EvalRecords& records = result.records;
   const data::DatasetPtr& dataset = result.dataset;
@@ -222,7 +232,7 @@ void run(const EvalArgs& args) {
   const std::optional<data::Hierarchy> hierarchy =
       !args.hierarchy.empty()
           ? std::optional(data::read_hierarchy_csv(args.hierarchy, dataset->class_names()))
-          : data::dataset_hierarchy(eval_data_config(args), dataset->class_names());
+          : data::dataset_hierarchy(eval_data_config(args, session.info()), dataset->class_names());
   const std::optional<eval::HierarchicalMetrics> by_level =
       hierarchy ? std::optional(eval::hierarchical_metrics(metrics.confusion, *hierarchy))
                 : std::nullopt;
@@ -233,8 +243,10 @@ void run(const EvalArgs& args) {
   if (args.json) {
     nlohmann::json out = eval::to_json(metrics);
     out["model"] = args.model;
-    out["dataset"] = {
-        {"format", args.data.format}, {"root", args.data.root}, {"split", args.data.split}};
+    out["dataset"] = {{"format", args.data.format},
+                      {"root", args.data.root},
+                      {"split", args.data.split},
+                      {"source", result.source}};
     out["dtype"] = session.dtype_name();
     out["skipped"] = skipped.size();
     out["tta"] = args.tta;
@@ -242,7 +254,7 @@ void run(const EvalArgs& args) {
     if (by_level) out["hierarchy"] = eval::to_json(*by_level);
     std::cout << out.dump() << std::endl;
   } else {
-    fmt::print("{} on {} split '{}' ({}){}\n{}", args.model, args.data.format, args.data.split,
+    fmt::print("{} on {} {} ({}){}\n{}", args.model, args.data.format, result.source,
                args.data.root, session.dtype_name() == "fp32" ? "" : ", " + session.dtype_name(),
                eval::format_report(metrics));
     if (options.tta != eval::Tta::kNone)

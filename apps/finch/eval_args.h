@@ -32,8 +32,10 @@ struct EvalArgs {
   std::string attributes, unseen_classes, zeroshot_method = "eszsl", zeroshot_train_split = "train";
 };
 
-/// The dataset options with --max-pixels as data.max_pixels.
-Config eval_data_config(const EvalArgs& args);
+/// The dataset options with --max-pixels as data.max_pixels, and the training run's seed,
+/// data.train_split and data.val_fraction from the model file (unless --option sets them), so
+/// that --split val on a format without one, and open-set calibration, see the trainer's carve.
+Config eval_data_config(const EvalArgs& args, const models::ModelInfo& model);
 /// --batch-size, --workers and progress (none with --json) for embedding a split.
 gallery::EmbedOptions eval_embed_options(const EvalArgs& args);
 

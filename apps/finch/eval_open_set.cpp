@@ -109,7 +109,7 @@ void write_scores_csv(const std::string& path, const gallery::EmbeddedImages& kn
 void run_open_set(const EvalArgs& args, eval::InferenceSession& session) {
   if (args.unknown_classes.empty() == args.unknown_root.empty())
     throw Error("--open-set needs exactly one of --unknown-classes LIST and --unknown-root DIR");
-  const Config config = eval_data_config(args);
+  const Config config = eval_data_config(args, session.info());
   const data::DatasetPtr split = data::open_split(config, args.data.split);
   const auto& names = split->class_names();
   const auto& known_names = session.classes();

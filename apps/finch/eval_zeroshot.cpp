@@ -45,7 +45,7 @@ void run_zeroshot(const EvalArgs& args, eval::InferenceSession& session) {
   if (args.zeroshot_train_split == args.data.split)
     throw Error("--zeroshot-train-split and --split are both '" + args.data.split +
                 "': the compatibility must be fit on other images than it is tested on");
-  const Config config = eval_data_config(args);
+  const Config config = eval_data_config(args, session.info());
   const data::DatasetPtr test = data::open_split(config, args.data.split);
   const auto& names = test->class_names();
   std::vector<int64_t> unseen_index;

@@ -204,6 +204,22 @@ TrainValData open_train_val(const Config& config) {
   return out;
 }
 
+EvalSplit open_eval_split(const Config& config, const std::string& split) {
+  if (split == "val") {
+    const auto splits = dataset_format(config.get<std::string>("data.format"))
+                            .splits(config.get<std::string>("data.root"), config.node("data"));
+    if (std::find(splits.begin(), splits.end(), "val") == splits.end()) {
+      TrainValData carved = open_train_val(config);
+      if (!carved.val)
+        throw Error(
+            "this format ships no val split and data.val_fraction is 0: pass the training "
+            "run's fraction, e.g. --option val_fraction=0.1");
+      return {carved.val, carved.val_source};
+    }
+  }
+  return {open_split(config, split), "split '" + split + "'"};
+}
+
 Pipeline train_pipeline(const Config& config) {
   return build_pipeline(config.node("data.train_transforms"),
                         config.get<std::vector<float>>("data.mean"),

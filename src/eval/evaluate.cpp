@@ -182,7 +182,9 @@ nlohmann::json confused_examples(const Metrics& metrics, const EvalRecords& reco
 SplitEvaluation evaluate_split(InferenceSession& session, const Config& config,
                                const SplitEvalOptions& options) {
   SplitEvaluation out;
-  out.dataset = data::open_split(config, options.split);
+  data::EvalSplit split = data::open_eval_split(config, options.split);
+  out.dataset = std::move(split.dataset);
+  out.source = std::move(split.source);
   const auto& model_classes = session.classes();
   if (out.dataset->class_names() != model_classes) {
     throw Error(fmt::format(

@@ -719,7 +719,10 @@ bool Trainer::train_epoch() {
   nlohmann::json training = {{"epoch", state.epoch + 1},
                              {"val_acc", record["val_acc"]},
                              {"val_source", t.data.val_source},
-                             {"seed", t.seed}};
+                             {"seed", t.seed},
+                             // what `finch eval --split val` needs to carve the same images
+                             {"train_split", t.config.get<std::string>("data.train_split")},
+                             {"val_fraction", t.config.get<double>("data.val_fraction")}};
   const auto info = model_info(t.config, t.spec, t.data.train->class_names(), training);
   if (t.writer) models::save_model_file(t.summary.last_model, t.model, info);
   // Model selection uses the validation split only; without one, the last epoch is "best".

@@ -1,6 +1,7 @@
 // End to end through the `finch` executable: train -> eval -> predict on generated images.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -54,6 +55,37 @@ TEST_F(CliTest, EvalJsonBeatsChanceOnTheTestSplit) {
   EXPECT_EQ(j["confusion_matrix"].size(), 3u);
   EXPECT_EQ(j["per_class"].size(), 3u);
   EXPECT_TRUE(fs::exists(path("confusion.csv")));
+}
+
+TEST_F(CliTest, EvalOnValIsTheTrainersCarve) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  // The generated folder has train/ and test/ only. The recipe carves 20% with seed 1 (the
+  // defaults are 10% and 0): eval must take both from the model file.
+  const std::string eval = cli() + " eval --dtype fp32 --model " +
+                           path("run/best.safetensors").string() +
+                           " --dataset imagefolder --root " + path("data").string() +
+                           " --split val --json";
+  auto result = run_command(eval + " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  auto j = nlohmann::json::parse(result.output);
+  EXPECT_EQ(j["num_samples"], 12);  // 20% of 3 classes x 20
+  EXPECT_EQ(j["dataset"]["source"], "carved 20% of 'train' (stratified, seed 1)");
+  // The same images the trainer validated on: its best epoch's accuracy, up to one image
+  // (the session folds BatchNorm into the convolutions, which may flip a near tie).
+  double best_val = 0;
+  std::ifstream metrics(path("run/metrics.jsonl"));
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record.contains("val_acc")) best_val = std::max(best_val, record["val_acc"].get<double>());
+  }
+  EXPECT_NEAR(j["top1"].get<double>(), best_val, 1.0 / 12 + 1e-9);
+
+  auto other = run_command(eval + " --option val_fraction=0.5 2>/dev/null");
+  ASSERT_EQ(other.exit_code, 0) << other.output;
+  EXPECT_EQ(nlohmann::json::parse(other.output)["num_samples"], 30);
+  auto none = run_command(eval + " --option val_fraction=0 2>&1");
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.output.find("--option val_fraction="), std::string::npos) << none.output;
 }
 
 TEST_F(CliTest, PredictJsonLinesWithErrorRecords) {

@@ -22,6 +22,16 @@ TrainValData open_train_val(const Config& config);
 /// data.crop_to_box is true (BoxCropDataset with data.box_margin).
 DatasetPtr open_split(const Config& config, const std::string& split);
 
+struct EvalSplit {
+  DatasetPtr dataset;
+  std::string source;  // "split 'test'" or "carved 10% of 'train' (stratified, seed 0)"
+};
+
+/// Opens a split to evaluate on: the named split, or for "val" on a format that ships none,
+/// the validation part open_train_val carves from data.train_split (data.val_fraction and the
+/// top-level seed must be the training run's to get the same images).
+EvalSplit open_eval_split(const Config& config, const std::string& split);
+
 Pipeline train_pipeline(const Config& config);
 Pipeline eval_pipeline(const Config& config);
 

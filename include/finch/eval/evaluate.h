@@ -97,6 +97,7 @@ struct SplitEvalOptions {
 
 struct SplitEvaluation {
   data::DatasetPtr dataset;
+  std::string source;  // data::EvalSplit::source: the split, or the carve of "val"
   Metrics metrics;
   EvalRecords records;
   std::vector<data::SkippedSample> skipped;  // unreadable images
@@ -104,7 +105,8 @@ struct SplitEvaluation {
 
 /// The one "open the split, check its classes are the model's, evaluate" flow of `finch eval`
 /// and `finch report`: `config`'s data section names the dataset (data.format, data.root and
-/// the format's options; data.crop_to_box is honoured). Throws finch::Error when the split's
+/// the format's options; data.crop_to_box is honoured); "val" on a format without one is the
+/// trainer's carve (data::open_eval_split). Throws finch::Error when the split's
 /// classes differ from the model's (names or order).
 SplitEvaluation evaluate_split(InferenceSession& session, const Config& config,
                                const SplitEvalOptions& options);
