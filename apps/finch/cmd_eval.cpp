@@ -204,7 +204,8 @@ void run(const EvalArgs& args) {
       args.confused_examples > 0 || !args.save_embeddings.empty() || !args.tsne.empty();
   options.progress = args.json ? ProgressStyle::kNone : ProgressStyle::kAuto;
   // open_split honours --option crop_to_box=true (and box_margin) like training does.
-  eval::SplitEvaluation result = eval::evaluate_split(session, eval_data_config(args, session.info()), options);
+  eval::SplitEvaluation result =
+      eval::evaluate_split(session, eval_data_config(args, session.info()), options);
   const eval::Metrics& metrics = result.metrics;
   const eval::EvalRecords& records = result.records;
   const data::DatasetPtr& dataset = result.dataset;

@@ -15,7 +15,7 @@ using finch::test::run_command;
 namespace {
 
 const std::string kCliRecipe = finch::test::tiny_recipe("epochs: 5, batch_size: 8, progress: lines",
-                                                     "", "schedule: {name: cosine}\n");
+                                                        "", "schedule: {name: cosine}\n");
 
 class CliTest : public ::testing::Test {
  protected:
@@ -61,10 +61,9 @@ TEST_F(CliTest, EvalOnValIsTheTrainersCarve) {
   ASSERT_EQ(run_->exit_code, 0) << run_->output;
   // The generated folder has train/ and test/ only. The recipe carves 20% with seed 1 (the
   // defaults are 10% and 0): eval must take both from the model file.
-  const std::string eval = cli() + " eval --dtype fp32 --model " +
-                           path("run/best.safetensors").string() +
-                           " --dataset imagefolder --root " + path("data").string() +
-                           " --split val --json";
+  const std::string eval =
+      cli() + " eval --dtype fp32 --model " + path("run/best.safetensors").string() +
+      " --dataset imagefolder --root " + path("data").string() + " --split val --json";
   auto result = run_command(eval + " 2>/dev/null");
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto j = nlohmann::json::parse(result.output);
