@@ -7,6 +7,7 @@
 #include "finch/core/yaml_json.h"
 #include "finch/data/transforms.h"
 #include "finch/io/safetensors.h"
+#include "finch/models/weight_init.h"
 
 namespace finch::models {
 
@@ -87,7 +88,10 @@ LoadedModel load_model_file(const std::filesystem::path& path) {
   }
   LoadedModel loaded;
   loaded.info = info_from_json(j, source);
-  loaded.model = build_classifier(loaded.info.arch);
+  {
+    SkipRandomInit loaded_next;  // load_state_dict checks that every weight is in the file
+    loaded.model = build_classifier(loaded.info.arch);
+  }
   load_state_dict(*loaded.model, file.tensors, source);
   loaded.model->eval();
   return loaded;

@@ -12,6 +12,7 @@
 
 #include "finch/models/batchnorm.h"
 #include "finch/models/inference.h"
+#include "finch/models/weight_init.h"
 
 namespace finch::models::backbone_util {
 
@@ -28,6 +29,20 @@ inline void trunc_normal_(torch::Tensor t, double std, double a = -2.0, double b
   auto cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };
   const double l = cdf(a / std), u = cdf(b / std);
   t.uniform_(2 * l - 1, 2 * u - 1).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(a, b);
+}
+
+/// nn::Conv2d(options), or under SkipRandomInit the same conv with an uninitialised weight:
+/// built at one channel per group (LibTorch draws random weights in the constructor), then
+/// given its real shape.
+inline torch::nn::Conv2d conv2d(torch::nn::Conv2dOptions options) {
+  if (random_init_enabled()) return torch::nn::Conv2d(options);
+  const int64_t in = options.in_channels(), out = options.out_channels();
+  torch::nn::Conv2d conv(options.in_channels(options.groups()).out_channels(options.groups()));
+  conv->options.in_channels(in).out_channels(out);
+  const auto kernel = conv->weight.sizes();
+  conv->weight.set_data(torch::empty({out, in / options.groups(), kernel[2], kernel[3]}));
+  if (conv->bias.defined()) conv->bias.set_data(torch::empty({out}));
+  return conv;
 }
 
 /// torchvision.ops.stochastic_depth in "row" mode: each sample's residual branch is dropped

@@ -132,6 +132,7 @@ class ConvNeXtImpl : public BackboneImpl {
     head_norm_ = classifier->register_module("0", layer_norm(dims_.back()));
     // torchvision's initialisation: truncated normal (std 0.02) conv and linear weights, zero
     // biases; LayerNorms keep weight 1 and bias 0.
+    if (!random_init_enabled()) return;
     torch::NoGradGuard no_grad;
     for (auto& module : modules(/*include_self=*/false)) {
       if (auto* conv = module->as<nn::Conv2d>()) {

@@ -209,6 +209,7 @@ class InceptionV3Impl : public BackboneImpl {
     m7c = reg("Mixed_7c", InceptionE(2048, tf_padding));
     // torchvision: truncated normal (std 0.1; 0.01 / 0.001 in the auxiliary classifier,
     // truncated at +-2, which at these widths is plain normal), BN weight 1 and bias 0.
+    if (!random_init_enabled()) return;
     for (auto& module : modules(/*include_self=*/false)) {
       if (auto* c = module->as<nn::Conv2d>()) {
         nn::init::normal_(c->weight, 0.0, 0.1);

@@ -17,12 +17,12 @@ namespace nn = torch::nn;
 using backbone_util::fold_conv_bn;
 
 nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1, int64_t groups = 1) {
-  return nn::Conv2d(
+  return backbone_util::conv2d(
       nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).groups(groups).bias(false));
 }
 
 nn::Conv2d conv1x1(int64_t in, int64_t out, int64_t stride = 1) {
-  return nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false));
+  return backbone_util::conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false));
 }
 
 // torchvision's shortcut: 1x1 conv + BN when the shape changes ("option B" in the paper).
@@ -149,9 +149,10 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     throw Error("ResNet needs one width per stage");
   }
   const int64_t stem = options.widths[0];
-  conv1 = options.small_input
-              ? nn::Conv2d(nn::Conv2dOptions(3, stem, 3).stride(1).padding(1).bias(false))
-              : nn::Conv2d(nn::Conv2dOptions(3, stem, 7).stride(2).padding(3).bias(false));
+  conv1 =
+      options.small_input
+          ? backbone_util::conv2d(nn::Conv2dOptions(3, stem, 3).stride(1).padding(1).bias(false))
+          : backbone_util::conv2d(nn::Conv2dOptions(3, stem, 7).stride(2).padding(3).bias(false));
   register_module("conv1", conv1);
   bn1 = register_module("bn1", BatchNorm2d(stem));
   if (!options.small_input) {
@@ -180,6 +181,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   num_features_ = in_planes;
 
   // torchvision's initialisation: He-normal (fan_out) convs, BN weight 1 and bias 0.
+  if (!random_init_enabled()) return;
   for (auto& module : modules(/*include_self=*/false)) {
     if (auto* conv = module->as<nn::Conv2d>()) {
       nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);

@@ -75,7 +75,7 @@ class ShiftedWindowAttentionImpl : public nn::Module {
     relative_position_bias_table =
         register_parameter("relative_position_bias_table",
                            torch::zeros({(2 * window - 1) * (2 * window - 1), num_heads}));
-    trunc_normal_(relative_position_bias_table, 0.02);
+    if (random_init_enabled()) trunc_normal_(relative_position_bias_table, 0.02);
     // Index into the table of every (query, key) pair of a window.
     auto coords = torch::stack(torch::meshgrid({torch::arange(window), torch::arange(window)},
                                                "ij"))
@@ -256,6 +256,7 @@ class SwinTransformerImpl : public BackboneImpl {
     norm_ = register_module("norm", layer_norm(stage_channels_.back()));
     // torchvision: every Linear trunc_normal(0.02) with zero bias (the convolution keeps
     // PyTorch's default initialisation).
+    if (!random_init_enabled()) return;
     for (auto& module : modules(/*include_self=*/false)) {
       if (auto* linear = module->as<nn::Linear>()) {
         trunc_normal_(linear->weight, 0.02);

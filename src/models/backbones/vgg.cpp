@@ -20,6 +20,7 @@
 
 #include "finch/models/batchnorm.h"
 #include "finch/models/registry.h"
+#include "finch/models/weight_init.h"
 
 namespace finch::models {
 
@@ -77,6 +78,7 @@ class VggImpl : public BackboneImpl {
                                                        nn::ReLU(true), nn::Dropout(0.5)));
     }
     // torchvision's initialisation.
+    if (!random_init_enabled()) return;
     for (auto& module : modules(/*include_self=*/false)) {
       if (auto* conv = module->as<nn::Conv2d>()) {
         nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);

@@ -54,6 +54,7 @@ ViTSelfAttentionImpl::ViTSelfAttentionImpl(int64_t hidden_dim, int64_t num_heads
   in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * hidden_dim}));
   out_proj = register_module("out_proj", nn::Linear(hidden_dim, hidden_dim));
   // torch.nn.MultiheadAttention._reset_parameters; out_proj.weight keeps Linear's default.
+  if (!random_init_enabled()) return;
   nn::init::xavier_uniform_(in_proj_weight);
   nn::init::zeros_(out_proj->bias);
 }
@@ -78,9 +79,11 @@ ViTEncoderBlockImpl::ViTEncoderBlockImpl(int64_t num_heads, int64_t hidden_dim, 
   ln_2 = register_module("ln_2", layer_norm(hidden_dim));
   // torchvision's MLPBlock; dropout 0 as in every torchvision ViT.
   nn::Linear fc1(hidden_dim, mlp_dim), fc2(mlp_dim, hidden_dim);
-  for (auto* linear : {&fc1, &fc2}) {
-    nn::init::xavier_uniform_((*linear)->weight);
-    nn::init::normal_((*linear)->bias, 0.0, 1e-6);
+  if (random_init_enabled()) {
+    for (auto* linear : {&fc1, &fc2}) {
+      nn::init::xavier_uniform_((*linear)->weight);
+      nn::init::normal_((*linear)->bias, 0.0, 1e-6);
+    }
   }
   mlp = register_module("mlp",
                         nn::Sequential(fc1, nn::GELU(), nn::Dropout(0.0), fc2, nn::Dropout(0.0)));
@@ -126,6 +129,7 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionTransformerOptions& opt
   ln_ = encoder->register_module("ln", layer_norm(dim));
 
   // torchvision's initialisation (the blocks initialise themselves).
+  if (!random_init_enabled()) return;
   nn::init::normal_(pos_embedding, 0.0, 0.02);  // from BERT
   trunc_normal_(conv_proj->weight, std::sqrt(1.0 / (3.0 * p * p)));
   nn::init::zeros_(conv_proj->bias);

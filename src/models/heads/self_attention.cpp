@@ -19,6 +19,7 @@
 
 #include "finch/core/error.h"
 #include "finch/models/registry.h"
+#include "finch/models/weight_init.h"
 
 namespace finch::models {
 
@@ -81,8 +82,10 @@ class SelfAttentionHeadImpl : public HeadImpl {
         register_module("tokens", nn::Conv2d(nn::Conv2dOptions(backbone.num_features(), dim, 1)));
     cls_token = register_parameter("cls_token", torch::zeros({1, 1, dim}));
     pos_embed = register_parameter("pos_embed", torch::zeros({1, 1 + grid_ * grid_, dim}));
-    nn::init::normal_(cls_token, 0.0, 0.02);
-    nn::init::normal_(pos_embed, 0.0, 0.02);
+    if (random_init_enabled()) {
+      nn::init::normal_(cls_token, 0.0, 0.02);
+      nn::init::normal_(pos_embed, 0.0, 0.02);
+    }
     auto list = register_module("layers", nn::ModuleList());
     for (int64_t l = 0; l < layers; ++l) {
       layers_.push_back(
