@@ -8,6 +8,7 @@
 
 #include "finch/models/model.h"
 #include "finch/models/registry.h"
+#include "finch/models/weight_init.h"
 
 namespace fm = finch::models;
 
@@ -90,4 +91,55 @@ TEST(Backbones, AllTorchvisionFamiliesAreRegistered) {
                         "resnext50_32x4d", "wide_resnet50_2", "vgg11", "vgg11_bn", "vgg13",
                         "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "inception_v3"})
     EXPECT_TRUE(known.count(n)) << n;
+}
+
+// A model built under SkipRandomInit (how model files are loaded) has exactly the parameters
+// and buffers of one built normally, so loading the normal one's weights gives its outputs;
+// grouped convolutions and attention heads included.
+TEST(WeightInit, SkipRandomInitBuildsTheSameModelUndrawn) {
+  const std::vector<fm::ModelSpec> specs = {
+      {{"backbone", "resnet20"}},
+      {{"backbone", "resnext50_32x4d"}},
+      {{"backbone", "convnext_tiny"}},
+      {{"backbone", "resnet18"},
+       {"head", "self_attention"},
+       {"input_size", 64},
+       {"self_attention", {{"dim", 32}, {"heads", 4}, {"layers", 1}, {"mlp_ratio", 2.0}}}},
+  };
+  for (const auto& extra : specs) {
+    const std::string name = extra.dump();
+    torch::manual_seed(0);
+    auto drawn = make(extra);
+    fm::Classifier undrawn = [&] {
+      fm::SkipRandomInit loaded_next;
+      EXPECT_FALSE(fm::random_init_enabled());
+      return make(extra);
+    }();
+    EXPECT_TRUE(fm::random_init_enabled()) << "the guard restores drawing";
+    const auto a = fm::state_dict(*drawn), b = fm::state_dict(*undrawn);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].first, b[i].first) << name;
+      EXPECT_EQ(shape(a[i].second), shape(b[i].second)) << name << ": " << a[i].first;
+      EXPECT_EQ(a[i].second.scalar_type(), b[i].second.scalar_type()) << name;
+    }
+    fm::load_state_dict(*undrawn, a, "drawn model");
+    drawn->eval();
+    undrawn->eval();
+    torch::NoGradGuard no_grad;
+    const auto input = torch::randn({2, 3, 64, 64});
+    EXPECT_TRUE(torch::equal(drawn->forward(input).logits, undrawn->forward(input).logits)) << name;
+  }
+}
+
+TEST(WeightInit, GuardsNest) {
+  {
+    fm::SkipRandomInit outer;
+    {
+      fm::SkipRandomInit inner;
+      EXPECT_FALSE(fm::random_init_enabled());
+    }
+    EXPECT_FALSE(fm::random_init_enabled()) << "the inner guard restores the outer one's state";
+  }
+  EXPECT_TRUE(fm::random_init_enabled());
 }
