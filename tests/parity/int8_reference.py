@@ -23,7 +23,8 @@ from finch_ref import perturb_batchnorm, save_safetensors
 
 
 def fold_batchnorm_as_finch_does(model):
-    """Folds every BatchNorm into its conv in float64, as finch does, and leaves an identity
+    """Folds every BatchNorm into its conv as finch does (per-channel factors in float64, rounded
+    to float32, times the float32 weights), and leaves an identity
     BatchNorm (eps 0) that FX's float32 conv-bn fusion folds exactly: the two int8 paths then
     start from the same float32 weights, and what is compared is the quantization alone."""
     pairs = [(model.conv1, model.bn1)]
@@ -37,7 +38,7 @@ def fold_batchnorm_as_finch_does(model):
     with torch.no_grad():
         for conv, bn in pairs:
             scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
-            conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1)).float())
+            conv.weight.copy_(conv.weight * scale.float().reshape(-1, 1, 1, 1))
             bn.bias.copy_((-bn.running_mean.double() * scale + bn.bias.double()).float())
             bn.weight.fill_(1)
             bn.running_mean.zero_()
