@@ -16,7 +16,8 @@ torch::Dtype parse_inference_dtype(const std::string& name) {
   throw Error("unknown dtype '" + name + "' (expected fp32, bf16 or int8)");
 }
 
-torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn) {
+torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn,
+                                 FoldWeights weights) {
   TORCH_CHECK(bn->running_mean.defined() && bn->running_var.defined(),
               "BatchNorm folding needs running statistics");
   torch::NoGradGuard no_grad;
@@ -47,7 +48,12 @@ torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn:
     SkipRandomInit no_draws;
     return backbone_util::conv2d(options);
   }();
-  folded->weight.set_data((conv->weight * scale.to(dtype).reshape({-1, 1, 1, 1})).contiguous());
+  const torch::Tensor factors = scale.to(dtype).reshape({-1, 1, 1, 1});
+  if (weights == FoldWeights::kInPlace) {
+    folded->weight.set_data(conv->weight.detach().mul_(factors).contiguous());
+  } else {
+    folded->weight.set_data((conv->weight * factors).contiguous());
+  }
   folded->bias.set_data(((old_bias - mean) * scale + beta).to(dtype));
   folded->train(false);
   return folded;

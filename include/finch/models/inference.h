@@ -25,10 +25,17 @@ struct InferenceOptions {
 /// finch::Error otherwise.
 torch::Dtype parse_inference_dtype(const std::string& name);
 
+/// What fold_batchnorm does with the conv's weight tensor.
+enum class FoldWeights {
+  kCopy,    // the inputs are not changed
+  kInPlace  // scaled in place and shared with the result: for a conv about to be replaced by
+            // it (a model optimised in place), saving a fresh copy of every weight
+};
+
 /// A new conv computing bn(conv(x)) with eval-mode `bn` (running statistics): weight *
-/// s and bias (old bias - mean) * s + beta with s = gamma / sqrt(var + eps). The inputs are
-/// not changed.
-torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn);
+/// s and bias (old bias - mean) * s + beta with s = gamma / sqrt(var + eps).
+torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn::BatchNorm2d& bn,
+                                 FoldWeights weights = FoldWeights::kCopy);
 
 /// A new classifier built from `spec` holding a copy of `model`'s weights, in eval mode,
 /// optimised per `options`. Logits equal model's eval logits up to float rounding (~1e-5

@@ -57,15 +57,17 @@ inline torch::Tensor stochastic_depth(const torch::Tensor& x, double p, bool tra
   return x * noise;
 }
 
-/// Replaces parent's `conv_name` with `conv` folded with `bn`, unregisters the BN and empties
-/// its holder (forward then skips it). Nothing when `bn` is already empty.
+/// Replaces parent's `conv_name` with `conv` folded with `bn` (its weight scaled in place:
+/// the old conv is dropped), unregisters the BN and empties its holder (forward then skips
+/// it). Nothing when `bn` is already empty.
 inline void fold_conv_bn(torch::nn::Module& parent, const std::string& conv_name,
                          torch::nn::Conv2d& conv, const std::string& bn_name, BatchNorm2d& bn) {
   if (!bn) return;
   conv = parent.replace_module(
-      conv_name,
-      fold_batchnorm(conv, torch::nn::BatchNorm2d(
-                               std::static_pointer_cast<torch::nn::BatchNorm2dImpl>(bn.ptr()))));
+      conv_name, fold_batchnorm(conv,
+                                torch::nn::BatchNorm2d(
+                                    std::static_pointer_cast<torch::nn::BatchNorm2dImpl>(bn.ptr())),
+                                FoldWeights::kInPlace));
   parent.unregister_module(bn_name);
   bn = nullptr;
 }

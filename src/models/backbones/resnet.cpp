@@ -39,7 +39,8 @@ void fold_downsample(nn::Module& parent, nn::Sequential& downsample) {
   if (!downsample || downsample->size() != 2) return;
   nn::Conv2d conv(std::dynamic_pointer_cast<nn::Conv2dImpl>(downsample->ptr(0)));
   nn::BatchNorm2d bn(std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(downsample->ptr(1)));
-  downsample = parent.replace_module("downsample", nn::Sequential(fold_batchnorm(conv, bn)));
+  downsample = parent.replace_module(
+      "downsample", nn::Sequential(fold_batchnorm(conv, bn, FoldWeights::kInPlace)));
 }
 
 }  // namespace
