@@ -49,11 +49,9 @@ torch::nn::Conv2d fold_batchnorm(const torch::nn::Conv2d& conv, const torch::nn:
     return backbone_util::conv2d(options);
   }();
   const torch::Tensor factors = scale.to(dtype).reshape({-1, 1, 1, 1});
-  if (weights == FoldWeights::kInPlace) {
-    folded->weight.set_data(conv->weight.detach().mul_(factors).contiguous());
-  } else {
-    folded->weight.set_data((conv->weight * factors).contiguous());
-  }
+  torch::Tensor weight = weights == FoldWeights::kInPlace ? conv->weight.detach().mul_(factors)
+                                                          : conv->weight * factors;
+  folded->weight.set_data(weight.contiguous());
   folded->bias.set_data(((old_bias - mean) * scale + beta).to(dtype));
   folded->train(false);
   return folded;

@@ -266,3 +266,29 @@ TEST(Inference, ChannelsLastOnlyForConvolutionsOfWholeSimdWidths) {
   EXPECT_TRUE(fm::channels_last_is_safe(*resnet20(16)));  // the image's 3 channels are exempt
   EXPECT_TRUE(fm::channels_last_is_safe(*fm::build_classifier(spec_of("resnet50", 10))));
 }
+
+// kCopy leaves the conv alone (ONNX export folds the user's model); kInPlace gives the same
+// folded weights in the conv's own storage (a model optimised in place).
+TEST(Inference, FoldingCopiesOrScalesInPlace) {
+  torch::manual_seed(0);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(4, 6, 3).bias(false));
+  torch::nn::BatchNorm2d bn(6);
+  {
+    torch::NoGradGuard no_grad;
+    bn->running_mean.uniform_(-0.5, 0.5);
+    bn->running_var.uniform_(0.5, 2.0);
+    bn->weight.uniform_(0.5, 1.5);
+  }
+  bn->eval();
+  const torch::Tensor original = conv->weight.detach().clone();
+  auto copied = fm::fold_batchnorm(conv, bn);
+  EXPECT_TRUE(torch::equal(conv->weight, original)) << "kCopy must not change the input conv";
+  auto in_place = fm::fold_batchnorm(conv, bn, fm::FoldWeights::kInPlace);
+  EXPECT_TRUE(torch::equal(in_place->weight, copied->weight));
+  EXPECT_EQ(in_place->weight.data_ptr(), conv->weight.data_ptr());
+  EXPECT_FALSE(torch::equal(conv->weight, original));
+  const auto x = torch::randn({2, 4, 8, 8});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(
+      torch::allclose(in_place(x), bn(torch::nn::functional::conv2d(x, original)), 1e-4, 1e-5));
+}
